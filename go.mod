@@ -1,0 +1,3 @@
+module github.com/busline/busline
+
+go 1.25.0

@@ -1,0 +1,51 @@
+// Package brokertest finds the RabbitMQ broker that tests talk to, and lets
+// recovery tests restart it.
+//
+// `make test` starts a private node (scripts/rabbitmq.sh) and exports its
+// address in BUSLINE_AMQP_URL. Without that variable the RabbitMQ tests skip,
+// unless CI=true, where a missing broker is a failure.
+package brokertest
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// URL returns the broker address in BUSLINE_AMQP_URL. When it is unset, URL
+// skips the test, or fails it when CI=true.
+func URL(t testing.TB) string {
+	t.Helper()
+	url := os.Getenv("BUSLINE_AMQP_URL")
+	if url == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("BUSLINE_AMQP_URL is not set and CI=true: run the tests with `make test`, which starts RabbitMQ")
+		}
+		t.Skip("BUSLINE_AMQP_URL is not set: no RabbitMQ to test against (`make test` starts one)")
+	}
+	return url
+}
+
+// Control runs scripts/rabbitmq.sh against the node `make test` started:
+// Control(t, "ctl", "stop_app"), Control(t, "kill"), Control(t, "revive").
+// It skips the test (fails it when CI=true) if the node was not started by
+// the script, for example when BUSLINE_AMQP_URL points at a shared broker.
+func Control(t testing.TB, args ...string) {
+	t.Helper()
+	script := os.Getenv("BUSLINE_RABBITMQ_CTL")
+	if script == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("BUSLINE_RABBITMQ_CTL is not set and CI=true: the broker must be started by scripts/rabbitmq.sh")
+		}
+		t.Skip("BUSLINE_RABBITMQ_CTL is not set: this test restarts the broker, which needs a node started by scripts/rabbitmq.sh")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, script, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("rabbitmq.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Enforces DESIGN.md's one-way import graph: the core packages never pull in a
+# RabbitMQ or Watermill library, and transport imports the standard library only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mod=$(go list -m)
+status=0
+
+# pkgs_matching PATTERN...: the packages among PATTERN that exist.
+pkgs() { go list "$@" 2>/dev/null || true; }
+
+for p in $(pkgs ./transport/... ./memory/... ./middleware/... ./bus/... ./conformance/...); do
+	bad=$(go list -deps "$p" | grep -E 'github.com/rabbitmq/|ThreeDotsLabs/watermill' || true)
+	if [ -n "$bad" ]; then
+		echo "depcheck: $p must not import a RabbitMQ or Watermill library, but depends on: $bad" >&2
+		status=1
+	fi
+done
+
+for p in $(pkgs ./transport/...); do
+	bad=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$p" | grep -v -x -F "$p" | grep -v "^$mod/transport" || true)
+	if [ -n "$bad" ]; then
+		echo "depcheck: $p must import the standard library only, but depends on: $bad" >&2
+		status=1
+	fi
+done
+
+# Who may import whom inside the module (DESIGN.md, "Module and layout").
+check() { # check PKGDIR ALLOWED-PREFIX...
+	local dir=$1; shift
+	for p in $(pkgs "./$dir/..."); do
+		for dep in $(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$p" | grep "^$mod/" || true); do
+			ok=0
+			for allowed in "$dir" "$@"; do
+				case "$dep" in "$mod/$allowed" | "$mod/$allowed/"*) ok=1 ;; esac
+			done
+			if [ $ok = 0 ]; then
+				echo "depcheck: $p may not import $dep" >&2
+				status=1
+			fi
+		done
+	done
+}
+check transport
+check memory transport internal
+check amqp transport internal
+check middleware transport internal
+check bus transport middleware internal
+check conformance transport bus middleware internal
+
+[ $status = 0 ] && echo "depcheck: import graph ok"
+exit $status

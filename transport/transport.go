@@ -1,0 +1,163 @@
+package transport
+
+import (
+	"context"
+	"time"
+)
+
+// Transport moves messages between queues through a direct and a topic
+// exchange. Implementations must honour the rules in the package
+// documentation; package conformance checks them.
+type Transport interface {
+	// Declare idempotently ensures the topology's queue, the queue's binding
+	// on the direct exchange under its own name, and its topic bindings
+	// (existing bindings are kept). Declaring an existing queue with
+	// another type or other arguments fails with [ErrTopologyConflict],
+	// unless the queue is Shared. It blocks until the broker has confirmed
+	// every step or ctx is done.
+	Declare(ctx context.Context, t Topology) error
+
+	// Bind binds queue on the topic exchange under pattern. Binding twice
+	// is harmless. It fails with [ErrNotFound] if the queue does not exist.
+	Bind(ctx context.Context, queue, pattern string) error
+
+	// Unbind removes the binding of queue under pattern from the topic
+	// exchange. Removing a binding that does not exist is harmless.
+	Unbind(ctx context.Context, queue, pattern string) error
+
+	// Dispatch publishes msgs and blocks until the broker has taken
+	// responsibility for every one of them, or ctx is done. It returns nil
+	// only if every message was confirmed and every mandatory one reached a
+	// queue; otherwise it returns a [DispatchError] for each failed message
+	// (joined with errors.Join). Every message is validated before any is
+	// sent: one invalid message fails the whole call and nothing is sent.
+	// During a connection outage Dispatch waits for the connection to
+	// return, bounded by ctx; it never reports success without a confirm.
+	Dispatch(ctx context.Context, msgs ...Outgoing) error
+
+	// Consume starts delivering the messages of queue to h and returns at
+	// once; ctx bounds only the start. Several consumers of one queue
+	// compete: each message goes to one of them, round robin. The queue
+	// must exist ([ErrNotFound] otherwise). A transport that recovers from a
+	// lost connection resumes its consumers by itself.
+	Consume(ctx context.Context, queue string, opts ConsumeOptions, h Handler) (Consumer, error)
+
+	// Close closes every consumer as [Consumer.Close] does, waits for the
+	// transport's goroutines to end and releases its connection. Dispatch
+	// calls under way return [ErrClosed] (or succeed, if confirmed first).
+	// A second Close returns nil.
+	Close() error
+}
+
+// Delayer is implemented by transports that honour [Outgoing.NotBefore]:
+// a deferred message enters its queue no earlier than its NotBefore time,
+// and not long after. A transport without it refuses deferred messages with
+// [ErrNotSupported].
+type Delayer interface {
+	// MaxDelay is the longest delay the transport can schedule (for
+	// RabbitMQ's delay levels 2^28-1 seconds). Dispatch refuses a longer one
+	// with [ErrNotSupported]; callers that need more re-defer on arrival.
+	MaxDelay() time.Duration
+}
+
+// QueueInfo describes a queue's state at one moment.
+type QueueInfo struct {
+	// Name is the queue's name.
+	Name string
+	// Messages is the number of messages ready for delivery (not counting
+	// deliveries not yet settled).
+	Messages int
+	// Consumers is the number of consumers attached.
+	Consumers int
+}
+
+// Inspector is implemented by transports that can report a queue's state.
+type Inspector interface {
+	// Inspect returns the state of queue, or an error wrapping
+	// [ErrNotFound] if it does not exist.
+	Inspect(ctx context.Context, queue string) (QueueInfo, error)
+}
+
+// Getter is implemented by transports that can pull a single message from a
+// queue without a consumer (AMQP basic.get).
+type Getter interface {
+	// Get returns the next ready message of queue, or ok false if it has
+	// none. The delivery must be settled like any other.
+	Get(ctx context.Context, queue string) (d *Delivery, ok bool, err error)
+}
+
+// QueueDeleter is implemented by transports that can delete queues, which
+// tests use to clean up after themselves.
+type QueueDeleter interface {
+	// DeleteQueue deletes queue with its messages and bindings. Deleting a
+	// queue that does not exist is harmless. Its consumers stop with an
+	// error.
+	DeleteQueue(ctx context.Context, queue string) error
+}
+
+// EventKind classifies an [Event].
+type EventKind uint8
+
+// The kinds of [Event].
+const (
+	// Connected: a connection to the broker is up (for the first time or
+	// again, Event.Err is nil).
+	Connected EventKind = iota + 1
+	// Disconnected: the connection was lost; the transport is recovering.
+	Disconnected
+	// Blocked: the broker stopped accepting publishes (resource alarm).
+	Blocked
+	// Unblocked: the broker accepts publishes again.
+	Unblocked
+	// ConsumerStarted: a consumer of Event.Queue started or resumed.
+	ConsumerStarted
+	// ConsumerStopped: a consumer of Event.Queue stopped, for the reason
+	// in Event.Err (nil when asked to).
+	ConsumerStopped
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case Connected:
+		return "connected"
+	case Disconnected:
+		return "disconnected"
+	case Blocked:
+		return "blocked"
+	case Unblocked:
+		return "unblocked"
+	case ConsumerStarted:
+		return "consumer started"
+	case ConsumerStopped:
+		return "consumer stopped"
+	}
+	return "unknown event"
+}
+
+// Event is a change of a transport's connection or consumers.
+type Event struct {
+	Kind EventKind
+	// Time is when the transport noticed the change.
+	Time time.Time
+	// Queue is the consumer's queue, for consumer events.
+	Queue string
+	// Err is the cause, for Disconnected, Blocked and ConsumerStopped.
+	Err error
+}
+
+// Watcher is implemented by transports that report connection and consumer
+// events.
+type Watcher interface {
+	// Watch calls f for each event from now on, in order, on a goroutine of
+	// the transport, until stop is called or the transport is closed. f must
+	// not block for long.
+	Watch(f func(Event)) (stop func())
+}
+
+// HealthChecker is implemented by transports that can tell whether they are
+// able to do their work now.
+type HealthChecker interface {
+	// Health returns nil when the transport is connected and its consumers
+	// are running, or an error saying what is wrong.
+	Health(ctx context.Context) error
+}
