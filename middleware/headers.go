@@ -1,0 +1,183 @@
+package middleware
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultHeaderPrefix is the prefix of every standard header name, PikaBus's.
+const DefaultHeaderPrefix = "PikaBus"
+
+// TraceParentHeader is the W3C Trace Context header, carried unprefixed.
+const TraceParentHeader = "traceparent"
+
+// HeaderNames are the names of the standard headers, each the prefix, a dot
+// and the PikaBus name (with the default prefix: "PikaBus.MessageId" and so
+// on). Make them with [NewHeaderNames]; [DefaultHeaderNames] is PikaBus's.
+type HeaderNames struct {
+	// MessageID: the message's id, also in the AMQP message_id property.
+	MessageID string
+	// CorrelationID: inherited from the message being handled, else new.
+	CorrelationID string
+	// ConversationID: busline's addition, the id of the first message of a
+	// chain of messages; inherited like CorrelationID.
+	ConversationID string
+	// TimeSent: when the message was sent (see [FormatTime]).
+	TimeSent string
+	// ReplyToAddress: the queue replies go to.
+	ReplyToAddress string
+	// OriginatingAddress: the queue of the endpoint that sent the message.
+	OriginatingAddress string
+	// Intent: "command" for Send, Reply and Defer; "event" for Publish.
+	Intent string
+	// MessageType: the message's type name, which chooses its handler.
+	MessageType string
+	// ContentType: how the body is encoded, such as "application/json".
+	ContentType string
+	// ContentEncoding: the body's character set, such as "utf-8".
+	ContentEncoding string
+	// ErrorDetails: on a failed message, the error that failed it.
+	ErrorDetails string
+	// SourceQueue: on a failed message, the queue it failed in.
+	SourceQueue string
+	// ErrorRetries: how many delayed retries the message has had, an AMQP
+	// integer.
+	ErrorRetries string
+	// DeferredTime: the time a deferred message is due (see [FormatTime]).
+	DeferredTime string
+}
+
+// NewHeaderNames returns the standard header names under prefix.
+func NewHeaderNames(prefix string) HeaderNames {
+	p := prefix + "."
+	return HeaderNames{
+		MessageID:          p + "MessageId",
+		CorrelationID:      p + "CorrelationId",
+		ConversationID:     p + "ConversationId",
+		TimeSent:           p + "TimeSent",
+		ReplyToAddress:     p + "ReplyToAddress",
+		OriginatingAddress: p + "OriginatingAddress",
+		Intent:             p + "Intent",
+		MessageType:        p + "MessageType",
+		ContentType:        p + "ContentType",
+		ContentEncoding:    p + "ContentEncoding",
+		ErrorDetails:       p + "ErrorDetails",
+		SourceQueue:        p + "SourceQueue",
+		ErrorRetries:       p + "ErrorRetries",
+		DeferredTime:       p + "DeferredTime",
+	}
+}
+
+// DefaultHeaderNames are the header names PikaBus uses.
+var DefaultHeaderNames = NewHeaderNames(DefaultHeaderPrefix)
+
+// The values of the Intent header.
+const (
+	IntentCommand = "command"
+	IntentEvent   = "event"
+)
+
+// timeLayout is RFC 3339 in UTC with microseconds, which Python's
+// datetime.fromisoformat reads back (3.11 and later) and which sorts as text.
+const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
+
+// pikaBus1Layout is PikaBus 1.x's '%m/%d/%Y %H:%M:%S', naive UTC.
+const pikaBus1Layout = "01/02/2006 15:04:05"
+
+// FormatTime formats t as busline writes times into headers: RFC 3339 in UTC
+// with microseconds, such as "2026-11-22T09:30:00.000000Z".
+func FormatTime(t time.Time) string {
+	return t.UTC().Format(timeLayout)
+}
+
+// ParseTime reads a time header as written by busline, by PikaBus 2 (ISO
+// 8601, with or without an offset; without one it is UTC) or by PikaBus 1.x
+// ('%m/%d/%Y %H:%M:%S', UTC). The result is in UTC.
+func ParseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	for _, layout := range [...]string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999", pikaBus1Layout} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("cannot read time %q: want RFC 3339 or PikaBus 1.x's MM/DD/YYYY HH:MM:SS", s)
+}
+
+// HeaderTime reads a time header value: a string for [ParseTime], or an AMQP
+// timestamp. ok is false when the value is absent; err says why a present
+// value cannot be read.
+func HeaderTime(v any) (t time.Time, ok bool, err error) {
+	switch v := v.(type) {
+	case nil:
+		return time.Time{}, false, nil
+	case time.Time:
+		return v.UTC(), true, nil
+	case string:
+		t, err := ParseTime(v)
+		return t, err == nil, err
+	case []byte:
+		t, err := ParseTime(string(v))
+		return t, err == nil, err
+	}
+	return time.Time{}, false, fmt.Errorf("cannot read a time from a header of type %T", v)
+}
+
+// HeaderInt reads an integer header value, whatever its AMQP integer width,
+// or a decimal string (as some clients write counters). ok is false when the
+// value is absent; err says why a present value cannot be read.
+func HeaderInt(v any) (n int64, ok bool, err error) {
+	switch v := v.(type) {
+	case nil:
+		return 0, false, nil
+	case int8:
+		return int64(v), true, nil
+	case uint8:
+		return int64(v), true, nil
+	case int16:
+		return int64(v), true, nil
+	case uint16:
+		return int64(v), true, nil
+	case int32:
+		return int64(v), true, nil
+	case uint32:
+		return int64(v), true, nil
+	case int64:
+		return v, true, nil
+	case int:
+		return int64(v), true, nil
+	case uint64:
+		if v > math.MaxInt64 {
+			return 0, false, fmt.Errorf("integer header %d out of range", v)
+		}
+		return int64(v), true, nil
+	case float64:
+		if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
+			return 0, false, fmt.Errorf("header %v is not a whole number", v)
+		}
+		return int64(v), true, nil
+	case string:
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return 0, false, fmt.Errorf("cannot read an integer from header %q", v)
+		}
+		return n, true, nil
+	case []byte:
+		return HeaderInt(string(v))
+	}
+	return 0, false, fmt.Errorf("cannot read an integer from a header of type %T", v)
+}
+
+// HeaderString reads a string header value (AMQP long strings may also
+// arrive as bytes). ok is false when the value is absent or not a string.
+func HeaderString(v any) (s string, ok bool) {
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case []byte:
+		return string(v), true
+	}
+	return "", false
+}

@@ -1,0 +1,99 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/busline/busline/middleware"
+	"github.com/busline/busline/transport"
+)
+
+func TestTimeRoundTrip(t *testing.T) {
+	at := time.Date(2026, 11, 22, 9, 30, 1, 123456789, time.FixedZone("CET", 3600))
+	s := middleware.FormatTime(at)
+	if s != "2026-11-22T08:30:01.123456Z" {
+		t.Fatalf("FormatTime = %q", s)
+	}
+	got, err := middleware.ParseTime(s)
+	if err != nil || !got.Equal(at.Truncate(time.Microsecond)) {
+		t.Fatalf("ParseTime(%q) = %v, %v", s, got, err)
+	}
+}
+
+func TestParseTimeForeignForms(t *testing.T) {
+	want := time.Date(2026, 11, 22, 8, 30, 1, 0, time.UTC)
+	for _, s := range []string{
+		"11/22/2026 08:30:01",           // PikaBus 1.x
+		"2026-11-22T08:30:01",           // Python isoformat, naive UTC
+		"2026-11-22T08:30:01.000000",    // with microseconds
+		"2026-11-22T09:30:01+01:00",     // with an offset
+		"2026-11-22 08:30:01",           // str(datetime)
+		"2026-11-22T08:30:01Z",          // RFC 3339
+		" 2026-11-22T08:30:01.000Z ",    // padded
+		"2026-11-22 08:30:01.000+00:00", // str(aware datetime)
+	} {
+		got, err := middleware.ParseTime(s)
+		if err != nil || !got.Equal(want) || got.Location() != time.UTC {
+			t.Errorf("ParseTime(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	if _, err := middleware.ParseTime("yesterday"); err == nil {
+		t.Error("ParseTime(yesterday) succeeded")
+	}
+}
+
+func TestHeaderInt(t *testing.T) {
+	for _, v := range []any{int8(3), uint8(3), int16(3), uint16(3), int32(3), uint32(3), int64(3), 3, "3", []byte("3"), float64(3)} {
+		n, ok, err := middleware.HeaderInt(v)
+		if n != 3 || !ok || err != nil {
+			t.Errorf("HeaderInt(%T %v) = %d, %v, %v", v, v, n, ok, err)
+		}
+	}
+	if _, ok, err := middleware.HeaderInt(nil); ok || err != nil {
+		t.Errorf("HeaderInt(nil) = %v, %v", ok, err)
+	}
+	for _, v := range []any{"three", 3.5, map[string]any{}, transport.Decimal{}} {
+		if _, _, err := middleware.HeaderInt(v); err == nil {
+			t.Errorf("HeaderInt(%T %v) succeeded", v, v)
+		}
+	}
+}
+
+func TestPermanent(t *testing.T) {
+	base := errors.New("bad input")
+	err := middleware.Permanent(base)
+	if !errors.Is(err, base) || !middleware.IsPermanent(err) || err.Error() != "bad input" {
+		t.Fatalf("Permanent(%v) = %v", base, err)
+	}
+	if middleware.Permanent(nil) != nil || middleware.IsPermanent(base) {
+		t.Fatal("Permanent(nil) or IsPermanent(plain) wrong")
+	}
+	if !middleware.IsPermanent(middleware.ErrUnhandled) || !middleware.IsPermanent(middleware.ErrUndecodable) {
+		t.Fatal("ErrUnhandled and ErrUndecodable must be permanent")
+	}
+}
+
+func TestChainOrder(t *testing.T) {
+	var trail []string
+	mark := func(name string) middleware.Middleware {
+		return func(next middleware.Handler) middleware.Handler {
+			return func(ctx context.Context, m *middleware.Message) error {
+				trail = append(trail, name)
+				return next(ctx, m)
+			}
+		}
+	}
+	h := middleware.Chain(mark("a"), mark("b"))(func(context.Context, *middleware.Message) error {
+		trail = append(trail, "h")
+		return nil
+	})
+	if err := h(context.Background(), &middleware.Message{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(trail); got != "[a b h]" {
+		t.Fatalf("order %s, want [a b h]", got)
+	}
+}
