@@ -1,3 +1,8 @@
 module github.com/busline/busline
 
 go 1.25.0
+
+require (
+	github.com/rabbitmq/amqp091-go v1.16.0
+	go.uber.org/goleak v1.3.0
+)

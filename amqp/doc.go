@@ -1,0 +1,115 @@
+// Package amqp is busline's RabbitMQ transport, built on
+// github.com/rabbitmq/amqp091-go. [Dial] returns a [Transport] that
+// implements [transport.Transport] and the optional capabilities
+// [transport.Delayer], [transport.Inspector], [transport.Getter],
+// [transport.QueueDeleter], [transport.Watcher] and
+// [transport.HealthChecker].
+//
+//	tr, err := amqp.Dial(ctx, []string{"amqp://user:pass@rabbit-1/", "amqp://user:pass@rabbit-2/"}, amqp.Options{})
+//
+// # Topology
+//
+// The transport declares two durable exchanges, PikaBus's PikaBusDirect
+// (direct) and PikaBusTopic (topic) by default, so that Go and Python
+// services share a broker. [Transport.Declare] creates an endpoint queue
+// (quorum by default, classic on request), binds it on the direct exchange
+// under its own name and on the topic exchange under its topics. A queue
+// marked Shared, such as a PikaBus installation's "error", is used as found
+// when it exists. Redeclaring a queue with another type or other arguments
+// fails with [transport.ErrTopologyConflict], naming the queue and the
+// argument RabbitMQ reported; RabbitMQ compares the arguments it knows
+// (x-queue-type, x-message-ttl, x-max-length, dead-lettering and the like)
+// and ignores others. A temporary queue is a classic, non-durable,
+// exclusive, auto-delete queue, redeclared after a reconnection.
+//
+// # Delivery semantics
+//
+// Messages are persistent and published with publisher confirms: Dispatch
+// returns nil only when the broker confirmed every message, and a mandatory
+// message that reached no queue fails with [transport.ErrUnroutable]. A nack
+// fails a message with [transport.ErrRejected].
+//
+// Publishing uses a few channels (Options.PublishChannels) shared by every
+// caller. On each, a mutex is held only while a message is written and a
+// window of Options.ConfirmWindow confirms may be in flight, so concurrent
+// Dispatch calls overlap their round trips; the messages of one call go out
+// in order on one channel. One goroutine per channel reads its confirms and
+// its basic.return frames in the order the broker sent them (a return
+// always precedes the confirm of its message), and matches a return to its
+// publish by a sequence number the transport puts in the header
+// "x-busline-publish-seq" of mandatory messages; consumers strip it.
+//
+// Consumers run on a connection of their own (RabbitMQ throttles a
+// connection that publishes too fast, which must not hold back acks). Each
+// consumer has one channel with basic.qos set to its prefetch and
+// Concurrency workers that run the handler and settle on that channel.
+//
+// # Deferred delivery
+//
+// A message with a NotBefore in the future travels through delay levels
+// without a plugin, as NServiceBus does: Options.DelayLevels (28 by
+// default) pairs of a topic exchange and a quorum queue named
+// "busline-delay-NN". Level L's queue holds a message 2^L seconds
+// (x-message-ttl), then dead-letters it, at least once, to level L-1's
+// exchange, and level 0's to the exchange "busline-delay-delivery", on
+// which every declared queue is bound. The routing key is the delay in
+// seconds as DelayLevels binary digits, most significant first, then the
+// destination queue; each level's exchange routes a message whose bit is set
+// into its queue and any other on to the level below, and a message enters
+// at its highest set bit. Delays are rounded up to whole seconds, so a
+// message is never early; the longest is 2^DelayLevels-1 seconds.
+//
+// A deferred message is delivered as sent to its destination on the direct
+// exchange: the x-death, x-first-death-* and x-last-death-* headers that
+// dead-lettering adds are removed. Dispatch binds the destination on the
+// delivery exchange before it publishes, so a deferred message to a queue
+// that was never declared through this transport arrives; if the queue does
+// not exist, a mandatory deferred message fails with ErrUnroutable.
+//
+// # Recovery
+//
+// Each of the two connections is supervised: when it is lost the
+// transport reconnects with exponential backoff (Options.ReconnectDelay up
+// to Options.MaxReconnectDelay, with jitter), trying the URLs in turn,
+// redeclares the exchanges, the delay levels and every queue and binding
+// declared so far, and resumes the consumers. The transport does not use
+// amqp091's own automatic recovery: it retries a bounded number of times and
+// one URL only, its pending deferred confirmations end as if nacked, and a
+// recovered channel restarts its delivery tags, so that a late ack from a
+// handler could settle another message.
+//
+// A Dispatch call waits for the connection during an outage, bounded by its
+// context. A message whose confirm was lost with its channel or connection
+// is published again on the next connection (the broker may have enqueued
+// the first copy: delivery is at least once), bounded by the context; when
+// the context ends first, the message fails with an error wrapping the
+// context's error and, if the connection was down,
+// [transport.ErrConnectionLost]. Dispatch never reports success without a
+// confirm. While the broker blocks publishing (a resource alarm),
+// Dispatch waits before writing, bounded by its context.
+//
+// Deliveries received on a channel that is gone can no longer be settled:
+// Ack and Nack return [transport.ErrConnectionLost] and the broker delivers
+// the message again. A consumer whose queue is deleted stops, and its Err
+// wraps [transport.ErrNotFound].
+//
+// # Headers
+//
+// Every AMQP field type is accepted in both directions; see the header
+// codec in codec.go. Outgoing values are first normalized
+// ([transport.Headers.Normalize]), so a Go int is never sent as amqp091's
+// 32-bit field and truncated. The message properties message_id,
+// correlation_id, reply_to, content_type, content_encoding, type and
+// timestamp map to the fields of [transport.Message].
+//
+// # Errors
+//
+// Errors wrap the sentinels of package transport and keep amqp091's
+// *amqp091.Error reachable with errors.As. No error or log line contains
+// a password: URLs are shown through [RedactURL].
+//
+// # Concurrency
+//
+// Every method is safe for concurrent use. Every goroutine the transport
+// starts ends before Close returns.
+package amqp

@@ -1,0 +1,312 @@
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/busline/busline/transport"
+)
+
+// A link is one supervised AMQP connection. It dials the configured URLs in
+// turn, runs its setup on every new connection (for the consuming link:
+// declare the exchanges and redeclare the recorded topology) before anyone
+// can use it, and on loss reconnects with exponential backoff across the
+// URLs until the transport closes.
+//
+// The transport keeps two links: one for publishing and one for consuming
+// and topology, as RabbitMQ recommends, so that flow control applied to a
+// fast publisher never holds back the acks of its consumers.
+type link struct {
+	t     *Transport
+	role  string
+	setup func(*session) error
+
+	mu    sync.Mutex
+	cur   *session      // nil while disconnected
+	ready chan struct{} // closed while cur != nil
+	gen   uint64
+	next  int // index of the URL to try first
+	// blocked is non-nil while the broker blocks the connection (a
+	// resource alarm), and closed when it unblocks it.
+	blocked chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// A session is one connection of a link. It is never reused after it dies.
+type session struct {
+	conn    amqpConn
+	gen     uint64
+	url     string // redacted
+	dead    chan struct{}
+	err     error // why it died; set before dead is closed
+	closing chan *amqp091.Error
+	blocked chan amqp091.Blocking
+}
+
+// alive reports whether the session's connection is still up.
+func (s *session) alive() bool {
+	select {
+	case <-s.dead:
+		return false
+	default:
+		return true
+	}
+}
+
+func newLink(t *Transport, role string, setup func(*session) error) *link {
+	return &link{
+		t:     t,
+		role:  role,
+		setup: setup,
+		ready: make(chan struct{}),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+}
+
+// connect tries each URL once, starting with the one that worked last, and
+// runs the link's setup on the first connection that opens.
+func (l *link) connect() (*session, error) {
+	urls := l.t.urls
+	var errs []error
+	for i := range urls {
+		idx := (l.next + i) % len(urls)
+		select {
+		case <-l.stop:
+			return nil, transport.ErrClosed
+		default:
+		}
+		s, err := l.dialOne(urls[idx])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := l.setup(s); err != nil {
+			_ = s.conn.Close()
+			errs = append(errs, fmt.Errorf("%s: set up: %w", s.url, err))
+			continue
+		}
+		l.next = idx
+		return s, nil
+	}
+	return nil, fmt.Errorf("amqp: %s connection: no broker reachable: %w", l.role, errors.Join(errs...))
+}
+
+func (l *link) dialOne(url string) (*session, error) {
+	o := &l.t.opts
+	props := amqp091.NewConnectionProperties()
+	props.SetClientConnectionName(o.ConnectionName + " " + l.role)
+	cfg := amqp091.Config{
+		Heartbeat:       o.Heartbeat,
+		TLSClientConfig: o.TLS,
+		Properties:      props,
+		Locale:          "en_US",
+		Dial:            amqp091.DefaultDial(o.DialTimeout),
+	}
+	redacted := RedactURL(url)
+	conn, err := o.dial(url, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", redacted, l.t.secrets.wrap(err))
+	}
+	l.gen++
+	s := &session{
+		conn:    conn,
+		gen:     l.gen,
+		url:     redacted,
+		dead:    make(chan struct{}),
+		closing: conn.NotifyClose(make(chan *amqp091.Error, 1)),
+		blocked: conn.NotifyBlocked(make(chan amqp091.Blocking, 4)),
+	}
+	return s, nil
+}
+
+// start runs the supervisor for the session s that Dial opened.
+func (l *link) start(s *session) {
+	l.up(s)
+	l.t.wg.Add(1)
+	go func() {
+		defer l.t.wg.Done()
+		defer close(l.done)
+		l.run(s)
+	}()
+}
+
+func (l *link) up(s *session) {
+	l.mu.Lock()
+	l.cur = s
+	close(l.ready)
+	l.mu.Unlock()
+	l.t.log("connected", "connection", l.role, "url", s.url)
+	l.t.events.emit(transport.Event{Kind: transport.Connected})
+}
+
+func (l *link) down(s *session, err error) {
+	l.mu.Lock()
+	if l.cur == s {
+		l.cur = nil
+		l.ready = make(chan struct{})
+	}
+	l.mu.Unlock()
+	l.setBlocked(false)
+	s.err = err
+	close(s.dead)
+}
+
+func (l *link) setBlocked(active bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case active && l.blocked == nil:
+		l.blocked = make(chan struct{})
+	case !active && l.blocked != nil:
+		close(l.blocked)
+		l.blocked = nil
+	}
+}
+
+// unblocked waits while the broker blocks the connection, so that a
+// publisher waits bounded by its context rather than in a socket write.
+func (l *link) unblocked(ctx context.Context) error {
+	l.mu.Lock()
+	b := l.blocked
+	l.mu.Unlock()
+	if b == nil {
+		return nil
+	}
+	select {
+	case <-b:
+		return nil
+	case <-l.stop:
+		return transport.ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("amqp: the broker blocks publishing (resource alarm): %w", ctx.Err())
+	}
+}
+
+func (l *link) run(s *session) {
+	for {
+		err := l.watch(s)
+		if err == nil { // stopped
+			l.down(s, transport.ErrClosed)
+			_ = s.conn.Close()
+			return
+		}
+		l.down(s, err)
+		l.t.log("connection lost", "connection", l.role, "url", s.url, "error", err)
+		l.t.events.emit(transport.Event{Kind: transport.Disconnected, Err: err})
+		if s = l.reconnect(); s == nil {
+			return
+		}
+		l.up(s)
+	}
+}
+
+// watch waits until s dies (returning why) or the link is stopped (nil).
+func (l *link) watch(s *session) error {
+	blocked := s.blocked
+	for {
+		select {
+		case <-l.stop:
+			return nil
+		case b, ok := <-blocked:
+			if !ok {
+				blocked = nil
+				continue
+			}
+			l.setBlocked(b.Active)
+			if b.Active {
+				err := fmt.Errorf("amqp: %s connection blocked by the broker: %s", l.role, b.Reason)
+				l.t.log("connection blocked", "connection", l.role, "reason", b.Reason)
+				l.t.events.emit(transport.Event{Kind: transport.Blocked, Err: err})
+			} else {
+				l.t.log("connection unblocked", "connection", l.role)
+				l.t.events.emit(transport.Event{Kind: transport.Unblocked})
+			}
+		case e, ok := <-s.closing:
+			var cause error = amqp091.ErrClosed
+			if ok && e != nil {
+				cause = e
+			}
+			return fmt.Errorf("amqp: %s connection to %s: %w: %w", l.role, s.url, transport.ErrConnectionLost,
+				l.t.secrets.wrap(cause))
+		}
+	}
+}
+
+// reconnect dials until a connection is up (returning it) or the link is
+// stopped (nil).
+func (l *link) reconnect() *session {
+	delay := l.t.opts.ReconnectDelay
+	for {
+		// Full jitter on the upper half: several processes restarted by
+		// the same broker outage do not stampede it together.
+		pause := delay/2 + rand.N(delay/2+1)
+		timer := time.NewTimer(pause)
+		select {
+		case <-l.stop:
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		}
+		s, err := l.connect()
+		if err == nil {
+			return s
+		}
+		if errors.Is(err, transport.ErrClosed) {
+			return nil
+		}
+		l.t.log("reconnect failed", "connection", l.role, "error", err, "retry_in", delay)
+		delay = min(delay*2, l.t.opts.MaxReconnectDelay)
+	}
+}
+
+// wait returns the live session, waiting for one while disconnected, until
+// ctx is done or the link is stopped. A caller whose operation failed on
+// session failed passes it, so as not to be handed it again before the
+// supervisor has noticed its death.
+func (l *link) wait(ctx context.Context, failed *session) (*session, error) {
+	for {
+		l.mu.Lock()
+		s, ready := l.cur, l.ready
+		l.mu.Unlock()
+		var dead <-chan struct{}
+		switch {
+		case s != nil && s != failed:
+			return s, nil
+		case s != nil:
+			ready, dead = nil, s.dead
+		}
+		select {
+		case <-l.stop:
+			return nil, transport.ErrClosed
+		case <-ctx.Done():
+			return nil, fmt.Errorf("amqp: waiting for the %s connection: %w: %w", l.role, transport.ErrConnectionLost, ctx.Err())
+		case <-ready:
+		case <-dead:
+		}
+	}
+}
+
+// current returns the live session or nil.
+func (l *link) current() *session {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cur != nil && l.cur.alive() {
+		return l.cur
+	}
+	return nil
+}
+
+// close stops the supervisor and closes the connection; it waits for the
+// supervisor to end.
+func (l *link) close() {
+	close(l.stop)
+	<-l.done
+}

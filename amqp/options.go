@@ -1,0 +1,113 @@
+package amqp
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"time"
+
+	"github.com/busline/busline/transport"
+)
+
+// Options configure a [Transport]. The zero value of every field is the
+// documented default, so Options{} gives PikaBus's exchange names, quorum
+// queues and 28 delay levels.
+type Options struct {
+	// DirectExchange and TopicExchange name the two exchanges. Defaults:
+	// [transport.DefaultDirectExchange] and [transport.DefaultTopicExchange].
+	DirectExchange string
+	TopicExchange  string
+
+	// QueueType is the type of queue Declare creates when
+	// transport.Queue.Type is empty. Default: [transport.Quorum].
+	QueueType transport.QueueType
+
+	// DelayLevels is the number of delay levels for deferred delivery (see
+	// the package documentation): the longest delay is 2^DelayLevels-1
+	// seconds. Default 28 (about 8.5 years), as NServiceBus; at most 32.
+	DelayLevels int
+	// DelayPrefix prefixes the names of the delay exchanges and queues.
+	// Default "busline-delay".
+	DelayPrefix string
+
+	// PublishChannels is the number of channels Dispatch publishes on.
+	// Default 2.
+	PublishChannels int
+	// ConfirmWindow bounds the messages published on one channel and not
+	// yet confirmed by the broker. Default 512.
+	ConfirmWindow int
+
+	// Heartbeat is the AMQP heartbeat interval. Default 10s.
+	Heartbeat time.Duration
+	// DialTimeout bounds the TCP connection, TLS handshake and AMQP
+	// handshake of one connection attempt. Default 15s.
+	DialTimeout time.Duration
+	// ReconnectDelay is the first pause between reconnection attempts; it
+	// doubles after each failed round of the URLs up to MaxReconnectDelay.
+	// Defaults 100ms and 5s.
+	ReconnectDelay    time.Duration
+	MaxReconnectDelay time.Duration
+
+	// TLS configures amqps:// connections. Nil means the system's roots
+	// and the URL's host as server name.
+	TLS *tls.Config
+
+	// ConnectionName is shown in RabbitMQ's management tools, suffixed with
+	// "publish" and "consume" for the transport's two connections.
+	// Default "busline".
+	ConnectionName string
+
+	// Logger receives connection and consumer events. Nil means silent.
+	// No URL in a log line or an error ever contains a password.
+	Logger *slog.Logger
+
+	// dial replaces the amqp091 dialer in unit tests.
+	dial dialer
+}
+
+const maxDelayLevels = 32
+
+func (o Options) withDefaults() Options {
+	if o.DirectExchange == "" {
+		o.DirectExchange = transport.DefaultDirectExchange
+	}
+	if o.TopicExchange == "" {
+		o.TopicExchange = transport.DefaultTopicExchange
+	}
+	if o.QueueType == "" {
+		o.QueueType = transport.Quorum
+	}
+	if o.DelayLevels <= 0 {
+		o.DelayLevels = 28
+	}
+	if o.DelayPrefix == "" {
+		o.DelayPrefix = "busline-delay"
+	}
+	if o.PublishChannels <= 0 {
+		o.PublishChannels = 2
+	}
+	if o.ConfirmWindow <= 0 {
+		o.ConfirmWindow = 512
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 10 * time.Second
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 15 * time.Second
+	}
+	if o.ReconnectDelay <= 0 {
+		o.ReconnectDelay = 100 * time.Millisecond
+	}
+	if o.MaxReconnectDelay <= 0 {
+		o.MaxReconnectDelay = 5 * time.Second
+	}
+	if o.MaxReconnectDelay < o.ReconnectDelay {
+		o.MaxReconnectDelay = o.ReconnectDelay
+	}
+	if o.ConnectionName == "" {
+		o.ConnectionName = "busline"
+	}
+	if o.dial == nil {
+		o.dial = dialAMQP
+	}
+	return o
+}

@@ -1,0 +1,580 @@
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/busline/busline/transport"
+)
+
+// seqHeader carries, on mandatory messages only, the publish sequence number
+// (the confirm delivery tag) of the message on its channel, so that a
+// basic.return is matched to its publish exactly even when several copies
+// with one message id are in flight. Consumers strip it.
+const seqHeader = "x-busline-publish-seq"
+
+// publisher owns the publishing channels of the publishing connection.
+//
+// A channel is not safe for concurrent publishing, and a confirm is a round
+// trip, so each channel has a mutex held only while a message is written
+// (never while waiting for a confirm) and a window of confirms in flight.
+// Concurrent Dispatch calls share the channels and their confirms overlap.
+// Each channel has one listener goroutine that reads its confirms and
+// returns in the order the broker sent them; see pubChannel.listen.
+type publisher struct {
+	t     *Transport
+	slots []*pubSlot
+	next  atomic.Uint32
+}
+
+type pubSlot struct {
+	mu sync.Mutex
+	pc *pubChannel
+}
+
+func newPublisher(t *Transport) *publisher {
+	p := &publisher{t: t, slots: make([]*pubSlot, t.opts.PublishChannels)}
+	for i := range p.slots {
+		p.slots[i] = &pubSlot{}
+	}
+	return p
+}
+
+// channel returns a live publishing channel on session s, opening one if
+// its slot is empty or holds a dead one.
+func (p *publisher) channel(s *session) (*pubChannel, error) {
+	slot := p.slots[int(p.next.Add(1))%len(p.slots)]
+	slot.mu.Lock()
+	defer slot.mu.Unlock()
+	if pc := slot.pc; pc != nil && pc.sess == s && !pc.isDead() {
+		return pc, nil
+	}
+	if err := p.t.checkOpen(); err != nil {
+		return nil, err
+	}
+	pc, err := openPubChannel(p.t, s)
+	if err != nil {
+		return nil, err
+	}
+	if old := slot.pc; old != nil {
+		old.close(nil)
+	}
+	slot.pc = pc
+	return pc, nil
+}
+
+// close closes every channel; their pending publishes fail with ErrClosed.
+func (p *publisher) close() {
+	for _, slot := range p.slots {
+		slot.mu.Lock()
+		if slot.pc != nil {
+			slot.pc.close(transport.ErrClosed)
+		}
+		slot.mu.Unlock()
+	}
+}
+
+// pubChannel is one publishing channel in confirm mode.
+type pubChannel struct {
+	t      *Transport
+	ch     amqpChannel
+	sess   *session
+	window chan struct{} // a token per message published and not yet settled
+
+	mu  sync.Mutex // serializes publishing: sequence numbers match the broker's
+	seq uint64     // delivery tag of the last message published
+
+	pmu     sync.Mutex // guards pending and deadErr; never held during I/O
+	pending map[uint64]*inflight
+	deadErr error
+	dead    chan struct{}
+
+	confirms <-chan amqp091.Confirmation
+	returns  <-chan amqp091.Return
+	closing  <-chan *amqp091.Error
+	stop     chan error
+}
+
+// inflight is one published message waiting for its confirm.
+type inflight struct {
+	res      chan error // receives the outcome once
+	returned *amqp091.Return
+}
+
+func openPubChannel(t *Transport, s *session) (*pubChannel, error) {
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return nil, classify("amqp: open a publishing channel", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = ch.Close()
+		return nil, classify("amqp: put a channel in confirm mode", err)
+	}
+	w := t.opts.ConfirmWindow
+	pc := &pubChannel{
+		t:       t,
+		ch:      ch,
+		sess:    s,
+		window:  make(chan struct{}, w),
+		pending: make(map[uint64]*inflight, w),
+		dead:    make(chan struct{}),
+		// The confirm buffer holds a whole window, so the connection's
+		// reader never waits for the listener. The return channel is
+		// unbuffered on purpose: the reader hands a return over before it
+		// reads the confirm that follows it, so the listener always sees
+		// a message's return before its confirm.
+		confirms: ch.NotifyPublish(make(chan amqp091.Confirmation, w)),
+		returns:  ch.NotifyReturn(make(chan amqp091.Return)),
+		closing:  ch.NotifyClose(make(chan *amqp091.Error, 1)),
+		stop:     make(chan error, 1),
+	}
+	if !t.spawn(pc.listen) {
+		_ = ch.Close()
+		return nil, transport.ErrClosed
+	}
+	return pc, nil
+}
+
+func (pc *pubChannel) isDead() bool {
+	select {
+	case <-pc.dead:
+		return true
+	default:
+		return false
+	}
+}
+
+// close closes the channel; pending publishes fail with cause (nil: the
+// channel was replaced, they fail as if the connection was lost).
+func (pc *pubChannel) close(cause error) {
+	select {
+	case pc.stop <- cause:
+	default:
+	}
+	_ = pc.ch.Close()
+}
+
+// listen settles pending publishes from the broker's confirms and returns,
+// until the channel closes.
+//
+// amqp091 hands notifications over from the connection's single reader
+// goroutine, in the order the frames arrived, and gives up on a listener
+// that does not take one within 5 seconds; this loop therefore never blocks
+// on anything but its own channels. Confirms come resequenced by amqp091
+// (one per delivery tag, in order), so a gap means confirms were dropped:
+// their messages fail as if the connection was lost.
+func (pc *pubChannel) listen() {
+	var expect uint64 = 1
+	returns := pc.returns
+	for {
+		select {
+		case r, ok := <-returns:
+			if !ok {
+				returns = nil
+				continue
+			}
+			seq, ok := r.Headers[seqHeader].(int64)
+			if !ok {
+				continue
+			}
+			pc.pmu.Lock()
+			if in := pc.pending[uint64(seq)]; in != nil {
+				ret := r
+				in.returned = &ret
+			}
+			pc.pmu.Unlock()
+		case c, ok := <-pc.confirms:
+			if !ok {
+				pc.die(pc.closeCause())
+				return
+			}
+			for ; expect < c.DeliveryTag; expect++ {
+				pc.settle(expect, fmt.Errorf("amqp: the confirm of message %d on a publishing channel was lost: %w",
+					expect, transport.ErrConnectionLost))
+			}
+			expect = c.DeliveryTag + 1
+			var err error
+			if !c.Ack {
+				err = fmt.Errorf("amqp: the broker nacked the message: %w", transport.ErrRejected)
+			}
+			pc.settle(c.DeliveryTag, err)
+		case e := <-pc.closing:
+			pc.die(pc.cause(e))
+			return
+		case cause := <-pc.stop:
+			if cause == nil {
+				cause = fmt.Errorf("amqp: publishing channel replaced: %w", transport.ErrConnectionLost)
+			}
+			// Fail what is pending now, but keep draining until amqp091
+			// closes the notification channels, so that its reader never
+			// waits on them while the channel closes.
+			pc.die(cause)
+		}
+	}
+}
+
+func (pc *pubChannel) closeCause() error {
+	select {
+	case e := <-pc.closing:
+		return pc.cause(e)
+	case <-time.After(100 * time.Millisecond):
+		return pc.cause(nil)
+	}
+}
+
+func (pc *pubChannel) cause(e *amqp091.Error) error {
+	if !pc.sess.alive() {
+		return fmt.Errorf("amqp: publishing: %w", pc.sess.err)
+	}
+	if e == nil {
+		return fmt.Errorf("amqp: publishing channel closed: %w: %w", transport.ErrConnectionLost, amqp091.ErrClosed)
+	}
+	if !e.Server || e.Code == amqp091.ConnectionForced {
+		return fmt.Errorf("amqp: publishing channel closed: %w: %w", transport.ErrConnectionLost, e)
+	}
+	// A channel exception (the connection lives on). The message that
+	// caused it and every other one in flight on the channel share the
+	// outcome: unknown.
+	return &channelError{err: fmt.Errorf("amqp: publishing channel closed by the broker: %w: %w", transport.ErrConnectionLost, e)}
+}
+
+// channelError marks a publishing failure caused by a channel exception
+// while the connection stayed up: Dispatch retries such failures a bounded
+// number of times only, since the cause may be the message itself.
+type channelError struct{ err error }
+
+func (e *channelError) Error() string { return e.err.Error() }
+func (e *channelError) Unwrap() error { return e.err }
+
+func (pc *pubChannel) settle(tag uint64, err error) {
+	pc.pmu.Lock()
+	in := pc.pending[tag]
+	delete(pc.pending, tag)
+	pc.pmu.Unlock()
+	if in == nil {
+		return
+	}
+	<-pc.window
+	if err == nil && in.returned != nil {
+		err = fmt.Errorf("amqp: %w: returned by the broker: %d %s", transport.ErrUnroutable, in.returned.ReplyCode, in.returned.ReplyText)
+	}
+	in.res <- err
+}
+
+// die fails every pending publish with err and marks the channel dead.
+func (pc *pubChannel) die(err error) {
+	pc.pmu.Lock()
+	if pc.deadErr == nil {
+		pc.deadErr = err
+		close(pc.dead)
+	}
+	pending := pc.pending
+	pc.pending = make(map[uint64]*inflight)
+	pc.pmu.Unlock()
+	for _, in := range pending {
+		in.res <- err
+	}
+}
+
+func (pc *pubChannel) deadCause() error {
+	pc.pmu.Lock()
+	defer pc.pmu.Unlock()
+	return pc.deadErr
+}
+
+// publish sends one message and returns its pending confirm. It waits for
+// room in the window, bounded by ctx.
+func (pc *pubChannel) publish(ctx context.Context, exchange, key string, mandatory bool, msg amqp091.Publishing) (*inflight, error) {
+	select {
+	case pc.window <- struct{}{}:
+	case <-pc.dead:
+		return nil, pc.deadCause()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	seq := pc.seq + 1
+	if mandatory {
+		h := make(amqp091.Table, len(msg.Headers)+1)
+		for k, v := range msg.Headers {
+			h[k] = v
+		}
+		h[seqHeader] = int64(seq)
+		msg.Headers = h
+	}
+	in := &inflight{res: make(chan error, 1)}
+	pc.pmu.Lock()
+	if pc.deadErr != nil {
+		err := pc.deadErr
+		pc.pmu.Unlock()
+		<-pc.window
+		return nil, err
+	}
+	pc.pending[seq] = in
+	pc.pmu.Unlock()
+	if err := pc.ch.Publish(exchange, key, mandatory, false, msg); err != nil {
+		pc.pmu.Lock()
+		_, mine := pc.pending[seq]
+		delete(pc.pending, seq)
+		pc.pmu.Unlock()
+		if mine {
+			<-pc.window
+		}
+		if pc.sess.alive() {
+			// amqp091 refused before sending (a closed channel): replace it.
+			pc.close(nil)
+		}
+		return nil, classify("amqp: publish", err)
+	}
+	pc.seq = seq
+	return in, nil
+}
+
+// delivery describes where one validated message of a batch goes.
+type delivery struct {
+	exchange  string
+	key       string
+	mandatory bool
+	msg       amqp091.Publishing
+	deferTo   string // destination queue of a deferred message
+}
+
+// Dispatch implements [transport.Transport.Dispatch].
+//
+// The messages of one call are published in order on one channel, each as
+// soon as the window has room, and Dispatch returns when every one is
+// settled. A message whose confirm is lost with its channel or connection
+// is published again once the connection is back (at least once: the
+// broker may have enqueued the first copy), bounded by ctx; a message that
+// failed because the broker closed its channel while the connection stayed
+// up is tried three times at most. A nack fails the message with
+// [transport.ErrRejected], a return with [transport.ErrUnroutable]; neither
+// is retried.
+func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) error {
+	if err := t.checkOpen(); err != nil {
+		return fmt.Errorf("amqp: dispatch: %w", err)
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	ds := make([]delivery, len(msgs))
+	now := time.Now()
+	for i := range msgs {
+		d, err := t.plan(&msgs[i], now)
+		if err != nil {
+			return dispatchError(&msgs[i], i, err)
+		}
+		ds[i] = d
+	}
+	errs := make([]error, len(msgs))
+	todo := make([]int, 0, len(msgs))
+	if err := t.bindDeferred(ctx, msgs, ds, errs); err != nil {
+		return err
+	}
+	for i := range msgs {
+		if errs[i] == nil {
+			todo = append(todo, i)
+		}
+	}
+	channelFailures := 0
+	pause := 50 * time.Millisecond
+	for len(todo) > 0 {
+		retry, s, err := t.publishRound(ctx, ds, todo, errs)
+		if err != nil { // ctx done or closed: every message left fails
+			for _, i := range retry {
+				errs[i] = err
+			}
+			break
+		}
+		if len(retry) == 0 {
+			break
+		}
+		var ce *channelError
+		if errors.As(errs[retry[0]], &ce) {
+			if channelFailures++; channelFailures >= 3 {
+				break
+			}
+		}
+		// Give the supervisor time to notice a dead connection, without
+		// spinning on a live one whose channel failed.
+		timer := time.NewTimer(pause)
+		select {
+		case <-s.dead:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		pause = min(2*pause, time.Second)
+		todo = retry
+	}
+	var out []error
+	for i, err := range errs {
+		if err != nil {
+			out = append(out, dispatchError(&msgs[i], i, err))
+		}
+	}
+	return errors.Join(out...)
+}
+
+func dispatchError(o *transport.Outgoing, i int, err error) error {
+	return &transport.DispatchError{Index: i, Exchange: o.Exchange, RoutingKey: o.RoutingKey, MessageID: o.Message.ID, Err: err}
+}
+
+// publishRound publishes the messages todo on one channel and waits for
+// their outcome, recording it in errs. It returns the messages to publish
+// again (their channel or connection was lost), or an error when ctx is done
+// or the transport closed, with the messages it concerns.
+func (t *Transport) publishRound(ctx context.Context, ds []delivery, todo []int, errs []error) ([]int, *session, error) {
+	s, err := t.pub.wait(ctx, nil)
+	if err == nil {
+		err = t.pub.unblocked(ctx)
+	}
+	if err != nil {
+		if !errors.Is(err, transport.ErrClosed) {
+			err = fmt.Errorf("amqp: dispatch: not sent: %w", err)
+		}
+		return todo, nil, err
+	}
+	pc, err := t.pool.channel(s)
+	if err != nil {
+		if errors.Is(err, transport.ErrClosed) {
+			return todo, s, err
+		}
+		for _, i := range todo {
+			errs[i] = err
+		}
+		return todo, s, nil
+	}
+	waits := make([]*inflight, len(todo))
+	var retry []int
+	sent := 0
+	for k, i := range todo {
+		in, err := pc.publish(ctx, ds[i].exchange, ds[i].key, ds[i].mandatory, ds[i].msg)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("amqp: dispatch: not sent: %w", ctx.Err())
+				for _, j := range todo[k:] {
+					errs[j] = err
+				}
+				break
+			}
+			if errors.Is(err, transport.ErrClosed) || t.checkOpen() != nil {
+				for _, j := range todo[k:] {
+					errs[j] = fmt.Errorf("amqp: dispatch: %w", transport.ErrClosed)
+				}
+				break
+			}
+			for _, j := range todo[k:] {
+				errs[j] = err
+			}
+			retry = append(retry, todo[k:]...)
+			break
+		}
+		waits[k] = in
+		sent++
+	}
+	for k := 0; k < sent; k++ {
+		i := todo[k]
+		select {
+		case err := <-waits[k].res:
+			errs[i] = err
+			if err != nil && errors.Is(err, transport.ErrConnectionLost) {
+				if t.checkOpen() != nil {
+					errs[i] = fmt.Errorf("amqp: dispatch: %w", transport.ErrClosed)
+					continue
+				}
+				retry = append(retry, i)
+			} else if errors.Is(err, transport.ErrClosed) {
+				errs[i] = fmt.Errorf("amqp: dispatch: %w", transport.ErrClosed)
+			}
+		case <-ctx.Done():
+			err := fmt.Errorf("amqp: dispatch: no confirm yet, outcome unknown: %w", ctx.Err())
+			for _, j := range todo[k:sent] {
+				errs[j] = err
+			}
+			return nil, s, nil
+		}
+	}
+	if len(retry) > 0 && ctx.Err() != nil {
+		return retry, s, fmt.Errorf("amqp: dispatch: not confirmed, outcome unknown: %w", ctx.Err())
+	}
+	slices.Sort(retry)
+	return retry, s, nil
+}
+
+// plan validates o and works out where it goes.
+func (t *Transport) plan(o *transport.Outgoing, now time.Time) (delivery, error) {
+	if err := o.Validate(); err != nil {
+		return delivery{}, err
+	}
+	msg, err := publishing(&o.Message)
+	if err != nil {
+		return delivery{}, err
+	}
+	d := delivery{key: o.RoutingKey, mandatory: o.Mandatory, msg: msg}
+	switch o.Exchange {
+	case transport.Topic:
+		d.exchange = t.opts.TopicExchange
+	default:
+		d.exchange = t.opts.DirectExchange
+	}
+	if o.Exchange == transport.Direct && !o.NotBefore.IsZero() && o.NotBefore.After(now) {
+		delay := o.NotBefore.Sub(now)
+		if delay > t.delays.max() {
+			return delivery{}, fmt.Errorf("%w: a delay of %v is longer than the %v the %d delay levels allow",
+				transport.ErrNotSupported, delay.Round(time.Second), t.delays.max(), t.delays.levels)
+		}
+		if !t.delays.fits(o.RoutingKey) {
+			return delivery{}, fmt.Errorf("%w: queue name %d bytes long: deferred delivery needs it at most %d",
+				transport.ErrNotSupported, len(o.RoutingKey), 255-2*t.delays.levels)
+		}
+		s := seconds(delay)
+		d.exchange = t.delays.entry(s)
+		d.key = t.delays.key(s, o.RoutingKey)
+		d.deferTo = o.RoutingKey
+	}
+	return d, nil
+}
+
+// bindDeferred makes sure the delivery exchange routes to every destination
+// of a deferred message of the batch, so that a deferred message to a queue
+// declared by someone else arrives. A destination that does not exist fails
+// its mandatory messages with ErrUnroutable; its other messages go ahead
+// and will be dropped on arrival, as an unroutable non-mandatory message is.
+func (t *Transport) bindDeferred(ctx context.Context, msgs []transport.Outgoing, ds []delivery, errs []error) error {
+	done := map[string]error{}
+	for i := range ds {
+		dest := ds[i].deferTo
+		if dest == "" {
+			continue
+		}
+		err, seen := done[dest]
+		if !seen {
+			err = t.control(ctx, func(ch amqpChannel) error {
+				if err := ch.QueueBind(dest, t.delays.bindingKey(dest), t.delays.delivery, false, nil); err != nil {
+					return classify(fmt.Sprintf("amqp: bind queue %q to exchange %q", dest, t.delays.delivery), err)
+				}
+				return nil
+			})
+			done[dest] = err
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, transport.ErrNotFound):
+			if msgs[i].Mandatory {
+				errs[i] = fmt.Errorf("amqp: deferred message: %w: queue %q does not exist", transport.ErrUnroutable, dest)
+			}
+		default:
+			return dispatchError(&msgs[i], i, err)
+		}
+	}
+	return nil
+}
