@@ -1,0 +1,341 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/busline/busline/transport"
+)
+
+// maxPrefetch is AMQP's largest prefetch count (a 16-bit field); a larger
+// ConsumeOptions.Prefetch is lowered to it (or to Concurrency, if larger).
+const maxPrefetch = 65535
+
+// consumer is a consumer of one queue on one connection. The connection's
+// getter is a consumer too, without handler goroutines or prefetch limit,
+// that holds the deliveries made by Get.
+type consumer struct {
+	b     *Broker
+	cn    *conn
+	id    uint64
+	queue string
+	tag   string
+
+	prefetch    int
+	concurrency int
+	h           transport.Handler
+	ctx         context.Context
+	cancel      context.CancelFunc
+
+	// ch carries deliveries to the handler goroutines. Its capacity is the
+	// prefetch window, which unacked bounds, so sends under the broker's
+	// lock never block.
+	ch      chan *delivery
+	quit    chan struct{}
+	done    chan struct{}
+	workers sync.WaitGroup
+
+	// Guarded by b.mu.
+	q        *queue // attached to, nil while stopped or disconnected
+	unacked  map[uint64]*delivery
+	nextTag  uint64
+	stopping bool
+	err      error
+}
+
+// Delivery states.
+const (
+	statePending uint32 = iota
+	stateAcked
+	stateNacked
+	stateLost   // the connection was lost; the message was requeued
+	stateClosed // the consumer stopped; the message was requeued
+	stateGone   // the queue was deleted
+)
+
+// delivery is one delivery of an entry to a consumer. It carries the
+// transport.Delivery handed to the handler and settles it.
+type delivery struct {
+	d     transport.Delivery
+	c     *consumer
+	q     *queue
+	e     *entry
+	state atomic.Uint32
+}
+
+func (dl *delivery) Ack(uint64) error { return dl.c.b.settle(dl, true, false) }
+
+func (dl *delivery) Nack(_ uint64, requeue bool) error { return dl.c.b.settle(dl, false, requeue) }
+
+// deliverLocked hands e to c: to its handler goroutines, or to the caller of
+// Get for the getter.
+func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry) *delivery {
+	c.nextTag++
+	dl := &delivery{c: c, q: q, e: e}
+	dl.d.Queue = q.name
+	dl.d.Exchange = e.kind
+	dl.d.RoutingKey = e.key
+	dl.d.Redelivered = e.redelivered
+	dl.d.Tag = c.nextTag
+	dl.d.Acknowledger = dl
+	c.unacked[dl.d.Tag] = dl
+	q.unacked++
+	b.journal.add(record{Op: Delivered, Connection: c.cn.name, Exchange: e.exchange, RoutingKey: e.key,
+		Queue: q.name, Consumer: c.tag, Redelivered: e.redelivered, msg: e.msg})
+	if c.ch != nil {
+		c.ch <- dl
+	}
+	return dl
+}
+
+func (b *Broker) settle(dl *delivery, ack, requeue bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	verb := "ack"
+	if !ack {
+		verb = "nack"
+	}
+	switch dl.state.Load() {
+	case statePending:
+	case stateLost:
+		return fmt.Errorf("memory: %s delivery %d of queue %q: %w; the message was requeued", verb, dl.d.Tag, dl.q.name, transport.ErrConnectionLost)
+	case stateClosed:
+		return fmt.Errorf("memory: %s delivery %d of queue %q: consumer %w; the message was requeued", verb, dl.d.Tag, dl.q.name, transport.ErrClosed)
+	case stateGone:
+		return fmt.Errorf("memory: %s delivery %d of queue %q: %w: the queue was deleted", verb, dl.d.Tag, dl.q.name, transport.ErrNotFound)
+	default:
+		return fmt.Errorf("memory: %s delivery %d of queue %q: %w", verb, dl.d.Tag, dl.q.name, transport.ErrSettled)
+	}
+	c, q := dl.c, dl.q
+	delete(c.unacked, dl.d.Tag)
+	if q.deleted {
+		dl.state.Store(stateGone)
+		return fmt.Errorf("memory: %s delivery %d of queue %q: %w: the queue was deleted", verb, dl.d.Tag, q.name, transport.ErrNotFound)
+	}
+	q.unacked--
+	r := record{Op: Acked, Connection: c.cn.name, Exchange: dl.e.exchange, RoutingKey: dl.e.key,
+		Queue: q.name, Consumer: c.tag, Redelivered: dl.d.Redelivered, msg: dl.e.msg}
+	if ack {
+		dl.state.Store(stateAcked)
+	} else {
+		dl.state.Store(stateNacked)
+		r.Op, r.Requeue = Nacked, requeue
+	}
+	b.journal.add(r)
+	if requeue {
+		q.requeue(dl.e)
+	}
+	if c.q != nil {
+		c.q.pumpLocked(b) // c has room again
+	}
+	if requeue && c.q != q {
+		q.pumpLocked(b)
+	}
+	b.checkIdleLocked()
+	return nil
+}
+
+// returnLocked gives back every delivery c has not settled: requeued unless
+// the queue is gone, and marked with state so that settling it later fails
+// as it should.
+func (c *consumer) returnLocked(state uint32) {
+	if len(c.unacked) == 0 {
+		return
+	}
+	dls := make([]*delivery, 0, len(c.unacked))
+	for _, dl := range c.unacked {
+		dls = append(dls, dl)
+	}
+	clear(c.unacked)
+	sort.Slice(dls, func(i, j int) bool { return dls[i].d.Tag < dls[j].d.Tag })
+	for _, dl := range dls {
+		c.returnOneLocked(dl, state)
+	}
+	for _, dl := range dls {
+		if !dl.q.deleted {
+			dl.q.pumpLocked(c.b)
+		}
+	}
+}
+
+func (c *consumer) returnOneLocked(dl *delivery, state uint32) {
+	q := dl.q
+	if q.deleted {
+		dl.state.Store(stateGone)
+		return
+	}
+	dl.state.Store(state)
+	q.unacked--
+	q.requeue(dl.e)
+	c.b.journal.add(record{Op: Requeued, Connection: c.cn.name, Exchange: dl.e.exchange, RoutingKey: dl.e.key,
+		Queue: q.name, Consumer: c.tag, msg: dl.e.msg})
+}
+
+// drainLocked empties ch: deliveries no handler has taken yet.
+func (c *consumer) drainLocked() {
+	if c.ch == nil {
+		return
+	}
+	for {
+		select {
+		case <-c.ch:
+		default:
+			return
+		}
+	}
+}
+
+func (c *consumer) detachLocked() {
+	if c.q != nil {
+		c.q.detach(c)
+		c.q = nil
+	}
+}
+
+// suspendLocked stops deliveries to c while its connection is down; the
+// handler goroutines stay, and the unsettled deliveries go back.
+func (c *consumer) suspendLocked() {
+	c.detachLocked()
+	c.drainLocked()
+	c.returnLocked(stateLost)
+}
+
+// beginStopLocked stops deliveries to c for good and releases its handler
+// goroutines once they are idle; the caller then waits for them and calls
+// finish. It reports false if c was stopping already.
+func (c *consumer) beginStopLocked(err error) bool {
+	if c.stopping {
+		return false
+	}
+	c.stopping = true
+	c.err = err
+	c.detachLocked()
+	// Deliveries in ch never reached a handler: give them back now, so that
+	// other consumers can have them.
+	for {
+		select {
+		case dl := <-c.ch:
+			if dl.state.Load() == statePending {
+				delete(c.unacked, dl.d.Tag)
+				c.returnOneLocked(dl, stateClosed)
+				if !dl.q.deleted {
+					dl.q.pumpLocked(c.b)
+				}
+			}
+			continue
+		default:
+		}
+		break
+	}
+	delete(c.cn.consumers, c)
+	c.cn.emitLocked(transport.Event{Kind: transport.ConsumerStopped, Queue: c.queue, Err: err})
+	close(c.quit)
+	c.b.checkIdleLocked()
+	return true
+}
+
+// finish requeues what is still unsettled once the handler goroutines have
+// returned, and marks c done.
+func (c *consumer) finish() {
+	c.b.mu.Lock()
+	c.returnLocked(stateClosed)
+	c.b.checkIdleLocked()
+	c.b.mu.Unlock()
+	c.cancel()
+	close(c.done)
+}
+
+// failLocked stops c because of err (its queue was deleted, say), without
+// waiting: a goroutine of the connection waits for the handlers.
+func (c *consumer) failLocked(err error) {
+	if !c.beginStopLocked(err) {
+		return
+	}
+	c.cn.wg.Add(1)
+	go func() {
+		defer c.cn.wg.Done()
+		c.cancel()
+		c.workers.Wait()
+		c.finish()
+	}()
+}
+
+func (c *consumer) work() {
+	defer c.workers.Done()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case dl := <-c.ch:
+			c.handle(dl)
+		}
+	}
+}
+
+func (c *consumer) handle(dl *delivery) {
+	c.b.running.Add(1)
+	defer c.b.handlerDone()
+	if dl.state.Load() != statePending {
+		return // requeued while it waited in ch
+	}
+	dl.d.Message = dl.e.msg.Clone()
+	c.h(c.ctx, &dl.d)
+}
+
+// Close implements [transport.Consumer].
+func (c *consumer) Close() error {
+	c.b.mu.Lock()
+	started := c.beginStopLocked(nil)
+	c.b.mu.Unlock()
+	if !started {
+		<-c.done
+		return nil
+	}
+	c.cancel()
+	c.workers.Wait()
+	c.finish()
+	return nil
+}
+
+// Drain implements [transport.Consumer].
+func (c *consumer) Drain(ctx context.Context) error {
+	c.b.mu.Lock()
+	started := c.beginStopLocked(nil)
+	c.b.mu.Unlock()
+	if !started {
+		select {
+		case <-c.done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("memory: drain consumer of queue %q: %w", c.queue, ctx.Err())
+		}
+	}
+	idle := make(chan struct{})
+	go func() {
+		c.workers.Wait()
+		close(idle)
+	}()
+	var err error
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		err = fmt.Errorf("memory: drain consumer of queue %q: %w", c.queue, ctx.Err())
+		c.cancel()
+		<-idle
+	}
+	c.finish()
+	return err
+}
+
+// Done implements [transport.Consumer].
+func (c *consumer) Done() <-chan struct{} { return c.done }
+
+// Err implements [transport.Consumer].
+func (c *consumer) Err() error {
+	c.b.mu.Lock()
+	defer c.b.mu.Unlock()
+	return c.err
+}

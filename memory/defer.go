@@ -1,0 +1,109 @@
+package memory
+
+import (
+	"container/heap"
+	"sync"
+	"time"
+
+	"github.com/busline/busline/transport"
+)
+
+// deferred is a message waiting for its NotBefore time.
+type deferred struct {
+	due      time.Time
+	seq      uint64
+	from     string
+	exchange string
+	key      string
+	msg      *transport.Message
+}
+
+func (d *deferred) before(o *deferred) bool {
+	if !d.due.Equal(o.due) {
+		return d.due.Before(o.due)
+	}
+	return d.seq < o.seq
+}
+
+type deferredHeap []*deferred
+
+func (h deferredHeap) Len() int           { return len(h) }
+func (h deferredHeap) Less(i, j int) bool { return h[i].before(h[j]) }
+func (h deferredHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *deferredHeap) Push(x any)        { *h = append(*h, x.(*deferred)) }
+func (h *deferredHeap) Pop() any {
+	old := *h
+	d := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return d
+}
+
+// scheduler holds a broker's deferred messages with one timer for the
+// soonest. Each timer it arms counts once in wg until it is stopped or its
+// function has run, so that Close can wait for a firing in progress.
+type scheduler struct {
+	heap    deferredHeap
+	timer   *time.Timer
+	wg      sync.WaitGroup
+	stopped bool
+}
+
+func (s *scheduler) addLocked(b *Broker, d *deferred) {
+	heap.Push(&s.heap, d)
+	if s.heap[0] == d {
+		s.armLocked(b)
+	}
+}
+
+func (s *scheduler) armLocked(b *Broker) {
+	if s.timer != nil && s.timer.Stop() {
+		s.wg.Done()
+	}
+	s.timer = nil
+	if len(s.heap) == 0 || s.stopped {
+		return
+	}
+	s.wg.Add(1)
+	s.timer = time.AfterFunc(time.Until(s.heap[0].due), func() {
+		defer s.wg.Done()
+		b.fireDue()
+	})
+}
+
+func (s *scheduler) stopLocked() {
+	s.stopped = true
+	if s.timer != nil && s.timer.Stop() {
+		s.wg.Done()
+	}
+	s.timer = nil
+	s.heap = nil
+}
+
+func (s *scheduler) wait() { s.wg.Wait() }
+
+// fireDue routes the deferred messages that are due.
+func (b *Broker) fireDue() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.sched.stopped {
+		return
+	}
+	now := time.Now()
+	for len(b.sched.heap) > 0 && !b.sched.heap[0].due.After(now) {
+		d := heap.Pop(&b.sched.heap).(*deferred)
+		var ex *exchange
+		if d.exchange != "" {
+			ex = b.exchanges[d.exchange]
+		}
+		var qs []*queue
+		if ex != nil || d.exchange == "" {
+			qs = b.routeLocked(ex, d.key)
+		}
+		b.journal.add(record{Op: Due, Connection: d.from, Exchange: d.exchange, RoutingKey: d.key,
+			Queues: queueNames(qs), NotBefore: d.due, msg: d.msg})
+		b.enqueueLocked(ex, d.exchange, d.key, d.msg, qs)
+	}
+	b.sched.armLocked(b)
+	b.checkIdleLocked()
+}

@@ -1,0 +1,108 @@
+// Package memory is an in-process message broker that behaves like
+// RabbitMQ, and a [transport.Transport] over it, for tests and for programs
+// that need a bus without a broker.
+//
+// [New] returns a [Transport] with a broker of its own; several transports
+// given the same [Broker] in their [Options] model several services, each
+// with its own connection, on one RabbitMQ. Brokers share no state, so any
+// number of them live in one process (one per test, say).
+//
+//	b := memory.NewBroker()
+//	defer b.Close()
+//	orders := memory.New(memory.Options{Broker: b, Name: "orders"})
+//	billing := memory.New(memory.Options{Broker: b, Name: "billing"})
+//
+// # The broker
+//
+// A [Broker] has RabbitMQ's model: exchanges of kind direct, topic or
+// fanout, queues, and bindings between them. The default exchange "" always
+// exists, routes a message to the queue named by its routing key, and can be
+// neither declared, bound nor deleted. Topic routing follows RabbitMQ's
+// rules to the letter (see [transport.ValidateTopicPattern]), delivers one
+// copy to a queue however many of its bindings match, and costs the same
+// with ten bindings as with ten thousand. The broker's methods can be used
+// directly, to seed queues, inspect them or build a topology a
+// [Transport] does not declare.
+//
+// # Delivery semantics
+//
+// Everything the [transport] package documentation promises holds: a queue
+// is FIFO; consumers of one queue compete, served round robin among those
+// with room in their prefetch window; a message nacked with requeue, or left
+// unsettled when its consumer stops or its connection is lost, goes back to
+// its original position and is delivered again with Redelivered set;
+// mandatory messages that reach no queue fail with
+// [transport.ErrUnroutable]; publishing to an exchange that does not exist
+// fails with [transport.ErrNotFound].
+//
+// Each message goes through [transport.Message.Normalized] when it is
+// dispatched, so a handler sees what it would see after a trip through
+// RabbitMQ (canonical header types, a timestamp to the second), and every
+// queue, every delivery and the sender have copies of their own.
+//
+// Queue arguments are stored and compared on a redeclare the way RabbitMQ
+// compares them (only the arguments RabbitMQ checks, integers of any width
+// by value), but they are not enforced: there is no length limit, message
+// TTL or dead-lettering.
+//
+// # Connections
+//
+// Each [Transport] is one connection to its broker. Closing it closes its
+// consumers (requeueing what they had not settled) and deletes the
+// temporary queues ([transport.Queue.Temporary]) it declared, as RabbitMQ
+// does with a connection's exclusive queues.
+//
+// [Broker.Disconnect], [Broker.Reconnect], [Broker.DropConnections] and
+// their per-transport versions [Transport.Disconnect] and
+// [Transport.Reconnect] simulate the loss of connections, so that recovery
+// logic can be tested without RabbitMQ. While a transport's connection is
+// down, its consumers receive nothing and their unsettled deliveries are
+// back in their queues (Ack and Nack on them fail with
+// [transport.ErrConnectionLost]); its temporary queues are gone with their
+// messages; Dispatch and every other call that needs the broker wait for the
+// connection to return, bounded by their context; [Transport.Health] fails;
+// watchers see [transport.Disconnected] and a [transport.ConsumerStopped]
+// for each consumer. When the connection returns the transport recovers as
+// amqp091-go's recovery does: temporary queues are declared again with
+// their bindings, consumers resume by themselves, and watchers see
+// [transport.Connected] and a [transport.ConsumerStarted] for each consumer.
+//
+// # Deferred delivery and testing/synctest
+//
+// [Transport] implements [transport.Delayer]: a message whose NotBefore is
+// in the future waits in the broker on a timer and is routed when it is due.
+// A mandatory deferred message must be routable when it is dispatched; one
+// that is no longer routable when it falls due is dropped, as RabbitMQ drops
+// an unroutable dead-lettered message.
+//
+// The broker blocks only on channels, wait groups and timers, so it works
+// inside a [testing/synctest] bubble: a broker created inside a bubble runs
+// on the bubble's fake clock, and synctest.Wait returns once every consumer
+// is idle. Create the broker (and its transports) inside the bubble that
+// uses them.
+//
+// # Test affordances
+//
+// Beyond RabbitMQ's model a broker offers what tests of code built on it
+// need: [Broker.Depth], [Broker.Messages] and [Broker.Stats] show a queue's
+// contents, [Broker.WaitIdle] waits until every message that can be consumed
+// has been handled, [Broker.Journal] records every message dispatched,
+// delivered, acked, nacked and requeued, [Broker.Deferred] lists the
+// messages waiting for their time, and [Broker.FailDispatches] makes the next
+// dispatches fail.
+//
+// # Errors
+//
+// Errors wrap the sentinels of package transport, so errors.Is(err,
+// transport.ErrNotFound) and the like work as with any transport, and name
+// the operation and the queue, exchange or routing key concerned. After
+// [Broker.Close] every method of the broker and of its transports fails with
+// [transport.ErrClosed].
+//
+// # Concurrency
+//
+// Every method of [Broker] and [Transport] is safe for concurrent use. Each
+// goroutine the package starts (a consumer's handler goroutines, a
+// watcher's goroutine) belongs to a transport, which waits for it in Close;
+// timers belong to the broker, which stops them in Close.
+package memory

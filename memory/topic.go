@@ -1,0 +1,190 @@
+package memory
+
+import "strings"
+
+// maxWords is the most words a routing key or pattern of at most
+// transport.MaxNameLength bytes can have: 127 dots separate 128 words.
+const maxWords = 128
+
+// topicTrie holds a topic exchange's bindings as a trie of pattern words, so
+// that routing costs what the routing key and the matching paths cost, not
+// what the number of bindings costs.
+type topicTrie struct {
+	root  *topicNode
+	epoch uint64 // one per match, for the visited marks of the nodes
+}
+
+// topicNode is one word of one or more patterns. Literal words, "*" and "#"
+// lead to separate children because RabbitMQ gives the wildcards their
+// meaning wherever they stand and has no escape.
+type topicNode struct {
+	parent *topicNode
+	word   string
+	words  map[string]*topicNode
+	star   *topicNode
+	hash   *topicNode
+	// queues are the queues bound under the pattern that ends here.
+	queues map[*queue]struct{}
+
+	// visited marks the positions of the routing key already tried at this
+	// node during the match numbered visitEpoch: "#" reaches the same (node,
+	// position) along many paths, and without the marks a pattern with
+	// several "#" costs a power of the key's length.
+	visitEpoch uint64
+	visited    [(maxWords + 1 + 63) / 64]uint64
+}
+
+func newTopicTrie() *topicTrie { return &topicTrie{root: &topicNode{}} }
+
+// splitWords splits a routing key or pattern into its words by RabbitMQ's
+// rules: the empty string has no words, otherwise empty words count. It
+// returns the words in buf's backing array when they fit.
+func splitWords(s string, buf []string) []string {
+	if s == "" {
+		return buf[:0]
+	}
+	words := buf[:0]
+	for {
+		i := strings.IndexByte(s, '.')
+		if i < 0 {
+			return append(words, s)
+		}
+		words = append(words, s[:i])
+		s = s[i+1:]
+	}
+}
+
+// add binds q under pattern; it reports whether the binding is new.
+func (t *topicTrie) add(pattern string, q *queue) bool {
+	var buf [maxWords]string
+	n := t.root
+	for _, w := range splitWords(pattern, buf[:]) {
+		n = n.child(w, true)
+	}
+	if _, ok := n.queues[q]; ok {
+		return false
+	}
+	if n.queues == nil {
+		n.queues = make(map[*queue]struct{})
+	}
+	n.queues[q] = struct{}{}
+	return true
+}
+
+// remove unbinds q from pattern and prunes the nodes left empty.
+func (t *topicTrie) remove(pattern string, q *queue) bool {
+	var buf [maxWords]string
+	n := t.root
+	for _, w := range splitWords(pattern, buf[:]) {
+		if n = n.child(w, false); n == nil {
+			return false
+		}
+	}
+	if _, ok := n.queues[q]; !ok {
+		return false
+	}
+	delete(n.queues, q)
+	for n.parent != nil && len(n.queues) == 0 && len(n.words) == 0 && n.star == nil && n.hash == nil {
+		p := n.parent
+		switch {
+		case p.star == n:
+			p.star = nil
+		case p.hash == n:
+			p.hash = nil
+		default:
+			delete(p.words, n.word)
+		}
+		n = p
+	}
+	return true
+}
+
+func (n *topicNode) child(w string, create bool) *topicNode {
+	var c *topicNode
+	switch w {
+	case "*":
+		c = n.star
+	case "#":
+		c = n.hash
+	default:
+		c = n.words[w]
+	}
+	if c != nil || !create {
+		return c
+	}
+	c = &topicNode{parent: n, word: w}
+	switch w {
+	case "*":
+		n.star = c
+	case "#":
+		n.hash = c
+	default:
+		if n.words == nil {
+			n.words = make(map[string]*topicNode)
+		}
+		n.words[w] = c
+	}
+	return c
+}
+
+// match calls found for each queue bound under a pattern that matches key.
+// A queue bound under several matching patterns may be reported more than
+// once; the caller deduplicates.
+func (t *topicTrie) match(key string, found func(*queue)) {
+	var buf [maxWords]string
+	t.epoch++
+	t.root.match(t.epoch, splitWords(key, buf[:]), 0, found)
+}
+
+func (n *topicNode) match(epoch uint64, words []string, i int, found func(*queue)) {
+	if n.visitEpoch != epoch {
+		n.visitEpoch = epoch
+		n.visited = [len(n.visited)]uint64{}
+	}
+	if n.visited[i/64]&(1<<(i%64)) != 0 {
+		return
+	}
+	n.visited[i/64] |= 1 << (i % 64)
+
+	if n.hash != nil {
+		// "#" swallows zero or more words.
+		for j := i; j <= len(words); j++ {
+			n.hash.match(epoch, words, j, found)
+		}
+	}
+	if i == len(words) {
+		for q := range n.queues {
+			found(q)
+		}
+		return
+	}
+	if c := n.words[words[i]]; c != nil {
+		c.match(epoch, words, i+1, found)
+	}
+	if n.star != nil {
+		n.star.match(epoch, words, i+1, found)
+	}
+}
+
+// each calls f for every binding in the trie.
+func (t *topicTrie) each(f func(pattern string, q *queue)) {
+	var walk func(n *topicNode, path []string)
+	walk = func(n *topicNode, path []string) {
+		if len(n.queues) > 0 {
+			p := strings.Join(path, ".")
+			for q := range n.queues {
+				f(p, q)
+			}
+		}
+		for w, c := range n.words {
+			walk(c, append(path, w))
+		}
+		if n.star != nil {
+			walk(n.star, append(path, "*"))
+		}
+		if n.hash != nil {
+			walk(n.hash, append(path, "#"))
+		}
+	}
+	walk(t.root, nil)
+}

@@ -1,0 +1,556 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/busline/busline/transport"
+)
+
+// Options configure a [Transport]. The zero value is a transport with a
+// broker of its own and PikaBus's exchange names.
+type Options struct {
+	// Broker is the broker to connect to; nil means a new broker that
+	// belongs to the transport and is closed with it.
+	Broker *Broker
+	// DirectExchange and TopicExchange name the transport's two exchanges;
+	// empty means [transport.DefaultDirectExchange] and
+	// [transport.DefaultTopicExchange].
+	DirectExchange string
+	TopicExchange  string
+	// Name names the connection in the broker's journal and in errors, as
+	// an AMQP connection name does. Optional.
+	Name string
+	// MaxDelay is the longest delay Dispatch accepts; zero means RabbitMQ
+	// transport's limit, 2^28-1 seconds, so that code tested here behaves
+	// the same in production.
+	MaxDelay time.Duration
+	// Logger receives the transport's diagnostics; nil means silent.
+	Logger *slog.Logger
+}
+
+// DefaultMaxDelay is the longest delay a [Transport] accepts by default:
+// that of the RabbitMQ transport's 28 delay levels.
+const DefaultMaxDelay = (1<<28 - 1) * time.Second
+
+// Transport is a [transport.Transport] over a [Broker]: one connection to
+// it. It also implements [transport.Delayer], [transport.Inspector],
+// [transport.Getter], [transport.QueueDeleter], [transport.Watcher] and
+// [transport.HealthChecker].
+type Transport struct {
+	b        *Broker
+	own      bool
+	cn       *conn
+	direct   string
+	topic    string
+	maxDelay time.Duration
+	log      *slog.Logger
+
+	closeOnce sync.Once
+}
+
+var (
+	_ transport.Transport     = (*Transport)(nil)
+	_ transport.Delayer       = (*Transport)(nil)
+	_ transport.Inspector     = (*Transport)(nil)
+	_ transport.Getter        = (*Transport)(nil)
+	_ transport.QueueDeleter  = (*Transport)(nil)
+	_ transport.Watcher       = (*Transport)(nil)
+	_ transport.HealthChecker = (*Transport)(nil)
+)
+
+// New returns a transport connected to opts.Broker, or to a broker of its
+// own. It declares the transport's direct and topic exchanges; if one of
+// them exists with another kind, Declare reports the conflict. A transport
+// on a closed broker is closed.
+func New(opts Options) *Transport {
+	t := &Transport{
+		b:        opts.Broker,
+		direct:   opts.DirectExchange,
+		topic:    opts.TopicExchange,
+		maxDelay: opts.MaxDelay,
+		log:      opts.Logger,
+	}
+	if t.b == nil {
+		t.b, t.own = NewBroker(), true
+	}
+	if t.direct == "" {
+		t.direct = transport.DefaultDirectExchange
+	}
+	if t.topic == "" {
+		t.topic = transport.DefaultTopicExchange
+	}
+	if t.maxDelay <= 0 {
+		t.maxDelay = DefaultMaxDelay
+	}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	b := t.b
+	cn := &conn{
+		b:         b,
+		t:         t,
+		name:      opts.Name,
+		upCh:      make(chan struct{}),
+		closedCh:  make(chan struct{}),
+		consumers: make(map[*consumer]struct{}),
+		temps:     make(map[string]*queue),
+		watchers:  make(map[*watcher]struct{}),
+	}
+	cn.getter = &consumer{b: b, cn: cn, unacked: make(map[uint64]*delivery)}
+	t.cn = cn
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		cn.closed = true
+		close(cn.closedCh)
+		return t
+	}
+	b.queueSeq++
+	cn.id = b.queueSeq
+	b.conns[cn] = struct{}{}
+	if !b.offline {
+		cn.up = true
+		close(cn.upCh)
+	}
+	t.declareExchangesLocked()
+	return t
+}
+
+// Broker returns the broker the transport is connected to.
+func (t *Transport) Broker() *Broker { return t.b }
+
+func (t *Transport) declareExchangesLocked() error {
+	return errors.Join(
+		t.b.declareExchangeLocked(fmt.Sprintf("declare exchange %q", t.direct), t.direct, ExchangeDirect),
+		t.b.declareExchangeLocked(fmt.Sprintf("declare exchange %q", t.topic), t.topic, ExchangeTopic),
+	)
+}
+
+func (t *Transport) exchangeName(e transport.Exchange) string {
+	if e == transport.Topic {
+		return t.topic
+	}
+	return t.direct
+}
+
+// Declare implements [transport.Transport]. A Temporary queue belongs to
+// this transport: it is deleted when the transport closes or loses its
+// connection, declared again when the connection returns, and other
+// transports can neither declare nor consume it.
+func (t *Transport) Declare(ctx context.Context, top transport.Topology) error {
+	op := fmt.Sprintf("declare queue %q", top.Queue.Name)
+	if err := t.checkOpen(op); err != nil {
+		return err
+	}
+	if err := top.Validate(); err != nil {
+		return fmt.Errorf("memory: %s: %w", op, err)
+	}
+	if err := t.cn.lockUp(ctx, op); err != nil {
+		return err
+	}
+	b := t.b
+	defer b.mu.Unlock()
+	if err := t.declareExchangesLocked(); err != nil {
+		return err
+	}
+	var owner *conn
+	if top.Queue.Temporary {
+		owner = t.cn
+	}
+	q, err := b.declareQueueLocked(op, top.Queue, owner)
+	if err != nil {
+		return err
+	}
+	if owner != nil {
+		t.cn.temps[q.name] = q
+	}
+	if err := b.bindLocked(op, t.direct, q.name, q.name); err != nil {
+		return err
+	}
+	for _, p := range top.Topics {
+		if err := b.bindLocked(op, t.topic, q.name, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkOpen fails once the transport or its broker is closed.
+func (t *Transport) checkOpen(op string) error {
+	t.b.mu.Lock()
+	defer t.b.mu.Unlock()
+	return t.checkOpenLocked(op)
+}
+
+func (t *Transport) checkOpenLocked(op string) error {
+	if t.cn.closed {
+		return fmt.Errorf("memory: %s: transport %w", op, transport.ErrClosed)
+	}
+	return t.b.errClosedLocked(op)
+}
+
+// Bind implements [transport.Transport].
+func (t *Transport) Bind(ctx context.Context, queue, pattern string) error {
+	op := fmt.Sprintf("bind queue %q to topic %q", queue, pattern)
+	if err := t.checkOpen(op); err != nil {
+		return err
+	}
+	if err := t.validateQueuePattern(op, queue, pattern); err != nil {
+		return err
+	}
+	if err := t.cn.lockUp(ctx, op); err != nil {
+		return err
+	}
+	defer t.b.mu.Unlock()
+	if err := t.declareExchangesLocked(); err != nil {
+		return err
+	}
+	return t.b.bindLocked(op, t.topic, queue, pattern)
+}
+
+func (t *Transport) validateQueuePattern(op, queue, pattern string) error {
+	if err := transport.ValidateQueueName(queue); err != nil {
+		return fmt.Errorf("memory: %s: %w", op, err)
+	}
+	if err := transport.ValidateTopicPattern(pattern); err != nil {
+		return fmt.Errorf("memory: %s: %w", op, err)
+	}
+	return nil
+}
+
+// Unbind implements [transport.Transport]. Unbinding from a queue that does
+// not exist is harmless.
+func (t *Transport) Unbind(ctx context.Context, queue, pattern string) error {
+	op := fmt.Sprintf("unbind queue %q from topic %q", queue, pattern)
+	if err := t.checkOpen(op); err != nil {
+		return err
+	}
+	if err := t.validateQueuePattern(op, queue, pattern); err != nil {
+		return err
+	}
+	if err := t.cn.lockUp(ctx, op); err != nil {
+		return err
+	}
+	defer t.b.mu.Unlock()
+	t.b.unbindLocked(t.topic, queue, pattern)
+	return nil
+}
+
+// Dispatch implements [transport.Transport]. Each message is normalized and
+// copied ([transport.Message.Normalized]) before it is routed. A message
+// with a NotBefore in the future waits in the broker (see
+// [Broker.Deferred]); a deferred mandatory message must be routable now.
+func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) error {
+	if err := t.checkOpen("dispatch"); err != nil {
+		return err
+	}
+	now := time.Now()
+	ms := make([]transport.Message, len(msgs))
+	for i := range msgs {
+		o := &msgs[i]
+		err := o.Validate()
+		if err == nil && o.Exchange == transport.Direct && o.NotBefore.Sub(now) > t.maxDelay {
+			err = fmt.Errorf("%w: a delay of %v is longer than the transport's maximum, %v",
+				transport.ErrNotSupported, o.NotBefore.Sub(now), t.maxDelay)
+		}
+		if err == nil {
+			ms[i], err = o.Message.Normalized()
+		}
+		if err != nil {
+			return t.dispatchError(i, o, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return t.dispatchErrors(msgs, fmt.Errorf("memory: %w", err))
+	}
+	if err := t.cn.lockUp(ctx, "dispatch"); err != nil {
+		return t.dispatchErrors(msgs, err)
+	}
+	var errs []error
+	for i := range msgs {
+		o := &msgs[i]
+		if err := t.b.publishLocked(t.cn, t.exchangeName(o.Exchange), o.RoutingKey, &ms[i], o.Mandatory, o.NotBefore); err != nil {
+			errs = append(errs, t.dispatchError(i, o, err))
+		}
+	}
+	t.b.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+func (t *Transport) dispatchError(i int, o *transport.Outgoing, err error) error {
+	return &transport.DispatchError{Index: i, Exchange: o.Exchange, RoutingKey: o.RoutingKey, MessageID: o.Message.ID, Err: err}
+}
+
+func (t *Transport) dispatchErrors(msgs []transport.Outgoing, err error) error {
+	errs := make([]error, len(msgs))
+	for i := range msgs {
+		errs[i] = t.dispatchError(i, &msgs[i], err)
+	}
+	return errors.Join(errs...)
+}
+
+// Consume implements [transport.Transport]. ConsumeOptions.Prefetch above
+// 65535 (AMQP's limit) is lowered to it, or to Concurrency if that is
+// larger.
+func (t *Transport) Consume(ctx context.Context, queue string, opts transport.ConsumeOptions, h transport.Handler) (transport.Consumer, error) {
+	op := fmt.Sprintf("consume queue %q", queue)
+	if err := t.checkOpen(op); err != nil {
+		return nil, err
+	}
+	if err := transport.ValidateQueueName(queue); err != nil {
+		return nil, fmt.Errorf("memory: %s: %w", op, err)
+	}
+	if h == nil {
+		return nil, fmt.Errorf("memory: %s: nil handler", op)
+	}
+	concurrency, prefetch := opts.Limits()
+	prefetch = max(min(prefetch, maxPrefetch), concurrency)
+	if err := t.cn.lockUp(ctx, op); err != nil {
+		return nil, err
+	}
+	b, cn := t.b, t.cn
+	defer b.mu.Unlock()
+	q, err := t.queueLocked(op, queue)
+	if err != nil {
+		return nil, err
+	}
+	cn.consumerID++
+	tag := opts.Tag
+	if tag == "" {
+		tag = fmt.Sprintf("ctag-%d", cn.consumerID)
+	}
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c := &consumer{
+		b:           b,
+		cn:          cn,
+		id:          cn.consumerID,
+		queue:       queue,
+		tag:         tag,
+		prefetch:    prefetch,
+		concurrency: concurrency,
+		h:           h,
+		ctx:         hctx,
+		cancel:      cancel,
+		ch:          make(chan *delivery, prefetch),
+		quit:        make(chan struct{}),
+		done:        make(chan struct{}),
+		unacked:     make(map[uint64]*delivery),
+	}
+	c.workers.Add(concurrency)
+	for range concurrency {
+		go c.work()
+	}
+	cn.consumers[c] = struct{}{}
+	c.q = q
+	q.attach(c)
+	cn.emitLocked(transport.Event{Kind: transport.ConsumerStarted, Queue: queue})
+	q.pumpLocked(b)
+	return c, nil
+}
+
+// queueLocked finds a queue this connection may use.
+func (t *Transport) queueLocked(op, name string) (*queue, error) {
+	q, ok := t.b.queues[name]
+	if !ok {
+		return nil, fmt.Errorf("memory: %s: %w: no queue %q", op, transport.ErrNotFound, name)
+	}
+	if q.owner != nil && q.owner != t.cn {
+		return nil, fmt.Errorf("memory: %s: %w: it is a temporary queue of another connection (RabbitMQ's RESOURCE_LOCKED)", op, transport.ErrTopologyConflict)
+	}
+	return q, nil
+}
+
+// Close implements [transport.Transport]: it closes the transport's
+// consumers, requeues what they and Get left unsettled, deletes its
+// temporary queues and stops its watchers. A transport created without
+// Options.Broker closes its broker too. A second Close returns nil at once.
+func (t *Transport) Close() error {
+	t.close()
+	return nil
+}
+
+func (t *Transport) close() {
+	first := false
+	t.closeOnce.Do(func() { first = true })
+	if !first {
+		return
+	}
+	b, cn := t.b, t.cn
+	b.mu.Lock()
+	if !cn.closed {
+		cn.closed = true
+		close(cn.closedCh)
+	}
+	cs := cn.sortedConsumersLocked()
+	b.mu.Unlock()
+
+	for _, c := range cs {
+		c.Close()
+	}
+
+	b.mu.Lock()
+	cn.getter.returnLocked(stateClosed)
+	for _, q := range cn.temps {
+		b.deleteQueueLocked(q)
+	}
+	cn.lostTemps = nil
+	delete(b.conns, cn)
+	for w := range cn.watchers {
+		w.mu.Lock()
+		w.draining = true
+		w.mu.Unlock()
+		close(w.quit)
+	}
+	cn.watchers = nil
+	b.checkIdleLocked()
+	b.mu.Unlock()
+
+	cn.wg.Wait()
+	if t.own {
+		b.Close()
+	}
+}
+
+// Disconnect drops this transport's connection and keeps it down until
+// [Transport.Reconnect], as [Broker.Disconnect] does for all of them.
+func (t *Transport) Disconnect() {
+	t.b.mu.Lock()
+	defer t.b.mu.Unlock()
+	if t.cn.closed {
+		return
+	}
+	t.cn.offline = true
+	t.cn.updateLocked()
+}
+
+// Reconnect ends a [Transport.Disconnect]; the connection recovers unless
+// the whole broker is disconnected.
+func (t *Transport) Reconnect() {
+	t.b.mu.Lock()
+	defer t.b.mu.Unlock()
+	if t.cn.closed {
+		return
+	}
+	t.cn.offline = false
+	t.cn.updateLocked()
+}
+
+// MaxDelay implements [transport.Delayer].
+func (t *Transport) MaxDelay() time.Duration { return t.maxDelay }
+
+// Inspect implements [transport.Inspector].
+func (t *Transport) Inspect(ctx context.Context, queue string) (transport.QueueInfo, error) {
+	op := fmt.Sprintf("inspect queue %q", queue)
+	if err := t.checkOpen(op); err != nil {
+		return transport.QueueInfo{}, err
+	}
+	if err := t.cn.lockUp(ctx, op); err != nil {
+		return transport.QueueInfo{}, err
+	}
+	defer t.b.mu.Unlock()
+	q, ok := t.b.queues[queue]
+	if !ok {
+		return transport.QueueInfo{}, fmt.Errorf("memory: %s: %w", op, transport.ErrNotFound)
+	}
+	return transport.QueueInfo{Name: q.name, Messages: q.readyLen(), Consumers: len(q.consumers)}, nil
+}
+
+// Get implements [transport.Getter]. The delivery belongs to the
+// transport's connection: it is requeued if the connection is lost or the
+// transport closes before it is settled.
+func (t *Transport) Get(ctx context.Context, queue string) (*transport.Delivery, bool, error) {
+	op := fmt.Sprintf("get from queue %q", queue)
+	if err := t.checkOpen(op); err != nil {
+		return nil, false, err
+	}
+	if err := t.cn.lockUp(ctx, op); err != nil {
+		return nil, false, err
+	}
+	q, err := t.queueLocked(op, queue)
+	if err != nil || q.readyLen() == 0 {
+		t.b.mu.Unlock()
+		return nil, false, err
+	}
+	dl := t.cn.getter.deliverLocked(t.b, q, q.popFront())
+	t.b.mu.Unlock()
+	dl.d.Message = dl.e.msg.Clone()
+	return &dl.d, true, nil
+}
+
+// DeleteQueue implements [transport.QueueDeleter].
+func (t *Transport) DeleteQueue(ctx context.Context, queue string) error {
+	op := fmt.Sprintf("delete queue %q", queue)
+	if err := t.checkOpen(op); err != nil {
+		return err
+	}
+	if err := transport.ValidateQueueName(queue); err != nil {
+		return fmt.Errorf("memory: %s: %w", op, err)
+	}
+	if err := t.cn.lockUp(ctx, op); err != nil {
+		return err
+	}
+	defer t.b.mu.Unlock()
+	q, ok := t.b.queues[queue]
+	if !ok {
+		return nil
+	}
+	if q.owner != nil && q.owner != t.cn {
+		return fmt.Errorf("memory: %s: %w: it is a temporary queue of another connection (RabbitMQ's RESOURCE_LOCKED)", op, transport.ErrTopologyConflict)
+	}
+	t.b.deleteQueueLocked(q)
+	return nil
+}
+
+// Watch implements [transport.Watcher]. After stop returns, f is not called
+// again (a call under way may still be running). When the transport closes,
+// f receives the events already queued, then the watcher ends.
+func (t *Transport) Watch(f func(transport.Event)) (stop func()) {
+	w := &watcher{f: f, wake: make(chan struct{}, 1), quit: make(chan struct{})}
+	b, cn := t.b, t.cn
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if cn.closed || b.closed {
+		return func() {}
+	}
+	cn.watchers[w] = struct{}{}
+	cn.wg.Add(1)
+	go func() {
+		defer cn.wg.Done()
+		w.run()
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			_, live := cn.watchers[w]
+			delete(cn.watchers, w)
+			b.mu.Unlock()
+			w.mu.Lock()
+			w.stopped = true
+			w.mu.Unlock()
+			if live {
+				close(w.quit)
+			}
+		})
+	}
+}
+
+// Health implements [transport.HealthChecker]: it fails while the
+// connection is down or after Close.
+func (t *Transport) Health(ctx context.Context) error {
+	t.b.mu.Lock()
+	defer t.b.mu.Unlock()
+	if err := t.checkOpenLocked("health"); err != nil {
+		return err
+	}
+	if !t.cn.up {
+		return fmt.Errorf("memory: health: connection %q: %w", t.cn.name, transport.ErrConnectionLost)
+	}
+	return ctx.Err()
+}
