@@ -26,6 +26,22 @@
 //	            ... user middleware ...
 //	handlers
 //
+// [Standard] builds exactly this chain from a transport; [Deferral],
+// [ErrorQueue], [Retry], [Recover] and [Timeout] build its stages one by one
+// for a chain of one's own. The stages that forward messages take a
+// [Sender] (any transport.Transport, or a [Dispatcher]) and look on it for
+// the capabilities they need: Deferral and delayed retries need
+// transport.Delayer, and their constructors fail with an error wrapping
+// transport.ErrNotSupported without it, rather than silently doing less.
+// Options structs configure the stages; their zero values are PikaBus's
+// behaviour, and header names, backoff policies ([DefaultBackoff],
+// [LinearBackoff], [ExponentialBackoff]) and limits are exported.
+//
+// On the outgoing side, [Stamp] sets headers on every message sent.
+//
+// [Replay] moves messages from the error queue back to the queues they
+// failed in, with their retry count reset.
+//
 // # Errors
 //
 // An error marked with [Permanent] (match it with [ErrPermanent]) skips the
@@ -37,7 +53,22 @@
 // Forwarding never loses a message: the copy is dispatched (and confirmed)
 // before the original is acked, so a crash in between duplicates it, never
 // loses it. Forwarding to the error queue works even when the handler's
-// context was cancelled.
+// context was cancelled: the stages dispatch under context.WithoutCancel
+// with a timeout of their own. A stage that cannot forward returns a
+// [*ForwardError], and the message goes back to its queue.
+//
+// A handler that returns a context error because the endpoint's own context
+// ended (a shutdown) has not failed: Retry and ErrorQueue pass the error
+// through, so the message goes back to the broker without counting a retry.
+// A [Timeout] that expires, in contrast, is a failure and is retried.
+//
+// # Logging
+//
+// Every stage logs through the *slog.Logger of its options (nil means
+// silent), with the message id and queue: decisions at Debug (immediate
+// retries, reschedules), retries and unreadable headers at Warn, messages
+// forwarded to the error queue and forwards that failed at Error. The
+// success path logs nothing and allocates nothing.
 //
 // # Headers and times
 //

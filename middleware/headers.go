@@ -44,7 +44,9 @@ type HeaderNames struct {
 	// SourceQueue: on a failed message, the queue it failed in.
 	SourceQueue string
 	// ErrorRetries: how many delayed retries the message has had, an AMQP
-	// integer.
+	// integer (written as an int32; read with [HeaderInt], so Python's ints
+	// and strings are understood). On the error queue it is that number
+	// plus one, the failed deliveries, as PikaBus writes it.
 	ErrorRetries string
 	// DeferredTime: the time a deferred message is due (see [FormatTime]).
 	DeferredTime string

@@ -48,8 +48,10 @@ func Chain(ms ...Middleware) Middleware {
 	}
 }
 
-// Dispatcher sends messages; transport.Transport's Dispatch method is one,
-// and stages that forward messages (retry, error queue, deferral) take one.
+// Dispatcher sends messages; transport.Transport's Dispatch method is one.
+// The stages that forward messages (Retry, ErrorQueue, Deferral) take a
+// [Sender], which a Dispatcher is. A Dispatcher must not change the messages
+// it is given (their headers included): they belong to its caller.
 type Dispatcher func(ctx context.Context, msgs ...transport.Outgoing) error
 
 // DispatchMiddleware wraps a Dispatcher: the outgoing side of the pipeline,
