@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -551,4 +552,36 @@ func TestBackoffPolicies(t *testing.T) {
 	if lin(3) != 3*time.Hour || lin(1<<40) <= 0 {
 		t.Errorf("LinearBackoff: %v, %v", lin(3), lin(1<<40))
 	}
+}
+
+func TestStagesLogDecisions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs strings.Builder
+		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		b := newBroker("orders", "error")
+		h := standard(t, delaying{b}, middleware.StandardOptions{Logger: logger, Retry: middleware.RetryOptions{Immediate: 1}})
+		m := order("m1")
+		if err := h(failWith(errors.New("db down")))(t.Context(), &middleware.Message{Message: m, Queue: "orders"}); err != nil {
+			t.Fatal(err)
+		}
+		m.Headers[names.ErrorRetries] = int32(5)
+		if err := h(failWith(errors.New("db down")))(t.Context(), &middleware.Message{Message: m, Queue: "orders"}); err != nil {
+			t.Fatal(err)
+		}
+		m.Headers[names.DeferredTime] = middleware.FormatTime(time.Now().Add(time.Minute))
+		if err := h(failWith(errors.New("early")))(t.Context(), &middleware.Message{Message: m, Queue: "orders"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			`level=DEBUG msg="handling failed; retrying immediately" message_id=m1 queue=orders attempt=1 of=1 error="db down"`,
+			`level=WARN msg="handling failed; retry scheduled" message_id=m1 queue=orders retry=1 of=5 delay=2s error="db down"`,
+			`level=WARN msg="handling failed; no retries left" message_id=m1 queue=orders retries=5`,
+			`level=ERROR msg="handling failed; message forwarded to the error queue" message_id=m1 queue=orders error_queue=error`,
+			`level=DEBUG msg="deferred message rescheduled" message_id=m1 queue=orders due=2000-01-01T00:01:00.000Z not_before=2000-01-01T00:01:00.000Z`,
+		} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("log lacks %s\n%s", want, logs.String())
+			}
+		}
+	})
 }
