@@ -107,7 +107,8 @@ func ExampleDeferral() {
 	tr := memory.New(memory.Options{})
 	defer tr.Close()
 
-	deferral, err := middleware.Deferral(tr, middleware.DeferralOptions{})
+	// No tolerance: the message is never handled a moment early.
+	deferral, err := middleware.Deferral(tr, middleware.DeferralOptions{Tolerance: -1})
 	if err != nil {
 		panic(err)
 	}

@@ -15,6 +15,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error returns "panic: " and the panic value; the stack is in Stack.
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 
 // Unwrap returns the panic value if it is an error, so that a handler that

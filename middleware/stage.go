@@ -56,6 +56,7 @@ type ForwardError struct {
 	Cause error
 }
 
+// Error says which stage failed to forward which message where, and why.
 func (e *ForwardError) Error() string {
 	s := fmt.Sprintf("middleware: %s: forwarding message %q to queue %q: %v", e.Stage, e.MessageID, e.Queue, e.Err)
 	if e.Cause != nil {
@@ -64,6 +65,8 @@ func (e *ForwardError) Error() string {
 	return s
 }
 
+// Unwrap returns the Dispatch error, so errors.Is finds the transport's
+// sentinel (transport.ErrUnroutable and the like).
 func (e *ForwardError) Unwrap() error { return e.Err }
 
 // isForwardError reports whether err is (or wraps) a *ForwardError.
