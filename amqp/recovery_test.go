@@ -43,10 +43,13 @@ func TestRecovery(t *testing.T) {
 }
 
 func testRecovery(t *testing.T, typ transport.QueueType, outage func(t *testing.T)) {
-	const total = 6000
+	// Messages flow before, during and after the outage: at least 6,000,
+	// and at least 1,000 after the broker is back.
+	const minTotal, maxTotal = 6000, 200000
 	tr := dial(t, amqp.Options{ReconnectDelay: 50 * time.Millisecond, MaxReconnectDelay: 500 * time.Millisecond, Heartbeat: 2 * time.Second})
 	var disconnects, starts atomic.Int32
 	stopWatch := tr.Watch(func(e transport.Event) {
+		t.Logf("event at %s: %v %v", e.Time.Format("15:04:05.000"), e.Kind, e.Err)
 		switch e.Kind {
 		case transport.Disconnected:
 			disconnects.Add(1)
@@ -59,7 +62,7 @@ func testRecovery(t *testing.T, typ transport.QueueType, outage func(t *testing.
 	declare(t, tr, transport.Queue{Name: q, Type: typ})
 
 	var mu sync.Mutex
-	seen := make(map[string]int, total)
+	seen := make(map[string]int, minTotal)
 	var ackErrs atomic.Int32
 	c, err := tr.Consume(testCtx(t, 10*time.Second), q, transport.ConsumeOptions{Concurrency: 8, Prefetch: 200}, func(ctx context.Context, d *transport.Delivery) {
 		mu.Lock()
@@ -77,8 +80,9 @@ func testRecovery(t *testing.T, typ transport.QueueType, outage func(t *testing.
 	}
 	defer c.Close()
 
-	var next, confirmedN atomic.Int64
-	confirmed := make([]atomic.Bool, total)
+	var next, confirmedN, stopAt atomic.Int64
+	stopAt.Store(maxTotal)
+	confirmed := make([]atomic.Bool, maxTotal)
 	var failures atomic.Int32
 	var wg sync.WaitGroup
 	for range 8 {
@@ -87,11 +91,11 @@ func testRecovery(t *testing.T, typ transport.QueueType, outage func(t *testing.
 			defer wg.Done()
 			for {
 				start := next.Add(5) - 5
-				if start >= total {
+				if start >= stopAt.Load() {
 					return
 				}
 				batch := make([]transport.Outgoing, 0, 5)
-				for i := start; i < start+5 && i < total; i++ {
+				for i := start; i < start+5; i++ {
 					batch = append(batch, transport.Outgoing{RoutingKey: q, Mandatory: true,
 						Message: transport.Message{ID: fmt.Sprint(i), Body: make([]byte, 256)}})
 				}
@@ -121,12 +125,15 @@ func testRecovery(t *testing.T, typ transport.QueueType, outage func(t *testing.
 	}
 
 	deadline := time.Now().Add(60 * time.Second)
-	for confirmedN.Load() < total/4 && time.Now().Before(deadline) {
+	for confirmedN.Load() < minTotal/4 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("outage after %d confirmed messages", confirmedN.Load())
 	outage(t)
+	t.Logf("broker back after %d messages dispatched", next.Load())
+	stopAt.Store(max(minTotal, next.Load()+1000))
 	wg.Wait()
+	total := int(next.Load())
 	t.Logf("all dispatched: %d confirmed, %d Dispatch calls failed", confirmedN.Load(), failures.Load())
 
 	missing := func() (n int, first string) {
@@ -168,7 +175,7 @@ func testRecovery(t *testing.T, typ transport.QueueType, outage func(t *testing.
 	mu.Unlock()
 	t.Logf("every confirmed message consumed; %d duplicate deliveries, %d consumed without a confirm, %d acks failed on a lost channel, %d disconnections, consumer started %d times",
 		dups, unconfirmedSeen, ackErrs.Load(), disconnects.Load(), starts.Load())
-	if confirmedN.Load() < total*9/10 {
+	if confirmedN.Load() < int64(total)*9/10 {
 		t.Errorf("only %d of %d messages confirmed within their 90 s", confirmedN.Load(), total)
 	}
 	if disconnects.Load() == 0 || starts.Load() < 2 {

@@ -1,0 +1,421 @@
+package amqp
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// A fake broker behind the amqpConn and amqpChannel interfaces, for fault
+// injection. Like amqp091, each connection hands notifications over from a
+// single reader goroutine, in order, so a return reaches the transport
+// before the confirm that follows it.
+
+type publishCall struct {
+	exchange, key string
+	mandatory     bool
+	msg           amqp091.Publishing
+}
+
+type fakeBroker struct {
+	mu        sync.Mutex
+	conns     []*fakeConn
+	dialErr   error
+	onPublish func(ch *fakeChannel, seq uint64, p publishCall)
+}
+
+func newFakeBroker() *fakeBroker {
+	return &fakeBroker{onPublish: func(ch *fakeChannel, seq uint64, _ publishCall) { ch.ack(seq) }}
+}
+
+func (b *fakeBroker) dial(string, amqp091.Config) (amqpConn, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.dialErr != nil {
+		return nil, b.dialErr
+	}
+	c := &fakeConn{b: b, events: make(chan func(), 1024), done: make(chan struct{})}
+	go c.reader()
+	b.conns = append(b.conns, c)
+	return c, nil
+}
+
+func (b *fakeBroker) setDialErr(err error) {
+	b.mu.Lock()
+	b.dialErr = err
+	b.mu.Unlock()
+}
+
+func (b *fakeBroker) publisher(f func(ch *fakeChannel, seq uint64, p publishCall)) {
+	b.mu.Lock()
+	b.onPublish = f
+	b.mu.Unlock()
+}
+
+// channels returns every channel opened so far, in order.
+func (b *fakeBroker) channels() []*fakeChannel {
+	b.mu.Lock()
+	conns := append([]*fakeConn(nil), b.conns...)
+	b.mu.Unlock()
+	var out []*fakeChannel
+	for _, c := range conns {
+		c.mu.Lock()
+		out = append(out, c.chans...)
+		c.mu.Unlock()
+	}
+	return out
+}
+
+// published returns every message published, on every channel, in order
+// of the channels.
+func (b *fakeBroker) published() []publishCall {
+	var out []publishCall
+	for _, ch := range b.channels() {
+		ch.mu.Lock()
+		out = append(out, ch.published...)
+		ch.mu.Unlock()
+	}
+	return out
+}
+
+type fakeConn struct {
+	b      *fakeBroker
+	mu     sync.Mutex
+	closed bool
+	closes []chan *amqp091.Error
+	blocks []chan amqp091.Blocking
+	chans  []*fakeChannel
+	events chan func()
+	done   chan struct{}
+}
+
+func (c *fakeConn) reader() {
+	defer close(c.done)
+	for f := range c.events {
+		f()
+	}
+}
+
+// emit queues f on the reader; it is dropped once the connection is closed.
+func (c *fakeConn) emit(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.events <- f
+	}
+}
+
+func send[T any](c chan T, v T) {
+	select {
+	case c <- v:
+	case <-time.After(5 * time.Second): // as amqp091: give up on a stuck listener
+	}
+}
+
+func (c *fakeConn) Channel() (amqpChannel, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, amqp091.ErrClosed
+	}
+	ch := &fakeChannel{c: c, deliveries: make(chan amqp091.Delivery, 100)}
+	c.chans = append(c.chans, ch)
+	return ch, nil
+}
+
+func (c *fakeConn) NotifyClose(r chan *amqp091.Error) chan *amqp091.Error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closes = append(c.closes, r)
+	return r
+}
+
+func (c *fakeConn) NotifyBlocked(r chan amqp091.Blocking) chan amqp091.Blocking {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.blocks = append(c.blocks, r)
+	return r
+}
+
+func (c *fakeConn) Close() error { c.shutdown(nil); return nil }
+
+// lose drops the connection as a broker restart would.
+func (c *fakeConn) lose() {
+	c.shutdown(&amqp091.Error{Code: amqp091.ConnectionForced, Reason: "CONNECTION_FORCED - broker forced connection closure", Server: true})
+}
+
+func (c *fakeConn) shutdown(e *amqp091.Error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	chans := append([]*fakeChannel(nil), c.chans...)
+	closes, blocks := c.closes, c.blocks
+	c.closed = true
+	close(c.events)
+	c.mu.Unlock()
+	<-c.done
+	for _, ch := range chans {
+		ch.shutdown(e)
+	}
+	for _, r := range closes {
+		if e != nil {
+			send(r, e)
+		}
+		close(r)
+	}
+	for _, r := range blocks {
+		close(r)
+	}
+}
+
+type fakeChannel struct {
+	c          *fakeConn
+	mu         sync.Mutex
+	closed     bool
+	seq        uint64
+	confirms   []chan amqp091.Confirmation
+	returns    []chan amqp091.Return
+	closes     []chan *amqp091.Error
+	cancels    []chan string
+	deliveries chan amqp091.Delivery
+	consuming  bool
+	published  []publishCall
+	acks       []uint64
+	nacks      []uint64
+}
+
+func (ch *fakeChannel) ack(seq uint64) {
+	ch.c.emit(func() { ch.confirm(amqp091.Confirmation{DeliveryTag: seq, Ack: true}) })
+}
+
+func (ch *fakeChannel) nack(seq uint64) {
+	ch.c.emit(func() { ch.confirm(amqp091.Confirmation{DeliveryTag: seq, Ack: false}) })
+}
+
+func (ch *fakeChannel) confirm(c amqp091.Confirmation) {
+	ch.mu.Lock()
+	ls := ch.confirms
+	ch.mu.Unlock()
+	for _, l := range ls {
+		send(l, c)
+	}
+}
+
+// ret returns p as unroutable; the confirm must follow.
+func (ch *fakeChannel) ret(p publishCall) {
+	ch.c.emit(func() {
+		ch.mu.Lock()
+		ls := ch.returns
+		ch.mu.Unlock()
+		r := amqp091.Return{ReplyCode: 312, ReplyText: "NO_ROUTE", Exchange: p.exchange, RoutingKey: p.key,
+			Headers: p.msg.Headers, MessageId: p.msg.MessageId}
+		for _, l := range ls {
+			send(l, r)
+		}
+	})
+}
+
+// fail closes the channel with a channel exception; the connection lives.
+func (ch *fakeChannel) fail(code int, reason string) {
+	ch.c.emit(func() { ch.shutdown(&amqp091.Error{Code: code, Reason: reason, Server: true}) })
+}
+
+// deliver hands a delivery to the channel's consumer.
+func (ch *fakeChannel) deliver(d amqp091.Delivery) {
+	ch.c.emit(func() {
+		ch.mu.Lock()
+		defer ch.mu.Unlock()
+		if !ch.closed && ch.consuming {
+			d.Acknowledger = nil
+			ch.deliveries <- d
+		}
+	})
+}
+
+func (ch *fakeChannel) shutdown(e *amqp091.Error) {
+	ch.mu.Lock()
+	if ch.closed {
+		ch.mu.Unlock()
+		return
+	}
+	ch.closed = true
+	confirms, returns, closes, cancels := ch.confirms, ch.returns, ch.closes, ch.cancels
+	ch.confirms, ch.returns, ch.closes, ch.cancels = nil, nil, nil, nil
+	close(ch.deliveries)
+	ch.mu.Unlock()
+	for _, l := range closes {
+		if e != nil {
+			send(l, e)
+		}
+		close(l)
+	}
+	for _, l := range confirms {
+		close(l)
+	}
+	for _, l := range returns {
+		close(l)
+	}
+	for _, l := range cancels {
+		close(l)
+	}
+}
+
+func (ch *fakeChannel) isClosed() bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.closed
+}
+
+func (ch *fakeChannel) Confirm(bool) error { return ch.ok() }
+
+func (ch *fakeChannel) ok() error {
+	if ch.isClosed() {
+		return amqp091.ErrClosed
+	}
+	return nil
+}
+
+func (ch *fakeChannel) Qos(int, int, bool) error { return ch.ok() }
+
+func (ch *fakeChannel) NotifyPublish(c chan amqp091.Confirmation) chan amqp091.Confirmation {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.confirms = append(ch.confirms, c)
+	return c
+}
+
+func (ch *fakeChannel) NotifyReturn(c chan amqp091.Return) chan amqp091.Return {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.returns = append(ch.returns, c)
+	return c
+}
+
+func (ch *fakeChannel) NotifyClose(c chan *amqp091.Error) chan *amqp091.Error {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.closes = append(ch.closes, c)
+	return c
+}
+
+func (ch *fakeChannel) NotifyCancel(c chan string) chan string {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.cancels = append(ch.cancels, c)
+	return c
+}
+
+func (ch *fakeChannel) Publish(exchange, key string, mandatory, _ bool, msg amqp091.Publishing) error {
+	ch.mu.Lock()
+	if ch.closed {
+		ch.mu.Unlock()
+		return amqp091.ErrClosed
+	}
+	ch.seq++
+	seq := ch.seq
+	p := publishCall{exchange, key, mandatory, msg}
+	ch.published = append(ch.published, p)
+	ch.mu.Unlock()
+	ch.c.b.mu.Lock()
+	f := ch.c.b.onPublish
+	ch.c.b.mu.Unlock()
+	f(ch, seq, p)
+	return nil
+}
+
+func (ch *fakeChannel) Consume(string, string, bool, bool, bool, bool, amqp091.Table) (<-chan amqp091.Delivery, error) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.closed {
+		return nil, amqp091.ErrClosed
+	}
+	ch.consuming = true
+	return ch.deliveries, nil
+}
+
+func (ch *fakeChannel) Cancel(string, bool) error {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.closed {
+		return amqp091.ErrClosed
+	}
+	if ch.consuming {
+		ch.consuming = false
+		close(ch.deliveries)
+		ch.deliveries = make(chan amqp091.Delivery, 100)
+	}
+	return nil
+}
+
+func (ch *fakeChannel) Get(string, bool) (amqp091.Delivery, bool, error) {
+	return amqp091.Delivery{}, false, ch.ok()
+}
+
+func (ch *fakeChannel) Ack(tag uint64, _ bool) error {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.closed {
+		return amqp091.ErrClosed
+	}
+	ch.acks = append(ch.acks, tag)
+	return nil
+}
+
+func (ch *fakeChannel) Nack(tag uint64, _, _ bool) error {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.closed {
+		return amqp091.ErrClosed
+	}
+	ch.nacks = append(ch.nacks, tag)
+	return nil
+}
+
+func (ch *fakeChannel) ExchangeDeclare(string, string, bool, bool, bool, bool, amqp091.Table) error {
+	return ch.ok()
+}
+
+func (ch *fakeChannel) ExchangeBind(string, string, string, bool, amqp091.Table) error {
+	return ch.ok()
+}
+
+func (ch *fakeChannel) QueueDeclare(name string, _, _, _, _ bool, _ amqp091.Table) (amqp091.Queue, error) {
+	return amqp091.Queue{Name: name}, ch.ok()
+}
+
+func (ch *fakeChannel) QueueDeclarePassive(name string, _, _, _, _ bool, _ amqp091.Table) (amqp091.Queue, error) {
+	return amqp091.Queue{Name: name}, ch.ok()
+}
+
+func (ch *fakeChannel) QueueBind(string, string, string, bool, amqp091.Table) error { return ch.ok() }
+
+func (ch *fakeChannel) QueueUnbind(string, string, string, amqp091.Table) error { return ch.ok() }
+
+func (ch *fakeChannel) QueueDelete(string, bool, bool, bool) (int, error) { return 0, ch.ok() }
+
+func (ch *fakeChannel) Close() error {
+	if ch.isClosed() {
+		return amqp091.ErrClosed
+	}
+	ch.c.mu.Lock()
+	closed := ch.c.closed
+	ch.c.mu.Unlock()
+	if closed {
+		ch.shutdown(nil)
+		return nil
+	}
+	done := make(chan struct{})
+	ch.c.emit(func() { ch.shutdown(nil); close(done) })
+	select {
+	case <-done:
+	case <-ch.c.done:
+		ch.shutdown(nil)
+	}
+	return nil
+}
+
+var errDialRefused = errors.New("dial tcp 127.0.0.1:5672: connect: connection refused")

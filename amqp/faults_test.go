@@ -1,0 +1,407 @@
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/busline/busline/transport"
+)
+
+// Fault injection through the fake broker: the failures a real broker
+// produces rarely and at random, made to happen at a chosen moment.
+
+func dialFake(t *testing.T, b *fakeBroker) *Transport {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tr, err := Dial(ctx, []string{"amqp://guest:guest@fake-1/", "amqp://guest:guest@fake-2/"}, Options{
+		dial: b.dial, ReconnectDelay: time.Millisecond, MaxReconnectDelay: 10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+func outgoing(ids ...string) []transport.Outgoing {
+	out := make([]transport.Outgoing, len(ids))
+	for i, id := range ids {
+		out[i] = transport.Outgoing{RoutingKey: "q", Mandatory: true, Message: transport.Message{ID: id}}
+	}
+	return out
+}
+
+// failedIndexes returns the Index of every DispatchError in err.
+func failedIndexes(t *testing.T, err error) map[int]error {
+	t.Helper()
+	out := map[int]error{}
+	if err == nil {
+		return out
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var de *transport.DispatchError
+		if !errors.As(e, &de) {
+			t.Fatalf("%v is not a DispatchError", e)
+		}
+		out[de.Index] = de.Err
+	}
+	return out
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestFaultNack(t *testing.T) {
+	b := newFakeBroker()
+	b.publisher(func(ch *fakeChannel, seq uint64, p publishCall) {
+		if p.msg.MessageId == "bad" {
+			ch.nack(seq)
+		} else {
+			ch.ack(seq)
+		}
+	})
+	tr := dialFake(t, b)
+	err := tr.Dispatch(ctxFor(t, 5*time.Second), outgoing("a", "bad", "c")...)
+	failed := failedIndexes(t, err)
+	if len(failed) != 1 || !errors.Is(failed[1], transport.ErrRejected) {
+		t.Fatalf("Dispatch = %v, want message 1 rejected", err)
+	}
+	if n := len(b.published()); n != 3 {
+		t.Fatalf("%d publishes, want 3: a nack is not retried", n)
+	}
+}
+
+func TestFaultReturn(t *testing.T) {
+	b := newFakeBroker()
+	b.publisher(func(ch *fakeChannel, seq uint64, p publishCall) {
+		if p.key == "nowhere" {
+			ch.ret(p)
+		}
+		ch.ack(seq)
+	})
+	tr := dialFake(t, b)
+	batch := outgoing("same", "same", "same", "same")
+	batch[2].RoutingKey = "nowhere"
+	batch[3].Mandatory = false
+	err := tr.Dispatch(ctxFor(t, 5*time.Second), batch...)
+	failed := failedIndexes(t, err)
+	if len(failed) != 1 || !errors.Is(failed[2], transport.ErrUnroutable) {
+		t.Fatalf("Dispatch = %v, want message 2 unroutable", err)
+	}
+	pub := b.published()
+	if _, ok := pub[3].msg.Headers[seqHeader]; ok {
+		t.Fatal("a message that is not mandatory carries the sequence header")
+	}
+	if pub[2].msg.Headers[seqHeader] != int64(3) {
+		t.Fatalf("sequence header %#v, want 3", pub[2].msg.Headers[seqHeader])
+	}
+
+	// Under concurrency, each return still fails only its own publish.
+	var wg sync.WaitGroup
+	errs := make([]error, 100)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := outgoing("same")
+			if i%3 == 0 {
+				o[0].RoutingKey = "nowhere"
+			}
+			errs[i] = tr.Dispatch(ctxFor(t, 5*time.Second), o...)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (i%3 == 0) != errors.Is(err, transport.ErrUnroutable) {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+}
+
+func TestFaultChannelClosedMidBatch(t *testing.T) {
+	b := newFakeBroker()
+	var mu sync.Mutex
+	first := true
+	b.publisher(func(ch *fakeChannel, seq uint64, p publishCall) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first && seq == 3 {
+			first = false
+			ch.fail(amqp091.PreconditionFailed, "PRECONDITION_FAILED - something")
+			return
+		}
+		ch.ack(seq)
+	})
+	tr := dialFake(t, b)
+	if err := tr.Dispatch(ctxFor(t, 5*time.Second), outgoing("1", "2", "3", "4", "5", "6")...); err != nil {
+		t.Fatalf("Dispatch = %v, want the unconfirmed messages published again", err)
+	}
+	var ids []string
+	for _, p := range b.published() {
+		ids = append(ids, p.msg.MessageId)
+	}
+	// 1 and 2 were confirmed on the first channel; 3 (and whatever else was
+	// sent there) again on the next, in order.
+	if fmt.Sprint(ids[:2]) != "[1 2]" || fmt.Sprint(ids[len(ids)-4:]) != "[3 4 5 6]" {
+		t.Fatalf("published %v", ids)
+	}
+
+	t.Run("every time", func(t *testing.T) {
+		b.publisher(func(ch *fakeChannel, seq uint64, p publishCall) {
+			ch.fail(amqp091.PreconditionFailed, "PRECONDITION_FAILED - message too large")
+		})
+		before := len(b.published())
+		err := tr.Dispatch(ctxFor(t, 5*time.Second), outgoing("big")...)
+		if !errors.Is(err, transport.ErrConnectionLost) {
+			t.Fatalf("Dispatch = %v, want ErrConnectionLost (outcome unknown)", err)
+		}
+		var aerr *amqp091.Error
+		if !errors.As(err, &aerr) || aerr.Code != amqp091.PreconditionFailed {
+			t.Fatalf("the broker's error is not reachable in %v", err)
+		}
+		if n := len(b.published()) - before; n != 3 {
+			t.Fatalf("%d attempts, want 3", n)
+		}
+	})
+}
+
+func TestFaultConnectionLostDuringDispatch(t *testing.T) {
+	b := newFakeBroker()
+	var lost atomic.Bool
+	b.publisher(func(ch *fakeChannel, seq uint64, p publishCall) {
+		if p.msg.MessageId == "2" && lost.CompareAndSwap(false, true) {
+			go ch.c.lose()
+			return
+		}
+		ch.ack(seq)
+	})
+	tr := dialFake(t, b)
+	var mu sync.Mutex
+	var kinds []transport.EventKind
+	stop := tr.Watch(func(e transport.Event) {
+		mu.Lock()
+		kinds = append(kinds, e.Kind)
+		mu.Unlock()
+	})
+	defer stop()
+	if err := tr.Dispatch(ctxFor(t, 5*time.Second), outgoing("1", "2", "3")...); err != nil {
+		t.Fatalf("Dispatch = %v, want the lost messages published again after reconnecting", err)
+	}
+	var ids []string
+	for _, p := range b.published() {
+		ids = append(ids, p.msg.MessageId)
+	}
+	// 2 was lost with the connection and published again; 3 may have been
+	// confirmed before the connection went, or published again after 2.
+	if s := fmt.Sprint(ids); s != "[1 2 3 2]" && s != "[1 2 3 2 3]" && s != "[1 2 2 3]" {
+		t.Fatalf("published %v", ids)
+	}
+	waitFor(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprint(kinds) == fmt.Sprint([]transport.EventKind{transport.Disconnected, transport.Connected})
+	}, func() string { return fmt.Sprint(kinds) })
+}
+
+func TestFaultOutageBoundedByContext(t *testing.T) {
+	b := newFakeBroker()
+	tr := dialFake(t, b)
+	b.setDialErr(errDialRefused)
+	for _, c := range b.conns {
+		c.lose()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := tr.Dispatch(ctx, outgoing("1")...)
+	if !errors.Is(err, transport.ErrConnectionLost) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dispatch during an outage = %v, want ErrConnectionLost and DeadlineExceeded", err)
+	}
+	if err := tr.Health(ctxFor(t, time.Second)); !errors.Is(err, transport.ErrConnectionLost) {
+		t.Fatalf("Health during an outage = %v", err)
+	}
+	b.setDialErr(nil)
+	if err := tr.Dispatch(ctxFor(t, 5*time.Second), outgoing("2")...); err != nil {
+		t.Fatalf("Dispatch after the outage = %v", err)
+	}
+}
+
+func TestFaultNoConfirm(t *testing.T) {
+	b := newFakeBroker()
+	b.publisher(func(*fakeChannel, uint64, publishCall) {}) // never confirms
+	tr := dialFake(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := tr.Dispatch(ctx, outgoing("1", "2")...)
+	if len(failedIndexes(t, err)) != 2 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dispatch without confirms = %v, want both messages failed with DeadlineExceeded", err)
+	}
+
+	// Close while a Dispatch waits for its confirm.
+	res := make(chan error, 1)
+	go func() { res <- tr.Dispatch(context.Background(), outgoing("3")...) }()
+	waitFor(t, func() bool { return len(b.published()) == 3 }, func() string { return "publish" })
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("Dispatch under way at Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestFaultLostConfirm: amqp091 drops a notification its listener did not
+// take within 5 s. The transport sees the gap in the delivery tags and
+// publishes the message again rather than wait forever.
+func TestFaultLostConfirm(t *testing.T) {
+	b := newFakeBroker()
+	var dropped atomic.Bool
+	b.publisher(func(ch *fakeChannel, seq uint64, p publishCall) {
+		if p.msg.MessageId == "1" && dropped.CompareAndSwap(false, true) {
+			return
+		}
+		ch.ack(seq)
+	})
+	tr := dialFake(t, b)
+	if err := tr.Dispatch(ctxFor(t, 5*time.Second), outgoing("1", "2")...); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, p := range b.published() {
+		ids = append(ids, p.msg.MessageId)
+	}
+	if fmt.Sprint(ids) != "[1 2 1]" {
+		t.Fatalf("published %v, want [1 2 1]", ids)
+	}
+}
+
+func TestFaultAckOnDeadChannel(t *testing.T) {
+	b := newFakeBroker()
+	tr := dialFake(t, b)
+	got := make(chan *transport.Delivery, 10)
+	c, err := tr.Consume(ctxFor(t, 5*time.Second), "q", transport.ConsumeOptions{Concurrency: 2}, func(ctx context.Context, d *transport.Delivery) {
+		got <- d
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	consuming := func() *fakeChannel {
+		var last *fakeChannel
+		for _, ch := range b.channels() {
+			ch.mu.Lock()
+			if ch.consuming && !ch.closed {
+				last = ch
+			}
+			ch.mu.Unlock()
+		}
+		return last
+	}
+	first := consuming()
+	first.deliver(amqp091.Delivery{DeliveryTag: 1, MessageId: "a", Exchange: transport.DefaultDirectExchange, RoutingKey: "q"})
+	d := <-got
+	if d.ID != "a" || d.Queue != "q" || d.Tag != 1 {
+		t.Fatalf("delivery %+v", d)
+	}
+	first.fail(amqp091.PreconditionFailed, "PRECONDITION_FAILED - unknown delivery tag 42")
+	waitFor(t, func() bool { ch := consuming(); return ch != nil && ch != first }, func() string { return "no new channel" })
+	if err := d.Ack(); !errors.Is(err, transport.ErrConnectionLost) {
+		t.Fatalf("Ack on a dead channel = %v, want ErrConnectionLost", err)
+	}
+	second := consuming()
+	second.deliver(amqp091.Delivery{DeliveryTag: 1, MessageId: "b", Redelivered: true})
+	d2 := <-got
+	if err := d2.Ack(); err != nil {
+		t.Fatalf("Ack on the new channel = %v", err)
+	}
+	second.mu.Lock()
+	acks := fmt.Sprint(second.acks)
+	second.mu.Unlock()
+	if acks != "[1]" || len(first.acks) != 0 {
+		t.Fatalf("acks: first channel %v, second %v", first.acks, acks)
+	}
+
+	// A lost connection: the consumer resumes on the next one.
+	second.deliver(amqp091.Delivery{DeliveryTag: 2, MessageId: "c"})
+	d3 := <-got
+	b.mu.Lock()
+	conns := append([]*fakeConn(nil), b.conns...)
+	b.mu.Unlock()
+	for _, c := range conns {
+		c.lose()
+	}
+	waitFor(t, func() bool { ch := consuming(); return ch != nil && ch != second }, func() string { return "not resumed" })
+	if err := d3.Nack(true); !errors.Is(err, transport.ErrConnectionLost) {
+		t.Fatalf("Nack after a lost connection = %v, want ErrConnectionLost", err)
+	}
+	waitFor(t, func() bool { return tr.Health(ctxFor(t, time.Second)) == nil },
+		func() string { return fmt.Sprint("Health after resuming: ", tr.Health(ctxFor(t, time.Second))) })
+
+	third := consuming()
+	third.deliver(amqp091.Delivery{DeliveryTag: 1, MessageId: "d"})
+	d4 := <-got
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d4.Ack(); !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("Ack after Close = %v, want ErrClosed", err)
+	}
+	if c.Err() != nil {
+		t.Fatalf("Err after Close = %v", c.Err())
+	}
+}
+
+func TestFaultFailoverAcrossURLs(t *testing.T) {
+	b := newFakeBroker()
+	var urls []string
+	var mu sync.Mutex
+	inner := b.dial
+	failFirst := true
+	dial := func(url string, cfg amqp091.Config) (amqpConn, error) {
+		mu.Lock()
+		urls = append(urls, url)
+		fail := failFirst && url == "amqp://guest:guest@fake-1/"
+		mu.Unlock()
+		if fail {
+			return nil, errDialRefused
+		}
+		return inner(url, cfg)
+	}
+	ctx := ctxFor(t, 5*time.Second)
+	tr, err := Dial(ctx, []string{"amqp://guest:guest@fake-1/", "amqp://guest:guest@fake-2/"}, Options{dial: dial, ReconnectDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if err := tr.Dispatch(ctx, outgoing("1")...); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(urls) != 4 {
+		t.Fatalf("dialled %v, want each connection to try fake-1 then fake-2", urls)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what func() string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within 5s: %s", what())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
