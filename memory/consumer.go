@@ -291,6 +291,9 @@ func (c *consumer) Close() error {
 	started := c.beginStopLocked(nil)
 	c.b.mu.Unlock()
 	if !started {
+		// A Drain is under way: stopping "at once" still means the
+		// handlers' contexts end now, not when the Drain's would.
+		c.cancel()
 		<-c.done
 		return nil
 	}
