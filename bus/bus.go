@@ -1,0 +1,619 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/busline/busline/middleware"
+	"github.com/busline/busline/transport"
+)
+
+// Bus is an endpoint: a queue of its own (unless send-only), the handlers of
+// the messages that arrive there, and the calls that send messages. Make
+// one with [New]. A Bus is safe for concurrent use.
+type Bus struct {
+	t       transport.Transport
+	delayer transport.Delayer // nil if the transport cannot defer
+	opts    Options
+	log     *slog.Logger
+	names   middleware.HeaderNames
+	codec   Codec
+	codecs  codecs
+
+	queue      string // with the prefix; "" for a send-only Bus
+	queueBox   any
+	errorQueue string
+	ctString   string // the codec's content type and the same boxed, for headers
+	ctBox      any
+
+	dispatch middleware.Dispatcher // the transport's Dispatch wrapped in DispatchMiddleware
+	sender   middleware.Sender     // dispatch, plus Delayer when the transport has it
+	pipeline middleware.Handler    // the stages, then terminal
+
+	handlers atomic.Pointer[handlerTable]
+	regMu    sync.Mutex
+
+	replies replies
+	evOnce  sync.Once
+	ev      *events // created on the first event, if OnEvent is set
+
+	closed atomic.Bool    // Shutdown or Close began
+	done   chan struct{}  // closed when the Bus has stopped
+	wg     sync.WaitGroup // consumer monitors
+
+	opMu sync.Mutex // serializes Start, Pause, Resume and Shutdown
+	mu   sync.Mutex // guards the fields below
+	st   state
+	cons transport.Consumer // the endpoint queue's consumer while running
+	subs []string           // subscription patterns, prefixed
+	lost map[string]error   // queues whose consumer failed, and why
+	stop func()             // stops watching the transport's events
+
+	finishOnce sync.Once
+}
+
+type state uint8
+
+const (
+	created state = iota
+	running
+	paused
+	stopped
+)
+
+// New returns a Bus for the endpoint queue on transport t, or a send-only
+// Bus if queue is empty. It checks the queue name, the subscription
+// patterns and the options, builds the handling pipeline, and touches no
+// broker: [Bus.Start] does. The transport remains the caller's: close it
+// after the Bus.
+//
+// With the standard pipeline (no [Options.Pipeline]) the transport must
+// implement transport.Delayer, for delayed retries and deferred messages;
+// New fails with an error wrapping [ErrNotSupported] otherwise.
+func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
+	if t == nil {
+		return nil, errors.New("bus.New: nil transport")
+	}
+	b := &Bus{t: t, opts: opts, done: make(chan struct{})}
+	b.log = opts.Logger
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if d, ok := t.(transport.Delayer); ok && d.MaxDelay() > 0 {
+		b.delayer = d
+	}
+	if opts.Concurrency < 0 || opts.Prefetch < 0 {
+		return nil, fmt.Errorf("bus.New: negative Concurrency (%d) or Prefetch (%d)", opts.Concurrency, opts.Prefetch)
+	}
+	if opts.Concurrency == 0 {
+		b.opts.Concurrency = 1
+	}
+	if opts.Prefetch == 0 {
+		b.opts.Prefetch = defaultPrefetchFactor * b.opts.Concurrency
+	}
+	if b.opts.Prefetch < b.opts.Concurrency {
+		b.opts.Prefetch = b.opts.Concurrency
+	}
+	switch opts.QueueType {
+	case "", transport.Quorum, transport.Classic:
+	default:
+		return nil, fmt.Errorf("bus.New: unknown queue type %q", opts.QueueType)
+	}
+	if opts.Unhandled > UnhandledDiscard {
+		return nil, fmt.Errorf("bus.New: unknown Unhandled policy %d", opts.Unhandled)
+	}
+	prefix := opts.HeaderPrefix
+	if prefix == "" {
+		prefix = middleware.DefaultHeaderPrefix
+	}
+	b.names = middleware.NewHeaderNames(prefix)
+
+	if queue != "" {
+		b.queue = opts.QueuePrefix + queue
+		if err := transport.ValidateQueueName(b.queue); err != nil {
+			return nil, fmt.Errorf("bus.New: endpoint queue: %w", err)
+		}
+		b.queueBox = b.queue
+	} else if len(opts.Subscriptions) > 0 {
+		return nil, fmt.Errorf("bus.New: subscriptions need a queue: %w", ErrSendOnly)
+	}
+	eq := opts.ErrorQueue
+	if eq == "" {
+		eq = middleware.DefaultErrorQueue
+	}
+	b.errorQueue = opts.QueuePrefix + eq
+	if err := transport.ValidateQueueName(b.errorQueue); err != nil {
+		return nil, fmt.Errorf("bus.New: error queue: %w", err)
+	}
+	for _, p := range opts.Subscriptions {
+		full := opts.TopicPrefix + p
+		if err := transport.ValidateTopicPattern(full); err != nil {
+			return nil, fmt.Errorf("bus.New: subscription: %w", err)
+		}
+		if !slices.Contains(b.subs, full) {
+			b.subs = append(b.subs, full)
+		}
+	}
+	b.replies.queue = replyQueueName(b.queue, opts.QueuePrefix)
+	b.replies.queueBox = b.replies.queue
+
+	b.codec = opts.Codec
+	if b.codec == nil {
+		b.codec = JSON
+	}
+	var err error
+	if b.codecs, err = newCodecs(b.codec, opts.Codecs); err != nil {
+		return nil, err
+	}
+	b.ctString = b.codec.ContentType()
+	b.ctBox = b.ctString
+
+	b.dispatch = middleware.ChainDispatch(opts.DispatchMiddleware...)(t.Dispatch)
+	if b.delayer != nil {
+		b.sender = delayingSender{b.dispatch, b.delayer}
+	} else {
+		b.sender = b.dispatch
+	}
+
+	var stages middleware.Middleware
+	if opts.Pipeline != nil {
+		stages, err = opts.Pipeline(b)
+		if err != nil {
+			return nil, fmt.Errorf("bus.New: Pipeline: %w", err)
+		}
+		if stages == nil {
+			return nil, errors.New("bus.New: Pipeline returned a nil middleware")
+		}
+	} else {
+		retry := opts.Retry
+		stages, err = middleware.Standard(b.sender, middleware.StandardOptions{
+			ErrorQueue: middleware.ErrorQueueOptions{Queue: b.errorQueue},
+			Retry:      retry,
+			Timeout:    opts.HandlerTimeout,
+			Headers:    b.names,
+			Logger:     opts.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("bus.New: standard pipeline: %w", err)
+		}
+	}
+	b.pipeline = middleware.Chain(stages, middleware.Chain(opts.Middleware...))(b.terminal)
+
+	empty := handlerTable{}
+	b.handlers.Store(&empty)
+	return b, nil
+}
+
+// delayingSender is the Bus's dispatcher offered to the pipeline's stages
+// with the transport's Delayer capability.
+type delayingSender struct {
+	d middleware.Dispatcher
+	transport.Delayer
+}
+
+func (s delayingSender) Dispatch(ctx context.Context, msgs ...transport.Outgoing) error {
+	return s.d(ctx, msgs...)
+}
+
+// Queue returns the endpoint's queue name, with the prefix; empty for a
+// send-only Bus.
+func (b *Bus) Queue() string { return b.queue }
+
+// ErrorQueue returns the name of the error queue, with the prefix.
+func (b *Bus) ErrorQueue() string { return b.errorQueue }
+
+// HeaderNames returns the names of the standard headers the Bus writes and
+// reads.
+func (b *Bus) HeaderNames() middleware.HeaderNames { return b.names }
+
+// Sender returns what the Bus dispatches through: the transport's Dispatch
+// wrapped in [Options.DispatchMiddleware], with the transport's
+// transport.Delayer capability if it has it. Stages built for
+// [Options.Pipeline] forward through it.
+func (b *Bus) Sender() middleware.Sender { return b.sender }
+
+// Start declares the endpoint's topology and starts consuming its queue:
+// the queue ([Options.QueueType], quorum by default) bound on the direct
+// exchange under its own name and on the topic exchange under
+// [Options.Subscriptions] and the patterns given to Subscribe before Start;
+// and the error queue, as a shared queue. A send-only Bus declares nothing.
+// Start may be called once; ctx bounds it.
+func (b *Bus) Start(ctx context.Context) error {
+	b.opMu.Lock()
+	defer b.opMu.Unlock()
+	b.mu.Lock()
+	st, subs := b.st, slices.Clone(b.subs)
+	b.mu.Unlock()
+	switch {
+	case b.closed.Load() || st == stopped:
+		return fmt.Errorf("bus %q: start: %w", b.queue, ErrClosed)
+	case st != created:
+		return fmt.Errorf("bus %q: start: already started", b.queue)
+	}
+	var c transport.Consumer
+	if b.queue != "" {
+		if err := b.t.Declare(ctx, transport.Topology{
+			Queue:  transport.Queue{Name: b.queue, Type: b.queueType()},
+			Topics: subs,
+		}); err != nil {
+			return fmt.Errorf("bus %q: start: declaring the endpoint queue: %w", b.queue, err)
+		}
+		if err := b.t.Declare(ctx, transport.Topology{
+			Queue: transport.Queue{Name: b.errorQueue, Type: b.queueType(), Shared: true},
+		}); err != nil {
+			return fmt.Errorf("bus %q: start: declaring the error queue %q: %w", b.queue, b.errorQueue, err)
+		}
+		var err error
+		if c, err = b.consume(ctx); err != nil {
+			return fmt.Errorf("bus %q: start: %w", b.queue, err)
+		}
+	}
+	var stop func()
+	if w, ok := b.t.(transport.Watcher); ok {
+		stop = w.Watch(b.transportEvent)
+	}
+	b.mu.Lock()
+	if b.closed.Load() {
+		b.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+		if c != nil {
+			_ = c.Close()
+		}
+		return fmt.Errorf("bus %q: start: %w", b.queue, ErrClosed)
+	}
+	b.st, b.cons, b.stop = running, c, stop
+	if c != nil {
+		b.monitorLocked(c, b.queue)
+	}
+	b.mu.Unlock()
+	b.emit(Event{Kind: Started, Queue: b.queue})
+	b.log.InfoContext(ctx, "endpoint started", "queue", b.queue, "subscriptions", subs)
+	return nil
+}
+
+func (b *Bus) queueType() transport.QueueType {
+	if b.opts.QueueType == "" {
+		return transport.Quorum
+	}
+	return b.opts.QueueType
+}
+
+func (b *Bus) consume(ctx context.Context) (transport.Consumer, error) {
+	c, err := b.t.Consume(ctx, b.queue, transport.ConsumeOptions{
+		Concurrency: b.opts.Concurrency,
+		Prefetch:    b.opts.Prefetch,
+		Tag:         b.queue,
+	}, b.deliver)
+	if err != nil {
+		return nil, fmt.Errorf("consuming %q: %w", b.queue, err)
+	}
+	return c, nil
+}
+
+// monitor watches consumer c of queue until it stops, and reports a stop
+// nobody asked for.
+func (b *Bus) monitor(c transport.Consumer, queue string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.monitorLocked(c, queue)
+}
+
+func (b *Bus) monitorLocked(c transport.Consumer, queue string) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		<-c.Done()
+		if err := c.Err(); err != nil {
+			b.consumerLost(queue, err, transport.Event{})
+		}
+	}()
+}
+
+func (b *Bus) consumerLost(queue string, err error, te transport.Event) {
+	b.mu.Lock()
+	if b.lost == nil {
+		b.lost = map[string]error{}
+	}
+	_, already := b.lost[queue]
+	b.lost[queue] = err
+	b.mu.Unlock()
+	if !already {
+		b.log.Error("consumer stopped", "queue", queue, "error", err)
+		b.emit(Event{Kind: ConsumerLost, Queue: queue, Err: err, Transport: te})
+	}
+}
+
+// transportEvent turns a transport event into the Bus's.
+func (b *Bus) transportEvent(e transport.Event) {
+	switch e.Kind {
+	case transport.ConsumerStarted, transport.ConsumerStopped:
+		if e.Queue != b.queue && e.Queue != b.replies.queue {
+			return // another endpoint's consumer on a shared transport
+		}
+		if e.Kind == transport.ConsumerStopped {
+			if e.Err != nil {
+				b.consumerLost(e.Queue, e.Err, e)
+			}
+			return
+		}
+		b.mu.Lock()
+		_, was := b.lost[e.Queue]
+		delete(b.lost, e.Queue)
+		b.mu.Unlock()
+		if was {
+			b.log.Info("consumer resumed", "queue", e.Queue)
+			b.emit(Event{Kind: ConsumerResumed, Queue: e.Queue, Transport: e})
+		}
+	default:
+		b.emit(Event{Kind: TransportEvent, Queue: b.queue, Transport: e})
+	}
+}
+
+func (b *Bus) emit(e Event) {
+	if b.opts.OnEvent == nil {
+		return
+	}
+	b.evOnce.Do(func() { b.ev = newEvents(b.opts.OnEvent) })
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	b.ev.emit(e)
+}
+
+// Pause stops consuming: the broker stops delivering, and Pause waits for
+// the handlers under way to finish (and dispatch what they sent), or for
+// ctx. Messages keep arriving in the queue. Resume starts again. Pausing a
+// paused Bus does nothing.
+func (b *Bus) Pause(ctx context.Context) error {
+	if b.queue == "" {
+		return fmt.Errorf("bus: pause: %w", ErrSendOnly)
+	}
+	b.opMu.Lock()
+	defer b.opMu.Unlock()
+	b.mu.Lock()
+	st, c := b.st, b.cons
+	b.mu.Unlock()
+	switch {
+	case b.closed.Load() || st == stopped:
+		return fmt.Errorf("bus %q: pause: %w", b.queue, ErrClosed)
+	case st == created:
+		return fmt.Errorf("bus %q: pause: not started", b.queue)
+	case st == paused:
+		return nil
+	}
+	err := c.Drain(ctx)
+	b.mu.Lock()
+	b.st, b.cons = paused, nil
+	b.mu.Unlock()
+	b.emit(Event{Kind: Paused, Queue: b.queue, Err: err})
+	if err != nil {
+		return fmt.Errorf("bus %q: pause: %w", b.queue, err)
+	}
+	b.log.InfoContext(ctx, "endpoint paused", "queue", b.queue)
+	return nil
+}
+
+// Resume starts consuming again after Pause. Resuming a running Bus does
+// nothing.
+func (b *Bus) Resume(ctx context.Context) error {
+	if b.queue == "" {
+		return fmt.Errorf("bus: resume: %w", ErrSendOnly)
+	}
+	b.opMu.Lock()
+	defer b.opMu.Unlock()
+	b.mu.Lock()
+	st := b.st
+	b.mu.Unlock()
+	switch {
+	case b.closed.Load() || st == stopped:
+		return fmt.Errorf("bus %q: resume: %w", b.queue, ErrClosed)
+	case st == created:
+		return fmt.Errorf("bus %q: resume: not started", b.queue)
+	case st == running:
+		return nil
+	}
+	c, err := b.consume(ctx)
+	if err != nil {
+		return fmt.Errorf("bus %q: resume: %w", b.queue, err)
+	}
+	b.mu.Lock()
+	if b.closed.Load() {
+		b.mu.Unlock()
+		_ = c.Close()
+		return fmt.Errorf("bus %q: resume: %w", b.queue, ErrClosed)
+	}
+	b.st, b.cons = running, c
+	delete(b.lost, b.queue)
+	b.monitorLocked(c, b.queue)
+	b.mu.Unlock()
+	b.emit(Event{Kind: Resumed, Queue: b.queue})
+	b.log.InfoContext(ctx, "endpoint resumed", "queue", b.queue)
+	return nil
+}
+
+// Health returns nil when the Bus is doing its work: started (or paused on
+// request), its consumers running, and the transport healthy if it can tell
+// (transport.HealthChecker). Otherwise it says what is wrong: not started,
+// closed ([ErrClosed]), a consumer lost, the transport's error.
+func (b *Bus) Health(ctx context.Context) error {
+	b.mu.Lock()
+	st := b.st
+	var lost error
+	for q, err := range b.lost {
+		lost = errors.Join(lost, fmt.Errorf("consumer of %q stopped: %w", q, err))
+	}
+	b.mu.Unlock()
+	switch {
+	case b.closed.Load() || st == stopped:
+		return fmt.Errorf("bus %q: %w", b.queue, ErrClosed)
+	case st == created:
+		return fmt.Errorf("bus %q: not started", b.queue)
+	case lost != nil:
+		return fmt.Errorf("bus %q: %w", b.queue, lost)
+	}
+	if hc, ok := b.t.(transport.HealthChecker); ok {
+		if err := hc.Health(ctx); err != nil {
+			return fmt.Errorf("bus %q: transport: %w", b.queue, err)
+		}
+	}
+	return nil
+}
+
+// Subscribe binds the endpoint's queue on the topic exchange under pattern
+// (with [Options.TopicPrefix] prepended): events published under a matching
+// topic arrive in the queue. Before Start it adds to the patterns Start
+// binds; after, it binds at once. Bindings outlive the Bus: they stay on the
+// broker until Unsubscribe.
+func (b *Bus) Subscribe(ctx context.Context, pattern string) error {
+	return b.subscription(ctx, pattern, true)
+}
+
+// Unsubscribe removes the binding Subscribe (or Options.Subscriptions, or
+// an earlier run) made under pattern. Removing one that does not exist is
+// harmless.
+func (b *Bus) Unsubscribe(ctx context.Context, pattern string) error {
+	return b.subscription(ctx, pattern, false)
+}
+
+func (b *Bus) subscription(ctx context.Context, pattern string, add bool) error {
+	what := "subscribe"
+	if !add {
+		what = "unsubscribe"
+	}
+	full := b.opts.TopicPrefix + pattern
+	if b.queue == "" {
+		return fmt.Errorf("bus: %s %q: %w", what, full, ErrSendOnly)
+	}
+	if err := transport.ValidateTopicPattern(full); err != nil {
+		return fmt.Errorf("bus %q: %s: %w", b.queue, what, err)
+	}
+	b.mu.Lock()
+	st := b.st
+	if st == created {
+		// Not started: Start binds what the list holds.
+		if add && !slices.Contains(b.subs, full) {
+			b.subs = append(b.subs, full)
+		} else if !add {
+			b.subs = slices.DeleteFunc(b.subs, func(s string) bool { return s == full })
+		}
+		b.mu.Unlock()
+		if b.closed.Load() {
+			return fmt.Errorf("bus %q: %s %q: %w", b.queue, what, full, ErrClosed)
+		}
+		return nil
+	}
+	b.mu.Unlock()
+	if b.closed.Load() || st == stopped {
+		return fmt.Errorf("bus %q: %s %q: %w", b.queue, what, full, ErrClosed)
+	}
+	var err error
+	if add {
+		err = b.t.Bind(ctx, b.queue, full)
+	} else {
+		err = b.t.Unbind(ctx, b.queue, full)
+	}
+	if err != nil {
+		return fmt.Errorf("bus %q: %s %q: %w", b.queue, what, full, err)
+	}
+	b.mu.Lock()
+	if add && !slices.Contains(b.subs, full) {
+		b.subs = append(b.subs, full)
+	} else if !add {
+		b.subs = slices.DeleteFunc(b.subs, func(s string) bool { return s == full })
+	}
+	b.mu.Unlock()
+	return nil
+}
+
+// Subscriptions returns the topic patterns (with the prefix) the Bus binds
+// or bound: Options.Subscriptions and Subscribe's, minus Unsubscribe's.
+func (b *Bus) Subscriptions() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.subs)
+}
+
+// Shutdown stops the Bus gracefully: it stops consuming (the broker stops
+// delivering; messages received but not yet handled go back to the queue),
+// waits for the handlers under way to finish and dispatch what they sent,
+// stops the reply queue's consumer (requests still waiting fail with
+// [ErrClosed]) and returns. If ctx is done first, the handlers' contexts are
+// cancelled, their messages go back to the queue, and Shutdown returns the
+// context's error once they returned. Afterwards every call fails with
+// [ErrClosed], except inside handlers still finishing. A second Shutdown or
+// Close returns nil once the Bus has stopped. The transport is not closed.
+//
+// Shutdown does not wait for Send or Publish calls under way outside
+// handlers, on other goroutines: they finish or fail on their own.
+func (b *Bus) Shutdown(ctx context.Context) error {
+	if !b.closed.CompareAndSwap(false, true) {
+		select {
+		case <-b.done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("bus %q: shutdown: waiting for the first Shutdown or Close: %w", b.queue, ctx.Err())
+		}
+	}
+	b.emit(Event{Kind: Stopping, Queue: b.queue})
+	b.mu.Lock()
+	c := b.cons
+	b.mu.Unlock()
+	var err error
+	if c != nil {
+		if derr := c.Drain(ctx); derr != nil {
+			err = fmt.Errorf("bus %q: shutdown: %w", b.queue, derr)
+		}
+	}
+	if rerr := b.closeReplies(ctx, true); rerr != nil && err == nil {
+		err = fmt.Errorf("bus %q: shutdown: reply queue: %w", b.queue, rerr)
+	}
+	b.finish(err)
+	return err
+}
+
+// Close stops the Bus at once: the broker stops delivering, the handlers'
+// contexts are cancelled, and Close waits for them to return; their
+// messages go back to the queue, and what they sent is not dispatched.
+// Requests still waiting fail with [ErrClosed]. Afterwards every call fails
+// with ErrClosed. A second Close returns nil. The transport is not closed.
+func (b *Bus) Close() error {
+	if b.closed.CompareAndSwap(false, true) {
+		b.emit(Event{Kind: Stopping, Queue: b.queue})
+	}
+	b.mu.Lock()
+	c := b.cons
+	b.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+	_ = b.closeReplies(context.Background(), false)
+	b.finish(nil)
+	return nil
+}
+
+// finish releases what is left once consumption has stopped, once.
+func (b *Bus) finish(err error) {
+	b.finishOnce.Do(func() {
+		b.mu.Lock()
+		stop := b.stop
+		b.st, b.stop, b.cons = stopped, nil, nil
+		b.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+		b.wg.Wait()
+		close(b.done)
+		b.emit(Event{Kind: Stopped, Queue: b.queue, Err: err})
+		b.evOnce.Do(func() {})
+		b.ev.close()
+		b.log.Info("endpoint stopped", "queue", b.queue)
+	})
+}

@@ -1,0 +1,120 @@
+// Package bus is what applications use: an endpoint bound to one queue that
+// sends commands, publishes events, defers messages, replies and requests,
+// and hands the messages it receives to typed handlers, with retries and an
+// error queue. It runs over any [transport.Transport]: the in-memory broker
+// in tests, RabbitMQ in production.
+//
+//	b, err := bus.New(t, "orders", bus.Options{Subscriptions: []string{"payments.*"}})
+//	bus.Handle(b, func(ctx context.Context, o PlaceOrder) error {
+//		// ... then, dispatched only if this handler succeeds:
+//		return b.Publish(ctx, "orders.placed", OrderPlaced{ID: o.ID})
+//	})
+//	err = b.Start(ctx)
+//	defer b.Shutdown(context.WithoutCancel(ctx))
+//
+// # Endpoints
+//
+// [New] checks its arguments and options and touches no broker. [Bus.Start]
+// declares the endpoint's topology (its queue, quorum by default, bound on
+// the direct exchange under its own name and on the topic exchange under
+// [Options.Subscriptions]; and the error queue as a shared queue) and starts
+// consuming. [Bus.Shutdown] stops consuming, lets the handlers under way
+// finish and dispatch what they sent, and stops; [Bus.Close] stops at once.
+// Neither closes the transport, which belongs to the caller and may be
+// shared by several endpoints.
+//
+// An endpoint made with an empty queue name is a send-only client: it can
+// send, publish, defer and request (with or without Start) but has no queue,
+// so it takes no handlers and no subscriptions, and its messages carry no
+// ReplyToAddress or OriginatingAddress header.
+//
+// # Messages and handlers
+//
+// A message is any Go value the endpoint's [Codec] can encode (JSON by
+// default). Its message type, the name in the MessageType header that picks
+// the handler on the receiving side, is given by a MessageType method (see
+// [MessageTyper]) or else derived from the Go type: the last element of the
+// package path, a dot and the type name, such as "orders.PlaceOrder" (see
+// [TypeName]). [WithMessageType] overrides it for one call or one handler.
+//
+// [Handle] registers a typed handler, [Bus.HandleRaw] one that sees the wire
+// message. Every handler of a message's type runs, in the order registered,
+// and all must succeed; [IncomingFrom] gives a handler the message's
+// metadata. A message no handler takes is not acked silently: by default it
+// goes to the error queue with the reason ([Options.Unhandled]).
+//
+// # Outgoing messages and transactions
+//
+// Inside a handler, whatever [Bus.Send], [Bus.Publish], [Bus.Defer] and
+// [Bus.Reply] are given (with the handler's context) is held back and
+// dispatched, as one batch, only after every handler of the message
+// returned nil, and before the message is acked. A failing handler sends
+// nothing: its retry starts again with nothing pending. If the batch cannot
+// be dispatched the handling fails and is retried like a handler error.
+// Outside handlers the same calls dispatch at once, unless they are made
+// within [Bus.Transaction], which batches them the same way: dispatched when
+// the function returns nil, dropped when it returns an error or panics.
+// Using the context of a handler or transaction after it returned is an
+// error ([ErrScopeEnded]). [Request] is the exception: it always sends at
+// once, since it waits for the reply.
+//
+// # Wire format
+//
+// Messages are PikaBus's, so that Go and Python services share a broker:
+// every outgoing message carries the headers PikaBus.MessageId,
+// CorrelationId (inherited from the message being handled, else the new
+// message's id), ConversationId (inherited likewise), TimeSent (RFC 3339,
+// UTC, microseconds), ReplyToAddress and OriginatingAddress (this endpoint's
+// queue), Intent ("command" for Send, Reply and Defer, "event" for
+// Publish), MessageType, ContentType and ContentEncoding, plus DeferredTime
+// on deferred messages and the W3C traceparent of the message being handled,
+// if it had one. The AMQP properties mirror them: message_id,
+// correlation_id, reply_to, content_type, content_encoding, type (the
+// message type; PikaBus 1 put the content type there) and timestamp. The
+// header prefix is configurable ([Options.HeaderPrefix]). Incoming headers
+// are read leniently: foreign value types never make a message unreadable,
+// and PikaBus 1.x's times are understood.
+//
+// # Delivery semantics
+//
+// Delivery is at least once. A message is acked only after its handlers
+// succeeded and everything they sent was confirmed by the broker; a crash in
+// between delivers it again, so handlers must be idempotent. Send, Reply,
+// Defer and Request are mandatory: a message that reaches no queue is an
+// error wrapping [ErrUnroutable]. Publish is not, by default: an event
+// nobody subscribed to is dropped, as in NServiceBus; [WithRequireSubscriber]
+// and [Options.RequireSubscriber] make it an error.
+//
+// A failed handling goes through the pipeline of package middleware:
+// delayed retries (five, PikaBus's backoff, by default), then the error
+// queue with ErrorDetails, SourceQueue and ErrorRetries. Errors marked
+// [Permanent], bodies that cannot be decoded ([ErrUndecodable]) and
+// unhandled types ([ErrUnhandled]) skip the retries. A panicking handler
+// fails like one that returned an error.
+//
+// # Request and reply
+//
+// [Request] sends a message and waits for the reply correlated with it. The
+// reply comes back to this process even when several instances consume the
+// endpoint's queue: each Bus has a temporary reply queue of its own,
+// declared on its first Request. A reply that arrives after its request
+// gave up is acked and dropped. The error a responder's handler returns does
+// not travel back: the requester's context runs out. To report failures,
+// reply with a message that says so.
+//
+// # Errors
+//
+// Errors are matched with [errors.Is] against the sentinels re-exported from
+// package transport ([ErrClosed], [ErrUnroutable], [ErrInvalidName], ...)
+// and this package's own. Every error names the operation and the queue or
+// topic. Names are checked before anything is sent.
+//
+// # Concurrency
+//
+// Every method of [Bus] is safe for concurrent use. The endpoint handles up
+// to [Options.Concurrency] messages at once (one by default, in queue
+// order). Handlers may call any method of the Bus except Shutdown, Close and
+// Pause, which wait for the handlers. The [Options.OnEvent] callback runs on
+// a goroutine of the Bus, one event at a time, and must not call Shutdown or
+// Close.
+package bus

@@ -1,0 +1,146 @@
+package bus
+
+import (
+	"sync"
+	"time"
+
+	"github.com/busline/busline/transport"
+)
+
+// EventKind classifies an [Event].
+type EventKind uint8
+
+// The kinds of [Event].
+const (
+	// Started: Start declared the topology and the endpoint consumes.
+	Started EventKind = iota + 1
+	// Paused: Pause stopped consumption; handlers under way have finished.
+	Paused
+	// Resumed: Resume restarted consumption.
+	Resumed
+	// Stopping: Shutdown or Close began.
+	Stopping
+	// Stopped: the Bus stopped for good. It is the last event.
+	Stopped
+	// ConsumerLost: a consumer of the Bus (of its queue, or of its reply
+	// queue) stopped without being asked to; Event.Err says why. The
+	// transport may restart it (ConsumerResumed follows); if not, Health
+	// reports the failure.
+	ConsumerLost
+	// ConsumerResumed: a consumer of the Bus runs again after
+	// ConsumerLost.
+	ConsumerResumed
+	// TransportEvent: the transport reported a change of its connection
+	// (connected, disconnected, blocked, unblocked): Event.Transport.
+	TransportEvent
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case Started:
+		return "started"
+	case Paused:
+		return "paused"
+	case Resumed:
+		return "resumed"
+	case Stopping:
+		return "stopping"
+	case Stopped:
+		return "stopped"
+	case ConsumerLost:
+		return "consumer lost"
+	case ConsumerResumed:
+		return "consumer resumed"
+	case TransportEvent:
+		return "transport event"
+	}
+	return "unknown event"
+}
+
+// Event is a change of a Bus's state, given to [Options.OnEvent].
+type Event struct {
+	Kind EventKind
+	// Time is when the Bus noticed the change.
+	Time time.Time
+	// Queue is the endpoint's queue, or for consumer events the queue of
+	// the consumer concerned.
+	Queue string
+	// Err is the cause, for ConsumerLost, and for Stopped after a Shutdown
+	// that ran out of time.
+	Err error
+	// Transport is the transport's event, for TransportEvent, and the one
+	// that caused ConsumerLost or ConsumerResumed, if any.
+	Transport transport.Event
+}
+
+// events delivers events to OnEvent in order on a goroutine of its own, so
+// that the callback may call the Bus (Health, Pause) without deadlocking on
+// the caller that raised the event.
+type events struct {
+	f    func(Event)
+	mu   sync.Mutex
+	q    []Event
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func newEvents(f func(Event)) *events {
+	if f == nil {
+		return nil
+	}
+	e := &events{f: f, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go e.run()
+	return e
+}
+
+func (e *events) emit(ev Event) {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	e.q = append(e.q, ev)
+	e.mu.Unlock()
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (e *events) run() {
+	defer close(e.done)
+	for {
+		e.mu.Lock()
+		q := e.q
+		e.q = nil
+		e.mu.Unlock()
+		for _, ev := range q {
+			e.f(ev)
+		}
+		if len(q) > 0 {
+			continue
+		}
+		select {
+		case <-e.wake:
+		case <-e.stop:
+			e.mu.Lock()
+			q := e.q
+			e.q = nil
+			e.mu.Unlock()
+			for _, ev := range q {
+				e.f(ev)
+			}
+			return
+		}
+	}
+}
+
+// close delivers the events queued so far and ends the goroutine.
+func (e *events) close() {
+	if e == nil {
+		return
+	}
+	e.once.Do(func() { close(e.stop) })
+	<-e.done
+}

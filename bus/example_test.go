@@ -1,0 +1,495 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/busline/busline/bus"
+	"github.com/busline/busline/memory"
+	"github.com/busline/busline/middleware"
+	"github.com/busline/busline/transport"
+)
+
+// The messages of the examples.
+type (
+	// ShipOrder is a command.
+	ShipOrder struct {
+		OrderID string
+		Express bool
+	}
+	// OrderShipped is an event.
+	OrderShipped struct{ OrderID string }
+	// GetStock is a request; StockLevel its reply.
+	GetStock   struct{ SKU string }
+	StockLevel struct {
+		SKU   string
+		Units int
+	}
+)
+
+// An endpoint that handles a command and publishes an event, which a second
+// endpoint subscribed to.
+func Example() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{}) // RabbitMQ in production: amqp.Dial(...)
+	defer t.Close()
+
+	shipping, _ := bus.New(t, "shipping", bus.Options{})
+	bus.Handle(shipping, func(ctx context.Context, cmd ShipOrder) error {
+		fmt.Println("shipping", cmd.OrderID)
+		// Dispatched only if this handler succeeds, before the command is acked.
+		return shipping.Publish(ctx, "orders.shipped", OrderShipped{OrderID: cmd.OrderID})
+	})
+	shipping.Start(ctx)
+	defer shipping.Shutdown(ctx)
+
+	billing, _ := bus.New(t, "billing", bus.Options{Subscriptions: []string{"orders.*"}})
+	done := make(chan struct{})
+	bus.Handle(billing, func(ctx context.Context, ev OrderShipped) error {
+		fmt.Println("billing", ev.OrderID)
+		close(done)
+		return nil
+	})
+	billing.Start(ctx)
+	defer billing.Shutdown(ctx)
+
+	if err := billing.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"}); err != nil {
+		fmt.Println(err)
+	}
+	<-done
+	// Output:
+	// shipping o-1
+	// billing o-1
+}
+
+// Send puts a command in a queue. The headers are PikaBus's.
+func ExampleBus_Send() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	b, _ := bus.New(t, "shipping", bus.Options{})
+	handled := make(chan bus.Incoming, 1)
+	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+		in, _ := bus.IncomingFrom(ctx)
+		handled <- in
+		return nil
+	})
+	b.Start(ctx)
+	defer b.Shutdown(ctx)
+
+	err := b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1", Express: true})
+	fmt.Println("sent:", err)
+	in := <-handled
+	fmt.Println(in.MessageType, string(in.Message.Body))
+	fmt.Println("intent:", in.Intent, "reply to:", in.ReplyTo, "content type:", in.Message.ContentType)
+
+	// A command nobody consumes is an error, not a silent loss.
+	err = b.Send(ctx, "no-such-queue", ShipOrder{})
+	fmt.Println(errors.Is(err, bus.ErrUnroutable))
+	// Output:
+	// sent: <nil>
+	// bus_test.ShipOrder {"OrderID":"o-1","Express":true}
+	// intent: command reply to: shipping content type: application/json
+	// true
+}
+
+// Publish sends an event to every queue subscribed under a matching
+// pattern: "*" matches one word, "#" any number.
+func ExampleBus_Publish() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	var mu sync.Mutex
+	var got []string
+	for _, sub := range []struct{ queue, pattern string }{{"audit", "orders.#"}, {"eu-billing", "orders.*.eu"}} {
+		b, _ := bus.New(t, sub.queue, bus.Options{Subscriptions: []string{sub.pattern}})
+		bus.Handle(b, func(ctx context.Context, ev OrderShipped) error {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, sub.queue+" got "+ev.OrderID)
+			return nil
+		})
+		b.Start(ctx)
+		defer b.Shutdown(ctx)
+	}
+	publisher, _ := bus.New(t, "", bus.Options{}) // send-only
+	publisher.Publish(ctx, "orders.shipped.eu", OrderShipped{OrderID: "o-1"})
+	publisher.Publish(ctx, "orders.shipped.us", OrderShipped{OrderID: "o-2"})
+	t.Broker().WaitIdle(ctx)
+	mu.Lock()
+	slices.Sort(got)
+	fmt.Println(strings.Join(got, "\n"))
+	mu.Unlock()
+
+	// An event nobody subscribed to is dropped, unless a subscriber is required.
+	fmt.Println(publisher.Publish(ctx, "stock.low", OrderShipped{}))
+	err := publisher.Publish(ctx, "stock.low", OrderShipped{}, bus.WithRequireSubscriber(true))
+	fmt.Println(errors.Is(err, bus.ErrUnroutable))
+	// Output:
+	// audit got o-1
+	// audit got o-2
+	// eu-billing got o-1
+	// <nil>
+	// true
+}
+
+// Subscribe and Unsubscribe change an endpoint's subscriptions at run time.
+func ExampleBus_Subscribe() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	b, _ := bus.New(t, "audit", bus.Options{})
+	bus.Handle(b, func(ctx context.Context, ev OrderShipped) error {
+		fmt.Println("got", ev.OrderID)
+		return nil
+	})
+	b.Start(ctx)
+	defer b.Shutdown(ctx)
+
+	b.Subscribe(ctx, "orders.#")
+	b.Publish(ctx, "orders.shipped", OrderShipped{OrderID: "o-1"})
+	t.Broker().WaitIdle(ctx)
+	b.Unsubscribe(ctx, "orders.#")
+	b.Publish(ctx, "orders.shipped", OrderShipped{OrderID: "o-2"})
+	t.Broker().WaitIdle(ctx)
+	fmt.Println(b.Subscriptions())
+	// Output:
+	// got o-1
+	// []
+}
+
+// Defer delivers a command later, never earlier. WithDeliverAt does the
+// same for a point in time.
+func ExampleBus_Defer() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	b, _ := bus.New(t, "reminders", bus.Options{})
+	got := make(chan time.Time, 2)
+	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+		got <- time.Now()
+		return nil
+	})
+	b.Start(ctx)
+	defer b.Shutdown(ctx)
+
+	start := time.Now()
+	b.Defer(ctx, 50*time.Millisecond, "reminders", ShipOrder{OrderID: "later"})
+	b.Send(ctx, "reminders", ShipOrder{OrderID: "at"}, bus.WithDeliverAt(start.Add(80*time.Millisecond)))
+	fmt.Println((<-got).Sub(start) >= 50*time.Millisecond)
+	fmt.Println((<-got).Sub(start) >= 80*time.Millisecond)
+	// Output:
+	// true
+	// true
+}
+
+// Reply answers the sender of the message being handled, with its
+// correlation id.
+func ExampleBus_Reply() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	stock, _ := bus.New(t, "stock", bus.Options{})
+	bus.Handle(stock, func(ctx context.Context, q GetStock) error {
+		return stock.Reply(ctx, StockLevel{SKU: q.SKU, Units: 7})
+	})
+	stock.Start(ctx)
+	defer stock.Shutdown(ctx)
+
+	shop, _ := bus.New(t, "shop", bus.Options{})
+	done := make(chan struct{})
+	bus.Handle(shop, func(ctx context.Context, r StockLevel) error {
+		in, _ := bus.IncomingFrom(ctx)
+		fmt.Println(r.SKU, r.Units, "from", in.OriginatingAddress)
+		close(done)
+		return nil
+	})
+	shop.Start(ctx)
+	defer shop.Shutdown(ctx)
+	shop.Send(ctx, "stock", GetStock{SKU: "sku-1"})
+	<-done
+	// Output:
+	// sku-1 7 from stock
+}
+
+// Request sends and waits for the correlated reply, bounded by its context.
+func ExampleRequest() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	stock, _ := bus.New(t, "stock", bus.Options{})
+	bus.Handle(stock, func(ctx context.Context, q GetStock) error {
+		if q.SKU == "slow" {
+			return nil // never replies
+		}
+		return stock.Reply(ctx, StockLevel{SKU: q.SKU, Units: 3})
+	})
+	stock.Start(ctx)
+	defer stock.Shutdown(ctx)
+
+	client, _ := bus.New(t, "", bus.Options{})
+	defer client.Shutdown(ctx)
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	level, err := bus.Request[StockLevel](rctx, client, "stock", GetStock{SKU: "sku-1"})
+	fmt.Println(level, err)
+
+	rctx, cancel = context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	_, err = bus.Request[StockLevel](rctx, client, "stock", GetStock{SKU: "slow"})
+	fmt.Println(errors.Is(err, context.DeadlineExceeded))
+	// Output:
+	// {sku-1 3} <nil>
+	// true
+}
+
+// A transaction batches what is sent within it: all of it goes when the
+// function returns nil, none of it when it fails.
+func ExampleBus_Transaction() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	b, _ := bus.New(t, "shipping", bus.Options{})
+	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+		fmt.Println("shipping", cmd.OrderID)
+		return nil
+	})
+	b.Start(ctx)
+	defer b.Shutdown(ctx)
+
+	err := b.Transaction(ctx, func(ctx context.Context) error {
+		b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"})
+		b.Send(ctx, "shipping", ShipOrder{OrderID: "o-2"})
+		return nil
+	})
+	t.Broker().WaitIdle(ctx)
+	fmt.Println("committed:", err)
+
+	err = b.Transaction(ctx, func(ctx context.Context) error {
+		b.Send(ctx, "shipping", ShipOrder{OrderID: "o-3"})
+		return errors.New("payment declined")
+	})
+	fmt.Println("rolled back:", err)
+	t.Broker().WaitIdle(ctx)
+	// Output:
+	// shipping o-1
+	// shipping o-2
+	// committed: <nil>
+	// rolled back: payment declined
+}
+
+// Handle registers typed handlers: the body is decoded into the handler's
+// parameter type, chosen by the MessageType header.
+func ExampleHandle() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	b, _ := bus.New(t, "shipping", bus.Options{})
+	// Two handlers of one type both run; both must succeed.
+	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+		fmt.Println("pack", cmd.OrderID)
+		return nil
+	})
+	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+		fmt.Println("label", cmd.OrderID)
+		return nil
+	})
+	// A message type named by a Python peer.
+	bus.Handle(b, func(ctx context.Context, cmd map[string]any) error {
+		fmt.Println("legacy", cmd["order_id"])
+		return nil
+	}, bus.WithMessageType("Shipping.ShipOrderV1"))
+	b.Start(ctx)
+	defer b.Shutdown(ctx)
+
+	b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"})
+	b.Send(ctx, "shipping", map[string]any{"order_id": "o-2"}, bus.WithMessageType("Shipping.ShipOrderV1"))
+	t.Broker().WaitIdle(ctx)
+	name, _ := bus.TypeName(ShipOrder{})
+	fmt.Println(name)
+	// Output:
+	// pack o-1
+	// label o-1
+	// legacy o-2
+	// bus_test.ShipOrder
+}
+
+// CancelOrder names its message type itself.
+type CancelOrder struct{ OrderID string }
+
+// MessageType implements bus.MessageTyper.
+func (CancelOrder) MessageType() string { return "Sales.CancelOrder" }
+
+func ExampleMessageTyper() {
+	name, _ := bus.TypeName(CancelOrder{})
+	fmt.Println(name)
+	// Output: Sales.CancelOrder
+}
+
+// A raw handler sees the wire message: headers, properties, body.
+func ExampleBus_HandleRaw() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	b, _ := bus.New(t, "audit", bus.Options{})
+	b.HandleRaw("bus_test.ShipOrder", func(ctx context.Context, m *transport.Message) error {
+		fmt.Println(m.Type, m.Headers["PikaBus.Intent"], m.Headers["tenant"], string(m.Body))
+		return nil
+	})
+	b.Start(ctx)
+	defer b.Shutdown(ctx)
+	b.Send(ctx, "audit", ShipOrder{OrderID: "o-1"}, bus.WithHeaders(transport.Headers{"tenant": "acme"}))
+	t.Broker().WaitIdle(ctx)
+	// Output:
+	// bus_test.ShipOrder command acme {"OrderID":"o-1","Express":false}
+}
+
+// A message that fails for good, or that no handler takes, goes to the
+// error queue with the reason; once the bug is fixed, Replay sends it back.
+func Example_errorQueue() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	fixed := false
+	b, _ := bus.New(t, "shipping", bus.Options{})
+	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+		if !fixed {
+			// Permanent: no retries. Other errors are retried 5 times first.
+			return bus.Permanent(fmt.Errorf("no address for %s", cmd.OrderID))
+		}
+		fmt.Println("shipped", cmd.OrderID)
+		return nil
+	})
+	b.Start(ctx)
+	defer b.Shutdown(ctx)
+
+	b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"})
+	b.Send(ctx, "shipping", OrderShipped{OrderID: "o-1"}) // no handler takes it
+	t.Broker().WaitIdle(ctx)
+	for _, m := range t.Broker().Messages(b.ErrorQueue()) {
+		fmt.Println(m.Headers["PikaBus.SourceQueue"], m.Headers["PikaBus.ErrorRetries"], m.Headers["PikaBus.ErrorDetails"])
+	}
+
+	fixed = true
+	res, _ := middleware.Replay(ctx, t, middleware.ReplayOptions{Queue: b.ErrorQueue(), MessageIDs: []string{
+		t.Broker().Messages(b.ErrorQueue())[0].ID,
+	}})
+	t.Broker().WaitIdle(ctx)
+	fmt.Println("replayed", len(res.Replayed))
+	// Output:
+	// shipping 1 no address for o-1
+	// shipping 1 no handler for message: permanent failure: endpoint "shipping" has no handler for message type "bus_test.OrderShipped"
+	// shipped o-1
+	// replayed 1
+}
+
+// Events report the endpoint's state; Health and Pause serve operations.
+func ExampleOptions_onEvent() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	events := make(chan bus.Event, 10)
+	b, _ := bus.New(t, "shipping", bus.Options{OnEvent: func(e bus.Event) { events <- e }})
+	b.Start(ctx)
+	fmt.Println("health:", b.Health(ctx))
+	b.Pause(ctx)
+	b.Resume(ctx)
+	b.Shutdown(ctx)
+	fmt.Println("health:", errors.Is(b.Health(ctx), bus.ErrClosed))
+	close(events)
+	for e := range events {
+		fmt.Println(e.Kind)
+	}
+	// Output:
+	// health: <nil>
+	// health: true
+	// started
+	// paused
+	// resumed
+	// stopping
+	// stopped
+}
+
+// Prefixes let environments or tenants share a broker.
+func ExampleOptions_prefixes() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	b, _ := bus.New(t, "shipping", bus.Options{
+		QueuePrefix:   "staging.",
+		TopicPrefix:   "staging.",
+		Subscriptions: []string{"orders.*"},
+	})
+	b.Start(ctx)
+	defer b.Shutdown(ctx)
+	fmt.Println(b.Queue(), b.ErrorQueue(), b.Subscriptions())
+	// Output: staging.shipping staging.error [staging.orders.*]
+}
+
+// textCodec is a codec of its own: it plugs in without changing package bus.
+type textCodec struct{}
+
+func (textCodec) ContentType() string { return "text/plain" }
+
+func (textCodec) Encode(v any, m *transport.Message) error {
+	m.Body, m.ContentType, m.ContentEncoding = []byte(fmt.Sprint(v)), "text/plain", "utf-8"
+	return nil
+}
+
+func (textCodec) Decode(m *transport.Message, v any) error {
+	p, ok := v.(*Note)
+	if !ok {
+		return fmt.Errorf("text decodes into *Note, not %T", v)
+	}
+	*p = Note(m.Body)
+	return nil
+}
+
+// Note is a plain text message.
+type Note string
+
+func ExampleCodec() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	// The receiver reads JSON and text; the sender writes text.
+	receiver, _ := bus.New(t, "notes", bus.Options{Codecs: []bus.Codec{textCodec{}}})
+	bus.Handle(receiver, func(ctx context.Context, n Note) error {
+		in, _ := bus.IncomingFrom(ctx)
+		fmt.Println(n, "as", in.Message.ContentType)
+		return nil
+	})
+	receiver.Start(ctx)
+	defer receiver.Shutdown(ctx)
+	sender, _ := bus.New(t, "", bus.Options{Codec: textCodec{}})
+	sender.Send(ctx, "notes", Note("hello"))
+	t.Broker().WaitIdle(ctx)
+	// Output: hello as text/plain
+}
+
+// Per-call options set headers, ids and the message type.
+func ExampleWithHeaders() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	b, _ := bus.New(t, "shipping", bus.Options{})
+	b.HandleRaw("Shipping.Ship", func(ctx context.Context, m *transport.Message) error {
+		in, _ := bus.IncomingFrom(ctx)
+		fmt.Println(in.MessageID, in.CorrelationID, m.Headers["tenant"])
+		return nil
+	})
+	b.Start(ctx)
+	defer b.Shutdown(ctx)
+	b.Send(ctx, "shipping", ShipOrder{},
+		bus.WithMessageType("Shipping.Ship"),
+		bus.WithMessageID("order-o-1-ship"), // a stable id lets receivers spot duplicates
+		bus.WithCorrelationID("checkout-42"),
+		bus.WithHeaders(transport.Headers{"tenant": "acme"}))
+	t.Broker().WaitIdle(ctx)
+	// Output: order-o-1-ship checkout-42 acme
+}

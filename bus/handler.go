@@ -1,0 +1,242 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	"github.com/busline/busline/middleware"
+	"github.com/busline/busline/transport"
+)
+
+// RawHandler handles a message as it came over the wire: its headers,
+// properties and body, undecoded. m is shared by every handler of the
+// message and by its retries: read it, do not modify it; copy what you keep.
+// [IncomingFrom] gives its metadata already read.
+type RawHandler func(ctx context.Context, m *transport.Message) error
+
+// Handle registers h for the messages of T's message type (see [TypeName];
+// [WithMessageType] overrides it): their bodies are decoded into a T with the
+// codec of their content type, and h is called with the handler's context
+// (see [IncomingFrom]). A body that cannot be decoded fails the message with
+// [ErrUndecodable]: it goes to the error queue without retries.
+//
+// Several handlers may take one message type, registered with Handle or
+// [Bus.HandleRaw]: they run one after the other, in the order registered,
+// and all must succeed for the message to be acked; a retry runs them all
+// again. Handlers may be registered before or after Start.
+//
+// Handle fails if T has no name (see [TypeName]), or if another Go type
+// whose name was also derived, not chosen, already took the same name: two
+// types named PlaceOrder in two packages named orders. It fails with
+// [ErrSendOnly] on a send-only Bus and [ErrClosed] after Shutdown or Close.
+func Handle[T any](b *Bus, h func(ctx context.Context, msg T) error, opts ...HandlerOption) error {
+	if h == nil {
+		return fmt.Errorf("bus %q: Handle: nil handler", b.queue)
+	}
+	var cfg handlerConfig
+	for _, o := range opts {
+		o.applyHandler(&cfg)
+	}
+	t := reflect.TypeFor[T]()
+	name, derived := cfg.messageType, false
+	if name == "" {
+		info, err := typeInfoOf(t)
+		if err != nil {
+			return fmt.Errorf("bus %q: Handle: %w", b.queue, err)
+		}
+		name, derived = info.name, info.derived
+	}
+	th := &typedHandler[T]{fn: h}
+	th.pool.New = func() any { return new(T) }
+	return b.register(name, handlerEntry{call: th.handle, goType: t, derived: derived})
+}
+
+// HandleRaw registers h for the messages of messageType, undecoded. See
+// [Handle] for how several handlers of one type run.
+func (b *Bus) HandleRaw(messageType string, h RawHandler) error {
+	if h == nil {
+		return fmt.Errorf("bus %q: HandleRaw: nil handler", b.queue)
+	}
+	if messageType == "" {
+		return fmt.Errorf("bus %q: HandleRaw: empty message type", b.queue)
+	}
+	return b.register(messageType, handlerEntry{call: func(ctx context.Context, _ *Bus, m *transport.Message) error {
+		return h(ctx, m)
+	}})
+}
+
+// handlerEntry is one registered handler.
+type handlerEntry struct {
+	call    func(ctx context.Context, b *Bus, m *transport.Message) error
+	goType  reflect.Type // nil for raw handlers
+	derived bool         // the name was derived from goType
+}
+
+// handlerTable maps message types to their handlers. It is replaced, never
+// changed, so that handling reads it without locking.
+type handlerTable map[string][]handlerEntry
+
+func (b *Bus) register(name string, e handlerEntry) error {
+	if b.queue == "" {
+		return fmt.Errorf("bus: Handle %s: %w", name, ErrSendOnly)
+	}
+	if b.closed.Load() {
+		return fmt.Errorf("bus %q: Handle %s: %w", b.queue, name, ErrClosed)
+	}
+	b.regMu.Lock()
+	defer b.regMu.Unlock()
+	old := *b.handlers.Load()
+	for _, x := range old[name] {
+		if e.derived && x.derived && x.goType != e.goType {
+			return fmt.Errorf("bus %q: Handle: %v and %v both derive the message type %q: give one a MessageType method or register it WithMessageType",
+				b.queue, x.goType, e.goType, name)
+		}
+	}
+	nt := make(handlerTable, len(old)+1)
+	for k, v := range old {
+		nt[k] = v
+	}
+	nt[name] = append(append([]handlerEntry(nil), old[name]...), e)
+	b.handlers.Store(&nt)
+	return nil
+}
+
+// typedHandler decodes into a pooled *T and calls fn with a copy, which
+// saves an allocation per message: the handler owns its copy, and the
+// pooled value is zeroed before each decode so that nothing the handler
+// kept (slices, maps) is decoded into again.
+type typedHandler[T any] struct {
+	fn   func(ctx context.Context, msg T) error
+	pool sync.Pool
+}
+
+func (th *typedHandler[T]) handle(ctx context.Context, b *Bus, m *transport.Message) error {
+	p := th.pool.Get().(*T)
+	if err := b.decode(m, p); err != nil {
+		var zero T
+		*p = zero
+		th.pool.Put(p)
+		return err
+	}
+	v := *p
+	var zero T
+	*p = zero
+	th.pool.Put(p)
+	return th.fn(ctx, v)
+}
+
+// decode decodes m into v with the codec of its content type.
+func (b *Bus) decode(m *transport.Message, v any) error {
+	ct := m.ContentType
+	if s, ok := middleware.HeaderString(m.Headers[b.names.ContentType]); ok && s != "" {
+		ct = s
+	}
+	c, ok := b.codecs.forContentType(ct)
+	if !ok {
+		return fmt.Errorf("%w: no codec for content type %q", ErrUndecodable, ct)
+	}
+	if err := c.Decode(m, v); err != nil {
+		return fmt.Errorf("%w: decoding %s as %s into %T: %v", ErrUndecodable, b.messageTypeOf(m), mediaType(c.ContentType()), v, err)
+	}
+	return nil
+}
+
+// handling is one delivery on its way through the pipeline. It is the
+// context the pipeline runs under, so that the terminal handler finds it
+// (through whatever contexts the stages derive) without a
+// context.WithValue, and it holds the scope of the first attempt, so that a
+// message handled once costs one allocation here.
+type handling struct {
+	context.Context
+	msg   middleware.Message
+	first scope
+	used  atomic.Bool
+	bus   *Bus
+}
+
+type handlingKey struct{}
+
+func (h *handling) Value(k any) any {
+	if _, ok := k.(handlingKey); ok {
+		return h
+	}
+	return h.Context.Value(k)
+}
+
+// deliver is the transport.Handler of the endpoint's consumer: it runs the
+// pipeline and settles the delivery.
+func (b *Bus) deliver(ctx context.Context, d *transport.Delivery) {
+	h := &handling{Context: ctx, bus: b}
+	h.msg = middleware.Message{Message: d.Message, Queue: d.Queue, Redelivered: d.Redelivered}
+	err := b.runPipeline(h)
+	if err != nil {
+		b.log.ErrorContext(ctx, "handling failed and the pipeline could not deal with it; the message goes back to its queue",
+			"queue", d.Queue, "message_id", d.ID, "error", err)
+		if nerr := d.Nack(true); nerr != nil {
+			b.log.WarnContext(ctx, "nack failed", "queue", d.Queue, "message_id", d.ID, "error", nerr)
+		}
+		return
+	}
+	if aerr := d.Ack(); aerr != nil {
+		b.log.WarnContext(ctx, "ack failed; the message will be delivered again", "queue", d.Queue, "message_id", d.ID, "error", aerr)
+	}
+}
+
+// runPipeline runs the pipeline, turning a panic that escaped it (a
+// pipeline without the Recover stage) into an error.
+func (b *Bus) runPipeline(h *handling) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &middleware.PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return b.pipeline(h, &h.msg)
+}
+
+// terminal is the innermost handler of the pipeline: it runs the handlers of
+// the message's type in a fresh scope and dispatches what they sent.
+func (b *Bus) terminal(ctx context.Context, m *middleware.Message) error {
+	var s *scope
+	if h, _ := ctx.Value(handlingKey{}).(*handling); h != nil && h.bus == b && &h.msg == m && h.used.CompareAndSwap(false, true) {
+		s = &h.first
+	} else {
+		s = new(scope)
+	}
+	s.init(ctx, b, m, nil)
+	name := b.messageTypeOf(&m.Message)
+	hs := (*b.handlers.Load())[name]
+	if len(hs) == 0 {
+		s.finish()
+		return b.unhandled(ctx, m, name)
+	}
+	for i := range hs {
+		if err := hs[i].call(s, b, &m.Message); err != nil {
+			s.finish()
+			return err
+		}
+	}
+	out := s.finish()
+	if len(out) == 0 {
+		return nil
+	}
+	if err := b.dispatch(ctx, out...); err != nil {
+		return fmt.Errorf("bus %q: dispatching the %d messages sent while handling %s: %w", b.queue, len(out), name, err)
+	}
+	return nil
+}
+
+func (b *Bus) unhandled(ctx context.Context, m *middleware.Message, name string) error {
+	if b.opts.Unhandled == UnhandledDiscard {
+		b.log.WarnContext(ctx, "no handler for the message type; message discarded",
+			"queue", m.Queue, "message_type", name, "message_id", m.ID)
+		return nil
+	}
+	if name == "" {
+		return fmt.Errorf("%w: the message has no message type (no %s header, no type property)", ErrUnhandled, b.names.MessageType)
+	}
+	return fmt.Errorf("%w: endpoint %q has no handler for message type %q", ErrUnhandled, b.queue, name)
+}

@@ -1,0 +1,7 @@
+// Package othertypes holds a message type for the bus tests whose derived
+// name, "othertypes.PlaceOrder", collides with that of the type of the same
+// name in bus/internal/othertypes.
+package othertypes
+
+// PlaceOrder collides with othertypes.PlaceOrder of bus/internal/othertypes.
+type PlaceOrder struct{ Ref string }

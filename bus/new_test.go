@@ -1,0 +1,179 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/busline/busline/bus"
+	"github.com/busline/busline/memory"
+	"github.com/busline/busline/middleware"
+	"github.com/busline/busline/transport"
+)
+
+// noDelay hides the memory transport's Delayer capability.
+type noDelay struct{ transport.Transport }
+
+func TestNewRefusesBadArguments(t *testing.T) {
+	tr := memory.New(memory.Options{})
+	defer tr.Close()
+	long := strings.Repeat("q", 256)
+	for _, c := range []struct {
+		name  string
+		t     transport.Transport
+		queue string
+		opts  bus.Options
+		want  error
+	}{
+		{"reserved queue name", tr, "amq.orders", bus.Options{}, bus.ErrInvalidName},
+		{"queue name too long", tr, long, bus.Options{}, bus.ErrInvalidName},
+		{"prefix makes the name too long", tr, "orders", bus.Options{QueuePrefix: long}, bus.ErrInvalidName},
+		{"bad error queue", tr, "orders", bus.Options{ErrorQueue: "amq.error"}, bus.ErrInvalidName},
+		{"pattern too long", tr, "orders", bus.Options{Subscriptions: []string{long}}, bus.ErrInvalidName},
+		{"subscriptions without a queue", tr, "", bus.Options{Subscriptions: []string{"a.*"}}, bus.ErrSendOnly},
+		{"no Delayer for the standard pipeline", noDelay{tr}, "orders", bus.Options{}, bus.ErrNotSupported},
+		{"negative concurrency", tr, "orders", bus.Options{Concurrency: -1}, nil},
+		{"unknown queue type", tr, "orders", bus.Options{QueueType: "stream"}, nil},
+		{"unknown unhandled policy", tr, "orders", bus.Options{Unhandled: 9}, nil},
+		{"two codecs for one content type", tr, "orders", bus.Options{Codecs: []bus.Codec{bus.JSON}}, nil},
+		{"nil codec", tr, "orders", bus.Options{Codecs: []bus.Codec{nil}}, nil},
+		{"bad retry options", tr, "orders", bus.Options{Retry: middleware.RetryOptions{Immediate: -1}}, nil},
+		{"pipeline fails", tr, "orders", bus.Options{Pipeline: func(*bus.Bus) (middleware.Middleware, error) { return nil, errors.New("no") }}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := bus.New(c.t, c.queue, c.opts)
+			if err == nil {
+				b.Close()
+				t.Fatal("New succeeded")
+			}
+			if c.want != nil && !errors.Is(err, c.want) {
+				t.Errorf("New: %v, want an error wrapping %v", err, c.want)
+			}
+		})
+	}
+	if _, err := bus.New(nil, "orders", bus.Options{}); err == nil {
+		t.Error("New(nil transport) succeeded")
+	}
+}
+
+func TestNewTouchesNoBroker(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		before := e.broker.Queues()
+		b := e.bus("orders", bus.Options{Subscriptions: []string{"payments.#"}})
+		if got := e.broker.Queues(); !slices.Equal(got, before) {
+			t.Errorf("queues after New: %v, want %v", got, before)
+		}
+		if len(e.broker.Journal()) != 0 {
+			t.Error("New dispatched something")
+		}
+		if b.Queue() != "orders" || b.ErrorQueue() != "error" {
+			t.Errorf("Queue %q ErrorQueue %q", b.Queue(), b.ErrorQueue())
+		}
+	})
+}
+
+func TestStartDeclaresTopology(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		b := e.bus("orders", bus.Options{Subscriptions: []string{"payments.#", "stock.*"}})
+		must(t, b.Subscribe(ctx, "users.created"))
+		must(t, b.Unsubscribe(ctx, "stock.*"))
+		e.start(b)
+		st, err := e.broker.Stats("orders")
+		must(t, err)
+		if st.Type != transport.Quorum || st.Consumers != 1 {
+			t.Errorf("endpoint queue %+v, want a quorum queue with one consumer", st)
+		}
+		want := []memory.Binding{
+			{Exchange: transport.DefaultDirectExchange, Key: "orders"},
+			{Exchange: transport.DefaultTopicExchange, Key: "payments.#"},
+			{Exchange: transport.DefaultTopicExchange, Key: "users.created"},
+		}
+		if got := e.broker.Bindings("orders"); !sameBindings(got, want) {
+			t.Errorf("bindings %v, want %v", got, want)
+		}
+		eq, err := e.broker.Stats("error")
+		must(t, err)
+		if eq.Consumers != 0 {
+			t.Errorf("error queue has %d consumers", eq.Consumers)
+		}
+		if got := b.Subscriptions(); !slices.Equal(got, []string{"payments.#", "users.created"}) {
+			t.Errorf("Subscriptions() = %v", got)
+		}
+		if err := b.Start(ctx); err == nil {
+			t.Error("second Start succeeded")
+		}
+	})
+}
+
+func sameBindings(got, want []memory.Binding) bool {
+	key := func(b memory.Binding) string { return b.Exchange + " " + b.Key }
+	g := make([]string, len(got))
+	for i, b := range got {
+		g[i] = key(b)
+	}
+	w := make([]string, len(want))
+	for i, b := range want {
+		w[i] = key(b)
+	}
+	slices.Sort(g)
+	slices.Sort(w)
+	return slices.Equal(g, w)
+}
+
+func TestStartUsesExistingErrorQueue(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		// A PikaBus installation's error queue, classic with arguments.
+		must(t, e.tr.Declare(ctx, transport.Topology{Queue: transport.Queue{
+			Name: "error", Type: transport.Classic, Arguments: transport.Headers{"x-max-length": 10},
+		}}))
+		b := e.bus("orders", bus.Options{})
+		e.start(b)
+	})
+}
+
+func TestStartConflict(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		must(t, e.tr.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: "orders", Type: transport.Classic}}))
+		b := e.bus("orders", bus.Options{})
+		if err := b.Start(ctx); !errors.Is(err, bus.ErrTopologyConflict) || !strings.Contains(err.Error(), `"orders"`) {
+			t.Errorf("Start on a classic queue: %v, want ErrTopologyConflict naming the queue", err)
+		}
+		b2 := e.bus("orders", bus.Options{QueueType: transport.Classic})
+		e.start(b2)
+	})
+}
+
+func TestSendOnly(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		server := e.bus("server", bus.Options{})
+		must(t, bus.Handle(server, func(ctx context.Context, p Ping) error { return server.Reply(ctx, Pong{p.N}) }))
+		e.start(server)
+
+		client := e.bus("", bus.Options{})
+		if client.Queue() != "" {
+			t.Errorf("Queue() = %q", client.Queue())
+		}
+		// Sends and requests work without Start.
+		must(t, client.Send(ctx, "server", Ping{1}))
+		r, err := bus.Request[Pong](after(t, time.Minute), client, "server", Ping{2})
+		must(t, err)
+		if r.N != 2 {
+			t.Errorf("reply %+v", r)
+		}
+		if err := bus.Handle(client, func(context.Context, Ping) error { return nil }); !errors.Is(err, bus.ErrSendOnly) {
+			t.Errorf("Handle on a send-only bus: %v", err)
+		}
+		if err := client.Subscribe(ctx, "a"); !errors.Is(err, bus.ErrSendOnly) {
+			t.Errorf("Subscribe on a send-only bus: %v", err)
+		}
+		if err := client.Pause(ctx); !errors.Is(err, bus.ErrSendOnly) {
+			t.Errorf("Pause on a send-only bus: %v", err)
+		}
+		e.start(client)
+		must(t, client.Health(ctx))
+		must(t, client.Shutdown(ctx))
+	})
+}

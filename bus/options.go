@@ -1,0 +1,128 @@
+package bus
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/busline/busline/middleware"
+	"github.com/busline/busline/transport"
+)
+
+// Options configure a [Bus]. The zero value is PikaBus's defaults: one
+// message handled at a time, a quorum queue, the error queue "error", JSON,
+// five delayed retries, PikaBus's header names.
+type Options struct {
+	// Concurrency is how many messages the endpoint handles at once. Zero
+	// means 1: messages are handled one at a time, in queue order.
+	Concurrency int
+
+	// Prefetch bounds how many messages the broker hands the endpoint
+	// before they are acked. Zero means 3 × Concurrency; a value below
+	// Concurrency is raised to it.
+	Prefetch int
+
+	// QueueType is the type of the endpoint's queue. Empty means
+	// transport.Quorum.
+	QueueType transport.QueueType
+
+	// Subscriptions are topic patterns the endpoint's queue is bound under
+	// at Start ("*" matches one word, "#" zero or more), in addition to
+	// the bindings it already has. [Bus.Subscribe] and [Bus.Unsubscribe]
+	// change them at run time.
+	Subscriptions []string
+
+	// ErrorQueue is the queue failed messages go to. Empty means "error",
+	// which PikaBus services share. Start declares it as a shared queue:
+	// used as found if it exists.
+	ErrorQueue string
+
+	// QueuePrefix is prepended to the endpoint's queue name, to the
+	// destination queue of Send, Defer and Request, to the error queue and
+	// to the reply queue, so that environments or tenants can share a
+	// broker. It is not prepended to the address of a Reply, which is the
+	// full queue name the requester wrote. Include the separator:
+	// "staging.".
+	QueuePrefix string
+
+	// TopicPrefix is prepended to the topic of Publish and to every
+	// subscription pattern, in Subscriptions and given to Subscribe.
+	// Include the separator: "staging.".
+	TopicPrefix string
+
+	// HeaderPrefix is the prefix of the standard header names. Empty means
+	// "PikaBus" (middleware.DefaultHeaderPrefix).
+	HeaderPrefix string
+
+	// Codec encodes outgoing messages and decodes incoming ones that carry
+	// its content type or none. Nil means [JSON].
+	Codec Codec
+
+	// Codecs are further codecs for incoming messages, picked by content
+	// type. Two codecs may not share a content type.
+	Codecs []Codec
+
+	// Unhandled says what happens to a message no handler takes. The zero
+	// value, [UnhandledToErrorQueue], forwards it to the error queue with
+	// the reason.
+	Unhandled UnhandledPolicy
+
+	// RequireSubscriber makes Publish fail (with an error wrapping
+	// [ErrUnroutable]) when no queue is subscribed to the topic, unless the
+	// call says otherwise with [WithRequireSubscriber]. By default an event
+	// nobody listens to is dropped.
+	RequireSubscriber bool
+
+	// Retry configures the retry stage of the standard pipeline: immediate
+	// retries, the number of delayed retries and their backoff. The zero
+	// value is five delayed retries with PikaBus's backoff (2 s, 4 s, ...
+	// 10 s). Its Headers and Logger default to the Bus's.
+	Retry middleware.RetryOptions
+
+	// HandlerTimeout, when positive, ends the handlers' context after this
+	// long; a handler that returns because of it fails and is retried.
+	HandlerTimeout time.Duration
+
+	// Middleware are stages added to the handling pipeline inside the
+	// standard ones (closest to the handlers), first outermost.
+	Middleware []middleware.Middleware
+
+	// Pipeline, when set, replaces the standard stages (deferral, error
+	// queue, retry, panic recovery, timeout): messages pass Pipeline, then
+	// Middleware, then the handlers. Build it from package middleware's
+	// stages with the Bus's [Bus.Sender] and [Bus.ErrorQueue]; it is needed
+	// with a transport that cannot defer messages (no transport.Delayer).
+	// Without a stage that deals with errors, a failed handling is given
+	// back to the broker (nack with requeue) and delivered again.
+	Pipeline func(b *Bus) (middleware.Middleware, error)
+
+	// DispatchMiddleware wrap the transport's Dispatch for every message
+	// the Bus sends, including retry and error-queue copies; first
+	// outermost.
+	DispatchMiddleware []middleware.DispatchMiddleware
+
+	// OnEvent, if set, is called for each [Event]: the Bus starting,
+	// pausing, resuming, stopping, its consumer failing, and the
+	// transport's connection events. Calls come one at a time, in order,
+	// on a goroutine of the Bus; OnEvent must not block for long and must
+	// not call Shutdown or Close.
+	OnEvent func(Event)
+
+	// Logger receives the Bus's and its pipeline's log records. Nil means
+	// silent.
+	Logger *slog.Logger
+}
+
+// UnhandledPolicy says what the Bus does with a message no handler takes.
+type UnhandledPolicy uint8
+
+const (
+	// UnhandledToErrorQueue fails the message with [ErrUnhandled], which is
+	// permanent: it goes to the error queue without retries, with the
+	// reason in ErrorDetails. The default.
+	UnhandledToErrorQueue UnhandledPolicy = iota
+	// UnhandledDiscard acks the message and logs it at Warn level.
+	UnhandledDiscard
+)
+
+// defaultPrefetchFactor: NServiceBus's prefetch multiplier.
+const defaultPrefetchFactor = 3

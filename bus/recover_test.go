@@ -1,0 +1,277 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/busline/busline/bus"
+	"github.com/busline/busline/middleware"
+	"github.com/busline/busline/transport"
+)
+
+// errorQueue returns the messages in the error queue.
+func errorQueue(e *env) []transport.Message { return e.broker.Messages("error") }
+
+func retries(m transport.Message) int64 {
+	n, _, _ := middleware.HeaderInt(m.Headers["PikaBus.ErrorRetries"])
+	return n
+}
+
+func TestRetriesWithBackoffThenErrorQueue(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		b := e.bus("orders", bus.Options{})
+		var seen []int
+		var at []time.Duration
+		start := time.Now()
+		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
+			in, _ := bus.IncomingFrom(ctx)
+			seen = append(seen, in.Retries)
+			at = append(at, time.Since(start))
+			return fmt.Errorf("attempt %d failed", in.Retries)
+		}))
+		e.start(b)
+		must(t, b.Send(ctx, "orders", PlaceOrder{ID: "x"}))
+		time.Sleep(time.Hour)
+		idle()
+		if !slices.Equal(seen, []int{0, 1, 2, 3, 4, 5}) {
+			t.Errorf("retry counts seen %v", seen)
+		}
+		// PikaBus's backoff: retry n waits n × 2 s after the failure
+		// before it.
+		want := []time.Duration{0, 2 * time.Second, 6 * time.Second, 12 * time.Second, 20 * time.Second, 30 * time.Second}
+		if !slices.Equal(at, want) {
+			t.Errorf("attempts at %v, want %v", at, want)
+		}
+		eq := errorQueue(e)
+		if len(eq) != 1 {
+			t.Fatalf("%d messages in the error queue", len(eq))
+		}
+		m := eq[0]
+		if string(m.Body) != `{"ID":"x"}` || header(m, "SourceQueue") != "orders" || retries(m) != 6 ||
+			!strings.Contains(header(m, "ErrorDetails"), "attempt 5 failed") || header(m, "MessageType") != "bus_test.PlaceOrder" {
+			t.Errorf("error queue message: %s %v", m.Body, m.Headers)
+		}
+		if e.broker.Depth("orders") != 0 {
+			t.Error("messages left in the endpoint queue")
+		}
+	})
+}
+
+func TestCustomRetryOptions(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		backoff, _ := middleware.LinearBackoff(time.Minute)
+		b := e.bus("orders", bus.Options{Retry: middleware.RetryOptions{Immediate: 1, MaxRetries: 2, Backoff: backoff}})
+		attempts := 0
+		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error { attempts++; return errors.New("no") }))
+		e.start(b)
+		must(t, b.Send(ctx, "orders", PlaceOrder{}))
+		time.Sleep(3*time.Minute - time.Millisecond)
+		idle()
+		if attempts != 4 || len(errorQueue(e)) != 0 {
+			t.Errorf("%d attempts, %d in the error queue before the last retry", attempts, len(errorQueue(e)))
+		}
+		time.Sleep(time.Millisecond)
+		idle()
+		if attempts != 6 || len(errorQueue(e)) != 1 || retries(errorQueue(e)[0]) != 3 {
+			t.Errorf("%d attempts (want 6: 3 deliveries, each retried once at once), error queue %v", attempts, errorQueue(e))
+		}
+	})
+}
+
+func TestPermanentFailures(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		b := e.bus("orders", bus.Options{})
+		attempts := 0
+		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
+			attempts++
+			switch m.ID {
+			case "permanent":
+				return bus.Permanent(errors.New("invalid order"))
+			case "panic":
+				panic("handler bug")
+			case "panic permanent":
+				panic(bus.Permanent(errors.New("fatal")))
+			}
+			return nil
+		}))
+		e.start(b)
+		for _, id := range []string{"permanent", "panic permanent"} {
+			must(t, b.Send(ctx, "orders", PlaceOrder{ID: id}))
+		}
+		// Undecodable bodies and unknown content types.
+		for _, body := range []struct{ ct, body string }{{"application/json", `{"ID": 12`}, {"application/x-unknown", `x`}} {
+			must(t, e.tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "orders", Mandatory: true, Message: transport.Message{
+				ID: body.ct, ContentType: body.ct, Body: []byte(body.body),
+				Headers: transport.Headers{"PikaBus.MessageType": "bus_test.PlaceOrder"},
+			}}))
+		}
+		idle()
+		if attempts != 2 {
+			t.Errorf("%d attempts, want 2 (undecodable bodies reach no handler)", attempts)
+		}
+		eq := errorQueue(e)
+		if len(eq) != 4 {
+			t.Fatalf("%d messages in the error queue, want 4", len(eq))
+		}
+		for i, want := range []string{"invalid order", "fatal", "undecodable", `no codec for content type "application/x-unknown"`} {
+			if d := header(eq[i], "ErrorDetails"); !strings.Contains(d, want) || retries(eq[i]) != 1 {
+				t.Errorf("error queue message %d: ErrorDetails %q (want %q), retries %d", i, d, want, retries(eq[i]))
+			}
+		}
+	})
+}
+
+func TestPanickingHandler(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		b := e.bus("orders", bus.Options{Retry: middleware.RetryOptions{MaxRetries: 1}})
+		attempts := 0
+		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
+			attempts++
+			must(t, b.Send(ctx, "orders", PlaceOrder{ID: "never sent"}))
+			panic("handler bug")
+		}))
+		e.start(b)
+		must(t, b.Send(ctx, "orders", PlaceOrder{}))
+		time.Sleep(time.Minute)
+		idle()
+		eq := errorQueue(e)
+		if attempts != 2 || len(eq) != 1 {
+			t.Fatalf("%d attempts, %d in the error queue", attempts, len(eq))
+		}
+		d := header(eq[0], "ErrorDetails")
+		if !strings.Contains(d, "panic: handler bug") || !strings.Contains(d, "goroutine") {
+			t.Errorf("ErrorDetails has no panic and stack: %q", d)
+		}
+	})
+}
+
+func TestUnhandledMessages(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		b := e.bus("orders", bus.Options{})
+		e.start(b)
+		must(t, b.Send(ctx, "orders", PlaceOrder{ID: "x"}))
+		must(t, e.tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "orders", Mandatory: true, Message: transport.Message{Body: []byte("{}")}}))
+		idle()
+		eq := errorQueue(e)
+		if len(eq) != 2 {
+			t.Fatalf("%d messages in the error queue", len(eq))
+		}
+		if d := header(eq[0], "ErrorDetails"); !strings.Contains(d, `no handler for message type "bus_test.PlaceOrder"`) || retries(eq[0]) != 1 {
+			t.Errorf("ErrorDetails %q", d)
+		}
+		if d := header(eq[1], "ErrorDetails"); !strings.Contains(d, "no message type") {
+			t.Errorf("ErrorDetails %q", d)
+		}
+
+		discard := e.bus("discard", bus.Options{Unhandled: bus.UnhandledDiscard})
+		e.start(discard)
+		must(t, discard.Send(ctx, "discard", PlaceOrder{}))
+		idle()
+		if len(errorQueue(e)) != 2 || e.broker.Depth("discard") != 0 {
+			t.Error("an unhandled message was not discarded")
+		}
+	})
+}
+
+func TestHandlerTimeout(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		b := e.bus("orders", bus.Options{HandlerTimeout: time.Second, Retry: middleware.RetryOptions{MaxRetries: -1}})
+		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
+			<-ctx.Done()
+			return ctx.Err()
+		}))
+		e.start(b)
+		must(t, b.Send(ctx, "orders", PlaceOrder{}))
+		time.Sleep(2 * time.Second)
+		idle()
+		eq := errorQueue(e)
+		if len(eq) != 1 || !strings.Contains(header(eq[0], "ErrorDetails"), "timed out") {
+			t.Errorf("error queue %v", eq)
+		}
+	})
+}
+
+func TestErrorQueueReplay(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		b := e.bus("orders", bus.Options{})
+		fixed := false
+		var r recorder[string]
+		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
+			if !fixed {
+				return bus.Permanent(errors.New("bug"))
+			}
+			return r.handle(ctx, m.ID)
+		}))
+		e.start(b)
+		must(t, b.Send(ctx, "orders", PlaceOrder{ID: "x"}))
+		idle()
+		fixed = true
+		res, err := middleware.Replay(ctx, e.tr, middleware.ReplayOptions{Queue: b.ErrorQueue()})
+		must(t, err)
+		idle()
+		if len(res.Replayed) != 1 || !slices.Equal(r.all(), []string{"x"}) || r.incoming()[0].Retries != 0 {
+			t.Errorf("replay %+v; handled %v %+v", res, r.all(), r.incoming())
+		}
+	})
+}
+
+func TestCustomPipeline(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		var order []string
+		stage := func(name string) middleware.Middleware {
+			return func(next middleware.Handler) middleware.Handler {
+				return func(ctx context.Context, m *middleware.Message) error {
+					order = append(order, name)
+					return next(ctx, m)
+				}
+			}
+		}
+		b := e.bus("orders", bus.Options{
+			Pipeline: func(b *bus.Bus) (middleware.Middleware, error) {
+				eq, err := middleware.ErrorQueue(b.Sender(), middleware.ErrorQueueOptions{Queue: b.ErrorQueue(), Headers: b.HeaderNames()})
+				return middleware.Chain(stage("pipeline"), eq), err
+			},
+			Middleware: []middleware.Middleware{stage("user")},
+		})
+		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
+			order = append(order, "handler")
+			return errors.New("no retries here")
+		}))
+		e.start(b)
+		must(t, b.Send(ctx, "orders", PlaceOrder{}))
+		idle()
+		if !slices.Equal(order, []string{"pipeline", "user", "handler"}) || len(errorQueue(e)) != 1 {
+			t.Errorf("order %v, error queue %d", order, len(errorQueue(e)))
+		}
+	})
+}
+
+func TestPipelineWithoutErrorHandlingRequeues(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		b := e.bus("orders", bus.Options{Pipeline: func(*bus.Bus) (middleware.Middleware, error) {
+			return middleware.Chain(), nil
+		}})
+		attempts := 0
+		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
+			attempts++
+			if attempts == 1 {
+				panic("no Recover stage")
+			}
+			if attempts == 2 {
+				return errors.New("no ErrorQueue stage")
+			}
+			return nil
+		}))
+		e.start(b)
+		must(t, b.Send(ctx, "orders", PlaceOrder{}))
+		idle()
+		if attempts != 3 || e.broker.Depth("orders") != 0 {
+			t.Errorf("%d attempts, %d left", attempts, e.broker.Depth("orders"))
+		}
+	})
+}

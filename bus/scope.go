@@ -1,0 +1,236 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/busline/busline/middleware"
+	"github.com/busline/busline/transport"
+)
+
+// Incoming describes the message a handler is handling. Get it with
+// [IncomingFrom].
+type Incoming struct {
+	// MessageID is the message's id (MessageId header, else message_id).
+	MessageID string
+	// CorrelationID is its correlation id (CorrelationId header, else
+	// correlation_id); a Reply carries it back.
+	CorrelationID string
+	// ConversationID is its conversation id, if it has one.
+	ConversationID string
+	// MessageType is the type that chose the handler.
+	MessageType string
+	// Intent is "command" or "event", as the sender wrote it.
+	Intent string
+	// ReplyTo is where a Reply goes: the ReplyToAddress header, else the
+	// reply_to property. Empty if neither is set.
+	ReplyTo string
+	// OriginatingAddress is the sender's queue, if it said.
+	OriginatingAddress string
+	// TimeSent is when it was sent; zero if the header is absent or
+	// unreadable. PikaBus 1.x's format is understood.
+	TimeSent time.Time
+	// Retries is the number of delayed retries it has had (the
+	// ErrorRetries header): 0 on its first handling.
+	Retries int
+	// Queue is the queue it was consumed from.
+	Queue string
+	// Redelivered reports that the broker delivered it before (see
+	// transport.Delivery.Redelivered).
+	Redelivered bool
+	// Message is the wire message, shared by every handler of the message:
+	// read it, do not modify it.
+	Message *transport.Message
+}
+
+// IncomingFrom returns the message being handled, if ctx is the context of
+// a handler (or derived from it); ok is false otherwise.
+func IncomingFrom(ctx context.Context) (in Incoming, ok bool) {
+	s, _ := ctx.Value(scopeKey{}).(*scope)
+	for s != nil && s.in == nil {
+		s = s.outer
+	}
+	if s == nil {
+		return Incoming{}, false
+	}
+	return s.incoming(), true
+}
+
+type scopeKey struct{}
+
+// scope is one handling attempt of a message, or one transaction: it
+// collects what is sent within it, to dispatch on success. It is the
+// context handlers (and transaction functions) get: a scope is a
+// context.Context that answers Value(scopeKey{}) itself, which spares a
+// context.WithValue allocation per message.
+type scope struct {
+	context.Context // the parent: deadline, cancellation, other values
+
+	b     *Bus
+	in    *middleware.Message // the message handled; nil for a transaction outside handlers
+	outer *scope              // the enclosing scope of a nested transaction
+
+	mu     sync.Mutex
+	outbox []transport.Outgoing
+	ended  bool
+	inline [1]transport.Outgoing // the first outgoing message, without allocating
+
+	meta     Incoming
+	metaDone atomic.Bool
+	metaMu   sync.Mutex
+}
+
+func (s *scope) Value(k any) any {
+	if _, ok := k.(scopeKey); ok {
+		return s
+	}
+	return s.Context.Value(k)
+}
+
+func (s *scope) String() string { return "bus.scope" }
+
+func (s *scope) init(parent context.Context, b *Bus, in *middleware.Message, outer *scope) {
+	s.Context, s.b, s.in, s.outer = parent, b, in, outer
+	s.outbox = s.inline[:0]
+}
+
+// add appends o to the outbox, unless the scope has ended.
+func (s *scope) add(o transport.Outgoing) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return ErrScopeEnded
+	}
+	s.outbox = append(s.outbox, o)
+	return nil
+}
+
+// finish ends the scope and returns what it collected.
+func (s *scope) finish() []transport.Outgoing {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = true
+	out := s.outbox
+	s.outbox = nil
+	return out
+}
+
+// incoming returns the metadata of the message being handled, read once.
+func (s *scope) incoming() Incoming {
+	if s.metaDone.Load() {
+		return s.meta
+	}
+	s.metaMu.Lock()
+	defer s.metaMu.Unlock()
+	if !s.metaDone.Load() {
+		s.meta = s.b.readIncoming(s.in)
+		s.metaDone.Store(true)
+	}
+	return s.meta
+}
+
+// readIncoming reads the metadata of m leniently: headers of foreign types
+// are ignored, never an error.
+func (b *Bus) readIncoming(m *middleware.Message) Incoming {
+	h := m.Headers
+	n := &b.names
+	in := Incoming{
+		MessageID:          headerOr(h, n.MessageID, m.ID),
+		CorrelationID:      headerOr(h, n.CorrelationID, m.CorrelationID),
+		ConversationID:     headerOr(h, n.ConversationID, ""),
+		MessageType:        b.messageTypeOf(&m.Message),
+		Intent:             headerOr(h, n.Intent, ""),
+		ReplyTo:            headerOr(h, n.ReplyToAddress, m.ReplyTo),
+		OriginatingAddress: headerOr(h, n.OriginatingAddress, ""),
+		Queue:              m.Queue,
+		Redelivered:        m.Redelivered,
+		Message:            &m.Message,
+	}
+	if t, ok, err := middleware.HeaderTime(h[n.TimeSent]); ok && err == nil {
+		in.TimeSent = t
+	}
+	if r, ok, err := middleware.HeaderInt(h[n.ErrorRetries]); ok && err == nil && r > 0 {
+		in.Retries = int(min(r, 1<<31-1))
+	}
+	return in
+}
+
+// headerOr returns the string header name of h if it is a non-empty string,
+// else def.
+func headerOr(h transport.Headers, name, def string) string {
+	if s, ok := middleware.HeaderString(h[name]); ok && s != "" {
+		return s
+	}
+	return def
+}
+
+// messageTypeOf returns the message type of an incoming message: the
+// MessageType header, else the AMQP type property.
+func (b *Bus) messageTypeOf(m *transport.Message) string {
+	return headerOr(m.Headers, b.names.MessageType, m.Type)
+}
+
+// scopeFrom returns the active scope of ctx, if any.
+func scopeFrom(ctx context.Context) *scope {
+	s, _ := ctx.Value(scopeKey{}).(*scope)
+	return s
+}
+
+// Transaction runs fn with a context in which Send, Publish, Defer and Reply
+// collect their messages instead of dispatching them. When fn returns nil,
+// the messages are dispatched as one batch and Transaction returns the
+// dispatch's error; when fn returns an error they are dropped and that error
+// is returned; when fn panics they are dropped and the panic goes on.
+//
+// Inside a handler, a Transaction's messages join the handler's own when it
+// commits: they are dispatched with them, after every handler succeeded.
+// Request does not take part: it always sends at once.
+//
+// A batch is not atomic on the broker: if dispatching it fails, some of its
+// messages may have been delivered (see transport.Transport.Dispatch).
+func (b *Bus) Transaction(ctx context.Context, fn func(ctx context.Context) error) (err error) {
+	outer := scopeFrom(ctx)
+	if outer == nil && b.closed.Load() {
+		return fmt.Errorf("bus %q: transaction: %w", b.queue, ErrClosed)
+	}
+	if outer != nil {
+		outer.mu.Lock()
+		ended := outer.ended
+		outer.mu.Unlock()
+		if ended {
+			return fmt.Errorf("bus %q: transaction: %w", b.queue, ErrScopeEnded)
+		}
+	}
+	s := &scope{}
+	s.init(ctx, b, nil, outer)
+	committed := false
+	defer func() {
+		if !committed {
+			s.finish()
+		}
+	}()
+	if err := fn(s); err != nil {
+		return err
+	}
+	committed = true
+	out := s.finish()
+	if len(out) == 0 {
+		return nil
+	}
+	if outer != nil {
+		outer.mu.Lock()
+		defer outer.mu.Unlock()
+		if outer.ended {
+			return fmt.Errorf("bus %q: transaction: %w", b.queue, ErrScopeEnded)
+		}
+		outer.outbox = append(outer.outbox, out...)
+		return nil
+	}
+	if err := b.dispatch(ctx, out...); err != nil {
+		return fmt.Errorf("bus %q: transaction: dispatching %d messages: %w", b.queue, len(out), err)
+	}
+	return nil
+}

@@ -1,0 +1,359 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/busline/busline/middleware"
+	"github.com/busline/busline/transport"
+)
+
+// Send sends the command msg to queue (with [Options.QueuePrefix] prepended)
+// through the direct exchange. The message is mandatory: if no queue of that
+// name exists, Send fails with an error wrapping [ErrUnroutable].
+//
+// Inside a handler or a [Bus.Transaction] (ctx is, or derives from, theirs)
+// the message is dispatched when the handler or transaction succeeds, and
+// Send returns nil once it is queued there; outside, Send returns once the
+// broker has taken responsibility for the message. [WithDelay] and
+// [WithDeliverAt] defer it, as [Bus.Defer] does.
+func (b *Bus) Send(ctx context.Context, queue string, msg any, opts ...SendOption) error {
+	cfg := sendConfig{}
+	for _, o := range opts {
+		o.applySend(&cfg)
+	}
+	return b.post(ctx, opSend, b.opts.QueuePrefix+queue, msg, &cfg)
+}
+
+// Publish publishes the event msg under topic (with [Options.TopicPrefix]
+// prepended) through the topic exchange, to every queue subscribed under a
+// matching pattern. An event no queue subscribed to is dropped, unless
+// [WithRequireSubscriber] or [Options.RequireSubscriber] ask for an error
+// wrapping [ErrUnroutable]. Events cannot be deferred. Inside a handler or
+// transaction it is dispatched on success, as for [Bus.Send].
+func (b *Bus) Publish(ctx context.Context, topic string, msg any, opts ...SendOption) error {
+	cfg := sendConfig{mandatory: b.opts.RequireSubscriber}
+	for _, o := range opts {
+		o.applySend(&cfg)
+	}
+	return b.post(ctx, opPublish, b.opts.TopicPrefix+topic, msg, &cfg)
+}
+
+// Defer sends the command msg to queue so that it is delivered no earlier
+// than delay from now (a delay of zero or less sends it at once). It needs a
+// transport that implements transport.Delayer, and otherwise fails with an
+// error wrapping [ErrNotSupported]: a deferred message is never delivered
+// early. The message carries its due time in the DeferredTime header; a
+// delay beyond the transport's MaxDelay is scheduled in steps, the receiving
+// endpoint deferring it again on arrival until it is due.
+func (b *Bus) Defer(ctx context.Context, delay time.Duration, queue string, msg any, opts ...SendOption) error {
+	cfg := sendConfig{delay: delay, delaySet: true, deferCall: true}
+	for _, o := range opts {
+		o.applySend(&cfg)
+	}
+	return b.post(ctx, opDefer, b.opts.QueuePrefix+queue, msg, &cfg)
+}
+
+// Reply sends msg to the sender of the message being handled: to its
+// ReplyToAddress header, else its reply_to property, taken as a full queue
+// name. The reply carries the message's correlation id (else its id), which
+// is how [Request] recognizes it. ctx must be a handler's context; outside a
+// handler, or for a message with no reply address, Reply fails with
+// [ErrNoReplyAddress]. Like Send, it is dispatched when the handler succeeds.
+func (b *Bus) Reply(ctx context.Context, msg any, opts ...SendOption) error {
+	s := scopeFrom(ctx)
+	hs := s.handlingScope()
+	if hs == nil {
+		return fmt.Errorf("bus %q: reply outside a handler: %w", b.queue, ErrNoReplyAddress)
+	}
+	in := hs.incoming()
+	if in.ReplyTo == "" {
+		return fmt.Errorf("bus %q: reply to message %q (%s): it has no %s header and no reply_to property: %w",
+			b.queue, in.MessageID, in.MessageType, b.names.ReplyToAddress, ErrNoReplyAddress)
+	}
+	cfg := sendConfig{correlationID: in.CorrelationID}
+	if cfg.correlationID == "" {
+		cfg.correlationID = in.MessageID
+	}
+	for _, o := range opts {
+		o.applySend(&cfg)
+	}
+	return b.post(ctx, opReply, in.ReplyTo, msg, &cfg)
+}
+
+// handlingScope returns the scope of the handler s belongs to: s, or the
+// scope enclosing a transaction; nil outside handlers.
+func (s *scope) handlingScope() *scope {
+	for s != nil && s.in == nil {
+		s = s.outer
+	}
+	return s
+}
+
+type op uint8
+
+const (
+	opSend op = iota
+	opPublish
+	opDefer
+	opReply
+	opRequest
+)
+
+func (o op) String() string {
+	switch o {
+	case opSend:
+		return "send"
+	case opPublish:
+		return "publish"
+	case opDefer:
+		return "defer"
+	case opReply:
+		return "reply"
+	case opRequest:
+		return "request"
+	}
+	return "op"
+}
+
+// opError names the operation, the message and its destination.
+func (b *Bus) opError(k op, target string, msg any, cfg *sendConfig, err error) error {
+	what := cfg.messageType
+	if what == "" {
+		if msg == nil {
+			what = "nil message"
+		} else if info, ierr := typeInfoOf(reflect.TypeOf(msg)); ierr == nil {
+			what = info.name
+		} else {
+			what = fmt.Sprintf("%T", msg)
+		}
+	}
+	dest := "queue"
+	if k == opPublish {
+		dest = "topic"
+	}
+	return fmt.Errorf("bus %q: %s %s to %s %q: %w", b.queue, k, what, dest, target, err)
+}
+
+// outPool holds one-message batches for dispatching outside handlers, so
+// that the variadic slice does not escape to the heap per call. Dispatchers
+// do not keep the messages they are given.
+var outPool = sync.Pool{New: func() any { return new([1]transport.Outgoing) }}
+
+// post builds msg and adds it to the scope of ctx or, outside scopes (and
+// always for requests), dispatches it.
+func (b *Bus) post(ctx context.Context, k op, target string, msg any, cfg *sendConfig) error {
+	s := scopeFrom(ctx)
+	if (s == nil || k == opRequest) && b.closed.Load() {
+		return b.opError(k, target, msg, cfg, ErrClosed)
+	}
+	one := outPool.Get().(*[1]transport.Outgoing)
+	defer func() {
+		one[0] = transport.Outgoing{}
+		outPool.Put(one)
+	}()
+	o := &one[0]
+	if err := b.build(s, k, target, msg, cfg, o); err != nil {
+		return b.opError(k, target, msg, cfg, err)
+	}
+	if s != nil && k != opRequest {
+		if err := s.add(*o); err != nil {
+			return b.opError(k, target, msg, cfg, err)
+		}
+		return nil
+	}
+	if err := b.dispatch(ctx, one[:]...); err != nil {
+		return b.opError(k, target, msg, cfg, err)
+	}
+	return nil
+}
+
+// headerCount is the number of standard headers of an outgoing message,
+// DeferredTime and traceparent included, to size the map once.
+const headerCount = 13
+
+// build makes the wire message for msg: properties, standard headers, body.
+func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *transport.Outgoing) error {
+	// Names first: nothing is sent (or queued) to an invalid one.
+	if k == opPublish {
+		if err := transport.ValidateRoutingKey(target); err != nil {
+			return err
+		}
+	} else if err := transport.ValidateQueueName(target); err != nil {
+		return err
+	}
+	if msg == nil {
+		return fmt.Errorf("%w: nil message", ErrInvalidMessage)
+	}
+	typeName := cfg.messageType
+	var typeBox any
+	if typeName == "" {
+		info, err := typeInfoOf(reflect.TypeOf(msg))
+		if err != nil {
+			return err
+		}
+		typeName, typeBox = info.name, info.box
+	} else {
+		typeBox = typeName
+	}
+
+	now := time.Now()
+	var due time.Time
+	if cfg.delaySet {
+		if cfg.delay > 0 {
+			due = now.Add(cfg.delay)
+		}
+	} else if cfg.deliverAt.After(now) {
+		due = cfg.deliverAt
+	}
+	if !due.IsZero() || cfg.deferCall {
+		switch {
+		case k == opPublish:
+			return fmt.Errorf("%w: events cannot be deferred, only commands", ErrNotSupported)
+		case k == opRequest:
+			return fmt.Errorf("%w: requests cannot be deferred", ErrNotSupported)
+		case b.delayer == nil:
+			return fmt.Errorf("%w: the transport cannot defer messages (it does not implement transport.Delayer)", ErrNotSupported)
+		}
+	}
+
+	n := &b.names
+	h := make(transport.Headers, headerCount+len(cfg.headers))
+
+	id := cfg.messageID
+	if cfg.requestID != "" {
+		id = cfg.requestID
+	} else if id == "" {
+		id = newID()
+	}
+	idBox := any(id)
+	h[n.MessageID] = idBox
+
+	// Correlation and conversation: inherited from the message being
+	// handled, else this message's id. A request correlates its reply
+	// with its own id.
+	corr, corrBox, convBox := id, idBox, idBox
+	if hs := s.handlingScope(); hs != nil {
+		in := hs.in
+		if v, ok := in.Headers[n.CorrelationID]; ok {
+			if str, ok := v.(string); ok && str != "" {
+				corr, corrBox = str, v
+			}
+		} else if in.CorrelationID != "" {
+			corr = in.CorrelationID
+			corrBox = corr
+		}
+		convBox = corrBox
+		if v, ok := in.Headers[n.ConversationID]; ok {
+			if str, ok := v.(string); ok && str != "" {
+				convBox = v
+			}
+		}
+		if v, ok := in.Headers[middleware.TraceParentHeader]; ok {
+			h[middleware.TraceParentHeader] = v
+		}
+	}
+	switch {
+	case k == opRequest:
+		corr, corrBox = id, idBox
+	case cfg.correlationID != "":
+		corr = cfg.correlationID
+		corrBox = corr
+	}
+	if cfg.conversationID != "" {
+		convBox = cfg.conversationID
+	}
+	h[n.CorrelationID] = corrBox
+	h[n.ConversationID] = convBox
+	h[n.TimeSent] = middleware.FormatTime(now)
+
+	replyTo, replyBox := b.queue, b.queueBox
+	switch {
+	case cfg.replyToSet:
+		replyTo, replyBox = cfg.replyTo, cfg.replyTo
+	case k == opRequest:
+		replyTo, replyBox = b.replies.queue, b.replies.queueBox
+	}
+	if replyTo != "" {
+		h[n.ReplyToAddress] = replyBox
+	}
+	if b.queue != "" {
+		h[n.OriginatingAddress] = b.queueBox
+	}
+	if k == opPublish {
+		h[n.Intent] = middleware.IntentEvent
+	} else {
+		h[n.Intent] = middleware.IntentCommand
+	}
+	h[n.MessageType] = typeBox
+
+	o.Exchange, o.RoutingKey, o.Mandatory = transport.Direct, target, true
+	if k == opPublish {
+		o.Exchange, o.Mandatory = transport.Topic, cfg.mandatory
+	}
+	if !due.IsZero() {
+		h[n.DeferredTime] = middleware.FormatTime(due)
+		o.NotBefore = due
+		if max := b.delayer.MaxDelay(); due.Sub(now) > max {
+			o.NotBefore = now.Add(max)
+		}
+	}
+
+	m := &o.Message
+	m.ID, m.CorrelationID, m.ReplyTo, m.Type, m.Timestamp, m.Headers = id, corr, replyTo, typeName, now, h
+	if err := b.codec.Encode(msg, m); err != nil {
+		return fmt.Errorf("%w: encoding as %s: %v", ErrInvalidMessage, b.codec.ContentType(), err)
+	}
+	if m.ContentType == b.ctString {
+		h[n.ContentType] = b.ctBox
+	} else if m.ContentType != "" {
+		h[n.ContentType] = m.ContentType
+	}
+	switch m.ContentEncoding {
+	case "":
+	case "utf-8":
+		h[n.ContentEncoding] = "utf-8"
+	default:
+		h[n.ContentEncoding] = m.ContentEncoding
+	}
+
+	if len(cfg.headers) > 0 {
+		for k, v := range cfg.headers {
+			h[k] = v
+		}
+		b.mirror(m)
+	}
+	if len(cfg.headers) > 0 || cfg.messageID != "" || cfg.correlationID != "" || cfg.messageType != "" || cfg.replyToSet || len(typeName) > transport.MaxNameLength {
+		if err := m.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mirror copies the standard headers that have AMQP properties into them,
+// after WithHeaders may have replaced some.
+func (b *Bus) mirror(m *transport.Message) {
+	n := &b.names
+	for _, p := range [...]struct {
+		header string
+		prop   *string
+	}{
+		{n.MessageID, &m.ID},
+		{n.CorrelationID, &m.CorrelationID},
+		{n.ReplyToAddress, &m.ReplyTo},
+		{n.MessageType, &m.Type},
+		{n.ContentType, &m.ContentType},
+		{n.ContentEncoding, &m.ContentEncoding},
+	} {
+		if s, ok := m.Headers[p.header].(string); ok {
+			*p.prop = s
+		}
+	}
+	if t, ok, err := middleware.HeaderTime(m.Headers[n.TimeSent]); ok && err == nil {
+		m.Timestamp = t
+	}
+}
