@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -38,18 +39,18 @@ const (
 type Broker struct {
 	mu sync.Mutex
 
-	closed    bool
-	exchanges map[string]*exchange
-	queues    map[string]*queue
-	conns     map[*conn]struct{}
+	closed     bool
+	closedFlag atomic.Bool // closed, for checks without the lock
+	exchanges  map[string]*exchange
+	queues     map[string]*queue
+	conns      map[*conn]struct{}
 	// offline is set by Disconnect: every connection is down until
 	// Reconnect.
 	offline bool
 
-	seq        uint64 // enqueue order of messages, broker-wide
-	queueSeq   uint64 // creation order of queues
-	routeEpoch uint64 // marks the queues a message reached, for dedup
-	routed     []*queue
+	seq      uint64   // enqueue order of messages, broker-wide
+	queueSeq uint64   // creation order of queues
+	route    routeSet // the queues a message reaches, reused
 
 	failN   int
 	failErr error
@@ -69,7 +70,7 @@ type exchange struct {
 	kind ExchangeKind
 	// direct: routing key → queues; fanout: queue → binding keys; topic:
 	// the pattern trie.
-	direct map[string]map[*queue]struct{}
+	direct map[string][]*queue
 	fanout map[*queue]map[string]struct{}
 	topic  *topicTrie
 }
@@ -129,7 +130,7 @@ func newExchange(name string, kind ExchangeKind) *exchange {
 	ex := &exchange{name: name, kind: kind}
 	switch kind {
 	case ExchangeDirect:
-		ex.direct = make(map[string]map[*queue]struct{})
+		ex.direct = make(map[string][]*queue)
 	case ExchangeFanout:
 		ex.fanout = make(map[*queue]map[string]struct{})
 	case ExchangeTopic:
@@ -149,6 +150,7 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.closed = true
+	b.closedFlag.Store(true)
 	conns := make([]*conn, 0, len(b.conns))
 	for c := range b.conns {
 		conns = append(conns, c)
@@ -530,12 +532,9 @@ func (b *Broker) unbindLocked(exchangeName, queueName, key string) {
 func (ex *exchange) bind(q *queue, key string) {
 	switch ex.kind {
 	case ExchangeDirect:
-		set := ex.direct[key]
-		if set == nil {
-			set = make(map[*queue]struct{})
-			ex.direct[key] = set
+		if !slices.Contains(ex.direct[key], q) {
+			ex.direct[key] = append(ex.direct[key], q)
 		}
-		set[q] = struct{}{}
 	case ExchangeFanout:
 		keys := ex.fanout[q]
 		if keys == nil {
@@ -551,11 +550,11 @@ func (ex *exchange) bind(q *queue, key string) {
 func (ex *exchange) unbind(q *queue, key string) {
 	switch ex.kind {
 	case ExchangeDirect:
-		if set := ex.direct[key]; set != nil {
-			delete(set, q)
-			if len(set) == 0 {
-				delete(ex.direct, key)
-			}
+		qs := slices.DeleteFunc(ex.direct[key], func(x *queue) bool { return x == q })
+		if len(qs) == 0 {
+			delete(ex.direct, key)
+		} else {
+			ex.direct[key] = qs
 		}
 	case ExchangeFanout:
 		if keys := ex.fanout[q]; keys != nil {
@@ -604,40 +603,33 @@ func (b *Broker) Queues() []string {
 	return out
 }
 
-// routeLocked returns the queues a message published to ex under key
-// reaches, each once, in the order the queues were created. The slice is
-// reused by the next call.
+// routeLocked returns the queues a message published to ex (nil for the
+// default exchange) under key reaches, each once, in the order the queues
+// were created. The slice is reused by the next call.
 func (b *Broker) routeLocked(ex *exchange, key string) []*queue {
-	b.routeEpoch++
-	epoch := b.routeEpoch
-	out := b.routed[:0]
-	add := func(q *queue) {
-		if q.routeMark != epoch {
-			q.routeMark = epoch
-			out = append(out, q)
-		}
-	}
+	b.route.epoch++
+	rs := &b.route
+	rs.out = rs.out[:0]
 	switch {
-	case ex == nil: // the default exchange
+	case ex == nil:
 		if q, ok := b.queues[key]; ok {
-			add(q)
+			rs.add(q)
 		}
 	case ex.kind == ExchangeDirect:
-		for q := range ex.direct[key] {
-			add(q)
+		for _, q := range ex.direct[key] {
+			rs.add(q)
 		}
 	case ex.kind == ExchangeFanout:
 		for q := range ex.fanout {
-			add(q)
+			rs.add(q)
 		}
 	case ex.kind == ExchangeTopic:
-		ex.topic.match(key, add)
+		ex.topic.match(key, rs)
 	}
-	if len(out) > 1 {
-		sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	if len(rs.out) > 1 {
+		slices.SortFunc(rs.out, func(a, b *queue) int { return cmp.Compare(a.id, b.id) })
 	}
-	b.routed = out
-	return out
+	return rs.out
 }
 
 // PublishOptions are the optional parts of [Broker.Publish].
@@ -664,8 +656,9 @@ func (b *Broker) Publish(exchangeName, key string, msg transport.Message, opts P
 	if err := transport.ValidateRoutingKey(key); err != nil {
 		return fmt.Errorf("memory: %s: %w", op, err)
 	}
-	m, err := msg.Normalized()
-	if err != nil {
+	e := &entry{exchange: exchangeName, key: key}
+	var err error
+	if e.msg, err = msg.Normalized(); err != nil {
 		return fmt.Errorf("memory: %s: %w", op, err)
 	}
 	b.mu.Lock()
@@ -673,23 +666,37 @@ func (b *Broker) Publish(exchangeName, key string, msg transport.Message, opts P
 	if err := b.errClosedLocked(op); err != nil {
 		return err
 	}
-	if err := b.publishLocked(nil, exchangeName, key, &m, opts.Mandatory, opts.NotBefore); err != nil {
+	if err := b.publishLocked(nil, e, opts.Mandatory, opts.NotBefore, b.stamp()); err != nil {
 		return fmt.Errorf("memory: %s: %w", op, err)
 	}
 	return nil
 }
 
-// publishLocked routes and enqueues m (which the broker now owns), or
-// schedules it when NotBefore is in the future. from is the publishing
-// connection, nil for Broker.Publish. The error wraps a sentinel and says
-// no more than why.
-func (b *Broker) publishLocked(from *conn, exchangeName, key string, m *transport.Message, mandatory bool, notBefore time.Time) error {
+// stamp is the time for the journal's records: zero when there is no
+// journal, since asking the clock is a good part of a message's cost.
+func (b *Broker) stamp() time.Time {
+	if b.journal.limit == 0 {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// publishLocked routes and enqueues e (which the broker now owns: its
+// message is normalized and copied, its exchange and key set), or schedules
+// it when notBefore is in the future. from is the publishing connection,
+// nil for Broker.Publish; now stamps the journal. The error wraps a
+// sentinel and says no more than why.
+func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore, now time.Time) error {
 	connName := ""
 	if from != nil {
 		connName = from.name
 	}
+	r := record{op: Dispatched, conn: connName, e: e}
 	fail := func(err error) error {
-		b.journal.add(record{Op: Failed, Connection: connName, Exchange: exchangeName, RoutingKey: key, NotBefore: notBefore, Err: err, msg: m})
+		r.op = Failed
+		x := r.extras()
+		x.err, x.notBefore = err, notBefore
+		b.journal.add(&r, now)
 		return err
 	}
 	if b.failN > 0 {
@@ -697,57 +704,47 @@ func (b *Broker) publishLocked(from *conn, exchangeName, key string, m *transpor
 		return fail(fmt.Errorf("injected fault: %w", b.failErr))
 	}
 	var ex *exchange
-	if exchangeName != "" {
+	if e.exchange != "" {
 		var ok bool
-		if ex, ok = b.exchanges[exchangeName]; !ok {
-			return fail(fmt.Errorf("%w: no exchange %q", transport.ErrNotFound, exchangeName))
+		if ex, ok = b.exchanges[e.exchange]; !ok {
+			return fail(fmt.Errorf("%w: no exchange %q", transport.ErrNotFound, e.exchange))
 		}
 	}
-	now := time.Now()
-	if !notBefore.IsZero() && notBefore.After(now) {
-		if mandatory && len(b.routeLocked(ex, key)) == 0 {
+	if !notBefore.IsZero() && notBefore.After(time.Now()) {
+		if mandatory && len(b.routeLocked(ex, e.key)) == 0 {
 			return fail(fmt.Errorf("%w: no queue is bound under this routing key", transport.ErrUnroutable))
 		}
 		b.seq++
-		b.sched.addLocked(b, &deferred{due: notBefore, seq: b.seq, from: connName, exchange: exchangeName, key: key, msg: m})
-		b.journal.add(record{Op: Dispatched, Connection: connName, Exchange: exchangeName, RoutingKey: key, NotBefore: notBefore, msg: m})
+		b.sched.addLocked(b, &deferred{due: notBefore, seq: b.seq, from: connName, e: e})
+		r.extras().notBefore = notBefore
+		b.journal.add(&r, now)
 		return nil
 	}
-	qs := b.routeLocked(ex, key)
+	qs := b.routeLocked(ex, e.key)
 	if len(qs) == 0 && mandatory {
 		return fail(fmt.Errorf("%w: no queue is bound under this routing key", transport.ErrUnroutable))
 	}
-	b.journal.add(record{Op: Dispatched, Connection: connName, Exchange: exchangeName, RoutingKey: key, Queues: queueNames(qs), msg: m})
-	b.enqueueLocked(ex, exchangeName, key, m, qs)
+	r.setQueues(qs)
+	b.journal.add(&r, now)
+	b.enqueueLocked(ex, e, qs, now)
 	return nil
 }
 
-func queueNames(qs []*queue) []string {
-	if len(qs) == 0 {
-		return nil
-	}
-	names := make([]string, len(qs))
-	for i, q := range qs {
-		names[i] = q.name
-	}
-	return names
-}
-
-// enqueueLocked puts a copy of m on each of qs; the first gets m itself.
-func (b *Broker) enqueueLocked(ex *exchange, exchangeName, key string, m *transport.Message, qs []*queue) {
-	kind := transport.Direct
+// enqueueLocked puts e on the first of qs and copies of it on the others.
+func (b *Broker) enqueueLocked(ex *exchange, e *entry, qs []*queue, now time.Time) {
+	e.kind = transport.Direct
 	if ex != nil && ex.kind == ExchangeTopic {
-		kind = transport.Topic
+		e.kind = transport.Topic
 	}
 	for i, q := range qs {
-		msg := m
+		qe := e
 		if i > 0 {
-			c := m.Clone()
-			msg = &c
+			qe = &entry{msg: e.msg.Clone(), exchange: e.exchange, kind: e.kind, key: e.key}
 		}
 		b.seq++
-		q.pushBack(&entry{seq: b.seq, msg: msg, exchange: exchangeName, kind: kind, key: key})
-		q.pumpLocked(b)
+		qe.seq = b.seq
+		q.pushBack(qe)
+		q.pumpLocked(b, now)
 	}
 }
 
@@ -802,8 +799,8 @@ func (b *Broker) Messages(queueName string) []transport.Message {
 		return nil
 	}
 	out := make([]transport.Message, 0, q.readyLen())
-	for _, e := range q.ready[q.head:] {
-		out = append(out, e.msg.Clone())
+	for i := range q.ready.n {
+		out = append(out, q.ready.at(i).msg.Clone())
 	}
 	return out
 }
@@ -827,7 +824,7 @@ func (b *Broker) Deferred() []Pending {
 	sort.Slice(ds, func(i, j int) bool { return ds[i].before(ds[j]) })
 	out := make([]Pending, len(ds))
 	for i, d := range ds {
-		out[i] = Pending{Exchange: d.exchange, RoutingKey: d.key, NotBefore: d.due, Message: d.msg.Clone()}
+		out[i] = Pending{Exchange: d.e.exchange, RoutingKey: d.e.key, NotBefore: d.due, Message: d.e.msg.Clone()}
 	}
 	return out
 }

@@ -156,7 +156,7 @@ func (cn *conn) recoverLocked() {
 		c.q = q
 		q.attach(c)
 		cn.emitLocked(transport.Event{Kind: transport.ConsumerStarted, Queue: c.queue})
-		q.pumpLocked(b)
+		q.pumpLocked(b, b.stamp())
 	}
 }
 

@@ -3,9 +3,9 @@ package memory
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/busline/busline/transport"
 )
@@ -30,17 +30,16 @@ type consumer struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 
-	// ch carries deliveries to the handler goroutines. Its capacity is the
-	// prefetch window, which unacked bounds, so sends under the broker's
-	// lock never block.
+	// ch carries deliveries to the handler goroutines, and a nil to each
+	// when the consumer stops. Its capacity is the prefetch window, which
+	// bounds unacked, so sends under the broker's lock never block.
 	ch      chan *delivery
-	quit    chan struct{}
 	done    chan struct{}
 	workers sync.WaitGroup
 
 	// Guarded by b.mu.
 	q        *queue // attached to, nil while stopped or disconnected
-	unacked  map[uint64]*delivery
+	unacked  deliveryList
 	nextTag  uint64
 	stopping bool
 	err      error
@@ -64,6 +63,53 @@ type delivery struct {
 	q     *queue
 	e     *entry
 	state atomic.Uint32
+
+	prev, next *delivery // in c.unacked
+}
+
+// deliveryList is a consumer's unsettled deliveries in delivery order.
+type deliveryList struct {
+	head, tail *delivery
+	n          int
+}
+
+func (l *deliveryList) push(dl *delivery) {
+	dl.prev, dl.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = dl
+	} else {
+		l.head = dl
+	}
+	l.tail = dl
+	l.n++
+}
+
+func (l *deliveryList) remove(dl *delivery) {
+	if dl.prev != nil {
+		dl.prev.next = dl.next
+	} else {
+		l.head = dl.next
+	}
+	if dl.next != nil {
+		dl.next.prev = dl.prev
+	} else {
+		l.tail = dl.prev
+	}
+	dl.prev, dl.next = nil, nil
+	l.n--
+}
+
+// take empties the list and returns what it held.
+func (l *deliveryList) take() []*delivery {
+	dls := make([]*delivery, 0, l.n)
+	for dl := l.head; dl != nil; dl = dl.next {
+		dls = append(dls, dl)
+	}
+	for _, dl := range dls {
+		dl.prev, dl.next = nil, nil
+	}
+	*l = deliveryList{}
+	return dls
 }
 
 func (dl *delivery) Ack(uint64) error { return dl.c.b.settle(dl, true, false) }
@@ -72,7 +118,7 @@ func (dl *delivery) Nack(_ uint64, requeue bool) error { return dl.c.b.settle(dl
 
 // deliverLocked hands e to c: to its handler goroutines, or to the caller of
 // Get for the getter.
-func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry) *delivery {
+func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry, now time.Time) *delivery {
 	c.nextTag++
 	dl := &delivery{c: c, q: q, e: e}
 	dl.d.Queue = q.name
@@ -81,10 +127,11 @@ func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry) *delivery {
 	dl.d.Redelivered = e.redelivered
 	dl.d.Tag = c.nextTag
 	dl.d.Acknowledger = dl
-	c.unacked[dl.d.Tag] = dl
+	c.unacked.push(dl)
 	q.unacked++
-	b.journal.add(record{Op: Delivered, Connection: c.cn.name, Exchange: e.exchange, RoutingKey: e.key,
-		Queue: q.name, Consumer: c.tag, Redelivered: e.redelivered, msg: e.msg})
+	if b.journal.limit != 0 {
+		b.journal.add(&record{op: Delivered, conn: c.cn.name, e: e, queue: q.name, consumer: c.tag, redelivered: e.redelivered}, now)
+	}
 	if c.ch != nil {
 		c.ch <- dl
 	}
@@ -110,29 +157,29 @@ func (b *Broker) settle(dl *delivery, ack, requeue bool) error {
 		return fmt.Errorf("memory: %s delivery %d of queue %q: %w", verb, dl.d.Tag, dl.q.name, transport.ErrSettled)
 	}
 	c, q := dl.c, dl.q
-	delete(c.unacked, dl.d.Tag)
+	now := b.stamp()
+	c.unacked.remove(dl)
 	if q.deleted {
 		dl.state.Store(stateGone)
 		return fmt.Errorf("memory: %s delivery %d of queue %q: %w: the queue was deleted", verb, dl.d.Tag, q.name, transport.ErrNotFound)
 	}
 	q.unacked--
-	r := record{Op: Acked, Connection: c.cn.name, Exchange: dl.e.exchange, RoutingKey: dl.e.key,
-		Queue: q.name, Consumer: c.tag, Redelivered: dl.d.Redelivered, msg: dl.e.msg}
+	r := record{op: Acked, conn: c.cn.name, e: dl.e, queue: q.name, consumer: c.tag, redelivered: dl.d.Redelivered}
 	if ack {
 		dl.state.Store(stateAcked)
 	} else {
 		dl.state.Store(stateNacked)
-		r.Op, r.Requeue = Nacked, requeue
+		r.op, r.requeue = Nacked, requeue
 	}
-	b.journal.add(r)
+	b.journal.add(&r, now)
 	if requeue {
 		q.requeue(dl.e)
 	}
 	if c.q != nil {
-		c.q.pumpLocked(b) // c has room again
+		c.q.pumpLocked(b, now) // c has room again
 	}
 	if requeue && c.q != q {
-		q.pumpLocked(b)
+		q.pumpLocked(b, now)
 	}
 	b.checkIdleLocked()
 	return nil
@@ -142,26 +189,22 @@ func (b *Broker) settle(dl *delivery, ack, requeue bool) error {
 // the queue is gone, and marked with state so that settling it later fails
 // as it should.
 func (c *consumer) returnLocked(state uint32) {
-	if len(c.unacked) == 0 {
+	if c.unacked.n == 0 {
 		return
 	}
-	dls := make([]*delivery, 0, len(c.unacked))
-	for _, dl := range c.unacked {
-		dls = append(dls, dl)
-	}
-	clear(c.unacked)
-	sort.Slice(dls, func(i, j int) bool { return dls[i].d.Tag < dls[j].d.Tag })
+	dls := c.unacked.take()
+	now := c.b.stamp()
 	for _, dl := range dls {
-		c.returnOneLocked(dl, state)
+		c.returnOneLocked(dl, state, now)
 	}
 	for _, dl := range dls {
 		if !dl.q.deleted {
-			dl.q.pumpLocked(c.b)
+			dl.q.pumpLocked(c.b, now)
 		}
 	}
 }
 
-func (c *consumer) returnOneLocked(dl *delivery, state uint32) {
+func (c *consumer) returnOneLocked(dl *delivery, state uint32, now time.Time) {
 	q := dl.q
 	if q.deleted {
 		dl.state.Store(stateGone)
@@ -170,8 +213,7 @@ func (c *consumer) returnOneLocked(dl *delivery, state uint32) {
 	dl.state.Store(state)
 	q.unacked--
 	q.requeue(dl.e)
-	c.b.journal.add(record{Op: Requeued, Connection: c.cn.name, Exchange: dl.e.exchange, RoutingKey: dl.e.key,
-		Queue: q.name, Consumer: c.tag, msg: dl.e.msg})
+	c.b.journal.add(&record{op: Requeued, conn: c.cn.name, e: dl.e, queue: q.name, consumer: c.tag, redelivered: dl.d.Redelivered}, now)
 }
 
 // drainLocked empties ch: deliveries no handler has taken yet.
@@ -215,14 +257,15 @@ func (c *consumer) beginStopLocked(err error) bool {
 	c.detachLocked()
 	// Deliveries in ch never reached a handler: give them back now, so that
 	// other consumers can have them.
+	now := c.b.stamp()
 	for {
 		select {
 		case dl := <-c.ch:
 			if dl.state.Load() == statePending {
-				delete(c.unacked, dl.d.Tag)
-				c.returnOneLocked(dl, stateClosed)
+				c.unacked.remove(dl)
+				c.returnOneLocked(dl, stateClosed, now)
 				if !dl.q.deleted {
-					dl.q.pumpLocked(c.b)
+					dl.q.pumpLocked(c.b, now)
 				}
 			}
 			continue
@@ -232,7 +275,9 @@ func (c *consumer) beginStopLocked(err error) bool {
 	}
 	delete(c.cn.consumers, c)
 	c.cn.emitLocked(transport.Event{Kind: transport.ConsumerStopped, Queue: c.queue, Err: err})
-	close(c.quit)
+	for range c.concurrency {
+		c.ch <- nil // one for each handler goroutine: the consumer stopped
+	}
 	c.b.checkIdleLocked()
 	return true
 }
@@ -266,12 +311,11 @@ func (c *consumer) failLocked(err error) {
 func (c *consumer) work() {
 	defer c.workers.Done()
 	for {
-		select {
-		case <-c.quit:
+		dl := <-c.ch
+		if dl == nil {
 			return
-		case dl := <-c.ch:
-			c.handle(dl)
 		}
+		c.handle(dl)
 	}
 }
 

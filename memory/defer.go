@@ -4,18 +4,14 @@ import (
 	"container/heap"
 	"sync"
 	"time"
-
-	"github.com/busline/busline/transport"
 )
 
 // deferred is a message waiting for its NotBefore time.
 type deferred struct {
-	due      time.Time
-	seq      uint64
-	from     string
-	exchange string
-	key      string
-	msg      *transport.Message
+	due  time.Time
+	seq  uint64
+	from string
+	e    *entry
 }
 
 func (d *deferred) before(o *deferred) bool {
@@ -92,17 +88,20 @@ func (b *Broker) fireDue() {
 	now := time.Now()
 	for len(b.sched.heap) > 0 && !b.sched.heap[0].due.After(now) {
 		d := heap.Pop(&b.sched.heap).(*deferred)
+		e := d.e
 		var ex *exchange
-		if d.exchange != "" {
-			ex = b.exchanges[d.exchange]
+		if e.exchange != "" {
+			ex = b.exchanges[e.exchange]
 		}
 		var qs []*queue
-		if ex != nil || d.exchange == "" {
-			qs = b.routeLocked(ex, d.key)
+		if ex != nil || e.exchange == "" {
+			qs = b.routeLocked(ex, e.key)
 		}
-		b.journal.add(record{Op: Due, Connection: d.from, Exchange: d.exchange, RoutingKey: d.key,
-			Queues: queueNames(qs), NotBefore: d.due, msg: d.msg})
-		b.enqueueLocked(ex, d.exchange, d.key, d.msg, qs)
+		r := record{op: Due, conn: d.from, e: e}
+		r.extras().notBefore = d.due
+		r.setQueues(qs)
+		b.journal.add(&r, now)
+		b.enqueueLocked(ex, e, qs, now)
 	}
 	b.sched.armLocked(b)
 	b.checkIdleLocked()

@@ -8,7 +8,7 @@ import (
 
 // DefaultJournalLimit is how many records a broker's journal keeps unless
 // [Broker.SetJournalLimit] says otherwise: the newest ones.
-const DefaultJournalLimit = 100_000
+const DefaultJournalLimit = 10_000
 
 // Op is what a journal [Record] records.
 type Op uint8
@@ -91,62 +91,147 @@ type Record struct {
 	Message transport.Message
 }
 
+// record is a Record as the journal keeps it, small because one is made at
+// every step of every message: the exchange, routing key and message come
+// from the entry (whose message is never modified, and copied only when the
+// journal is read), the rare fields from extra.
 type record struct {
-	Op          Op
-	Connection  string
-	Exchange    string
-	RoutingKey  string
-	Queues      []string
-	Queue       string
-	Consumer    string
-	Redelivered bool
-	Requeue     bool
-	NotBefore   time.Time
-	Err         error
-
-	seq  uint64
-	time time.Time
-	msg  *transport.Message // shared with the queue: never modified
+	op          Op
+	redelivered bool
+	requeue     bool
+	seq         uint64
+	time        time.Time
+	e           *entry
+	conn        string
+	// queue is the Queue of a delivery's record, or the one queue a
+	// Dispatched or Due message entered.
+	queue    string
+	consumer string
+	extra    *recordExtra
 }
 
-// journal is a ring of the newest records.
+type recordExtra struct {
+	notBefore time.Time
+	err       error
+	queues    []string // when a message entered several queues
+}
+
+func (r *record) extras() *recordExtra {
+	if r.extra == nil {
+		r.extra = &recordExtra{}
+	}
+	return r.extra
+}
+
+func (r *record) setQueues(qs []*queue) {
+	switch len(qs) {
+	case 0:
+	case 1:
+		r.queue = qs[0].name
+	default:
+		x := r.extras()
+		x.queues = make([]string, len(qs))
+		for i, q := range qs {
+			x.queues[i] = q.name
+		}
+	}
+}
+
+func (r *record) export() Record {
+	out := Record{
+		Seq: r.seq, Op: r.op, Time: r.time, Connection: r.conn,
+		Exchange: r.e.exchange, RoutingKey: r.e.key, Consumer: r.consumer,
+		Redelivered: r.redelivered, Requeue: r.requeue, Message: r.e.msg.Clone(),
+	}
+	switch r.op {
+	case Dispatched, Due:
+		if r.queue != "" {
+			out.Queues = []string{r.queue}
+		}
+	default:
+		out.Queue = r.queue
+	}
+	if x := r.extra; x != nil {
+		out.NotBefore, out.Err = x.notBefore, x.err
+		if x.queues != nil {
+			out.Queues = append([]string(nil), x.queues...)
+		}
+	}
+	return out
+}
+
+const journalChunk = 256
+
+// journal keeps the newest records in chunks, so that neither growing nor
+// dropping the oldest copies records around.
 type journal struct {
-	limit int // < 0: no limit; 0: off
-	seq   uint64
-	recs  []record
-	start int
+	limit  int // < 0: no limit; 0: off
+	seq    uint64
+	chunks [][]record
+	skip   int // records of chunks[0] dropped already
+	n      int
+	spare  []record
 }
 
-func (j *journal) add(r record) {
+func (j *journal) add(r *record, now time.Time) {
 	j.seq++
 	if j.limit == 0 {
 		return
 	}
-	r.seq, r.time = j.seq, time.Now()
-	if j.limit < 0 || len(j.recs) < j.limit {
-		j.recs = append(j.recs, r)
-		return
+	r.seq, r.time = j.seq, now
+	j.push(r)
+}
+
+func (j *journal) push(r *record) {
+	if len(j.chunks) == 0 || len(j.chunks[len(j.chunks)-1]) == journalChunk {
+		c := j.spare
+		if c == nil {
+			c = make([]record, 0, journalChunk)
+		}
+		j.spare = nil
+		j.chunks = append(j.chunks, c)
 	}
-	j.recs[j.start] = r
-	j.start = (j.start + 1) % len(j.recs)
+	last := len(j.chunks) - 1
+	j.chunks[last] = append(j.chunks[last], *r)
+	j.n++
+	if j.limit > 0 && j.n > j.limit {
+		j.chunks[0][j.skip] = record{}
+		j.skip++
+		j.n--
+		if j.skip == journalChunk {
+			j.spare = j.chunks[0][:0]
+			j.chunks[0] = nil
+			j.chunks = j.chunks[1:]
+			j.skip = 0
+		}
+	}
+}
+
+func (j *journal) ordered() []record {
+	out := make([]record, 0, j.n)
+	for i, c := range j.chunks {
+		if i == 0 {
+			c = c[j.skip:]
+		}
+		out = append(out, c...)
+	}
+	return out
+}
+
+func (j *journal) reset() {
+	j.chunks, j.skip, j.n, j.spare = nil, 0, 0, nil
 }
 
 func (j *journal) setLimit(n int) {
 	old := j.ordered()
-	j.recs, j.start, j.limit = nil, 0, n
+	j.reset()
+	j.limit = n
 	if n == 0 {
 		return
 	}
-	if n > 0 && len(old) > n {
-		old = old[len(old)-n:]
+	for i := range old {
+		j.push(&old[i])
 	}
-	j.recs = append(j.recs, old...)
-}
-
-func (j *journal) ordered() []record {
-	out := make([]record, 0, len(j.recs))
-	out = append(out, j.recs[j.start:]...)
-	return append(out, j.recs[:j.start]...)
 }
 
 // Journal returns the records of what the broker did, oldest first: the
@@ -157,16 +242,8 @@ func (b *Broker) Journal() []Record {
 	recs := b.journal.ordered()
 	b.mu.Unlock()
 	out := make([]Record, len(recs))
-	for i, r := range recs {
-		out[i] = Record{
-			Seq: r.seq, Op: r.Op, Time: r.time, Connection: r.Connection,
-			Exchange: r.Exchange, RoutingKey: r.RoutingKey, Queues: r.Queues,
-			Queue: r.Queue, Consumer: r.Consumer, Redelivered: r.Redelivered,
-			Requeue: r.Requeue, NotBefore: r.NotBefore, Err: r.Err,
-		}
-		if r.msg != nil {
-			out[i].Message = r.msg.Clone()
-		}
+	for i := range recs {
+		out[i] = recs[i].export()
 	}
 	return out
 }
@@ -175,8 +252,7 @@ func (b *Broker) Journal() []Record {
 func (b *Broker) ClearJournal() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	clear(b.journal.recs)
-	b.journal.recs, b.journal.start = b.journal.recs[:0], 0
+	b.journal.reset()
 }
 
 // SetJournalLimit makes the journal keep the n newest records; 0 turns it

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"sort"
+	"time"
 
 	"github.com/busline/busline/transport"
 )
@@ -10,7 +11,7 @@ import (
 // enqueued: deliveries get copies.
 type entry struct {
 	seq         uint64 // enqueue order, which a requeued message keeps
-	msg         *transport.Message
+	msg         transport.Message
 	exchange    string
 	kind        transport.Exchange
 	key         string
@@ -23,9 +24,8 @@ type queue struct {
 	spec  transport.Queue // Type and Arguments normalized
 	owner *conn           // the connection of a temporary queue
 
-	// ready[head:] are the messages waiting, in seq order.
-	ready []*entry
-	head  int
+	// ready holds the messages waiting, in seq order.
+	ready deque
 	// unacked counts the deliveries not yet settled.
 	unacked int
 
@@ -37,44 +37,73 @@ type queue struct {
 	routeMark uint64
 }
 
-func (q *queue) readyLen() int { return len(q.ready) - q.head }
+func (q *queue) readyLen() int { return q.ready.n }
 
-func (q *queue) pushBack(e *entry) { q.ready = append(q.ready, e) }
+func (q *queue) pushBack(e *entry) { q.ready.pushBack(e) }
 
-func (q *queue) popFront() *entry {
-	e := q.ready[q.head]
-	q.ready[q.head] = nil
-	q.head++
-	switch {
-	case q.head == len(q.ready):
-		q.ready, q.head = q.ready[:0], 0
-	case q.head >= 64 && q.head >= len(q.ready)/2:
-		n := copy(q.ready, q.ready[q.head:])
-		clear(q.ready[n:])
-		q.ready, q.head = q.ready[:n], 0
-	}
-	return e
-}
+func (q *queue) popFront() *entry { return q.ready.popFront() }
 
 // requeue puts e back among the ready messages at its original position.
 func (q *queue) requeue(e *entry) {
 	e.redelivered = true
-	live := q.ready[q.head:]
-	i := sort.Search(len(live), func(i int) bool { return live[i].seq > e.seq })
-	if i == 0 && q.head > 0 {
-		q.head--
-		q.ready[q.head] = e
-		return
-	}
-	i += q.head
-	q.ready = append(q.ready, nil)
-	copy(q.ready[i+1:], q.ready[i:])
-	q.ready[i] = e
+	d := &q.ready
+	i := sort.Search(d.n, func(i int) bool { return d.at(i).seq > e.seq })
+	d.insert(i, e)
 }
 
-func (q *queue) clearReady() {
-	clear(q.ready)
-	q.ready, q.head = q.ready[:0], 0
+func (q *queue) clearReady() { q.ready = deque{} }
+
+// deque is a ring buffer of entries: a queue mostly pushes at the back and
+// pops at the front, and a requeued message usually goes back to the front.
+type deque struct {
+	buf  []*entry // len is a power of two, or zero
+	head int
+	n    int
+}
+
+func (d *deque) at(i int) *entry { return d.buf[(d.head+i)&(len(d.buf)-1)] }
+
+func (d *deque) grow() {
+	if d.n < len(d.buf) {
+		return
+	}
+	buf := make([]*entry, max(16, 2*len(d.buf)))
+	for i := range d.n {
+		buf[i] = d.at(i)
+	}
+	d.buf, d.head = buf, 0
+}
+
+func (d *deque) pushBack(e *entry) {
+	d.grow()
+	d.buf[(d.head+d.n)&(len(d.buf)-1)] = e
+	d.n++
+}
+
+func (d *deque) popFront() *entry {
+	e := d.buf[d.head]
+	d.buf[d.head] = nil
+	d.head = (d.head + 1) & (len(d.buf) - 1)
+	d.n--
+	return e
+}
+
+// insert puts e at position i, moving the shorter side.
+func (d *deque) insert(i int, e *entry) {
+	d.grow()
+	mask := len(d.buf) - 1
+	if i < d.n-i {
+		d.head = (d.head - 1) & mask
+		for k := 0; k < i; k++ {
+			d.buf[(d.head+k)&mask] = d.buf[(d.head+k+1)&mask]
+		}
+	} else {
+		for k := d.n; k > i; k-- {
+			d.buf[(d.head+k)&mask] = d.buf[(d.head+k-1)&mask]
+		}
+	}
+	d.buf[(d.head+i)&mask] = e
+	d.n++
 }
 
 func (q *queue) stats() QueueStats {
@@ -90,13 +119,14 @@ func (q *queue) stats() QueueStats {
 
 // pumpLocked hands ready messages to consumers with room in their prefetch
 // window, round robin, until either runs out.
-func (q *queue) pumpLocked(b *Broker) {
+// now stamps the journal's records.
+func (q *queue) pumpLocked(b *Broker, now time.Time) {
 	for q.readyLen() > 0 && len(q.consumers) > 0 {
 		c := q.nextConsumer()
 		if c == nil {
 			return
 		}
-		c.deliverLocked(b, q, q.popFront())
+		c.deliverLocked(b, q, q.popFront(), now)
 	}
 }
 
@@ -104,7 +134,7 @@ func (q *queue) nextConsumer() *consumer {
 	n := len(q.consumers)
 	for i := range n {
 		j := (q.rr + i) % n
-		if c := q.consumers[j]; len(c.unacked) < c.prefetch {
+		if c := q.consumers[j]; c.unacked.n < c.prefetch {
 			q.rr = (j + 1) % n
 			return c
 		}

@@ -1,6 +1,23 @@
 package memory
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
+
+// routeSet collects the queues a message reaches, each once: a queue is in
+// the set when its routeMark is the set's epoch.
+type routeSet struct {
+	epoch uint64
+	out   []*queue
+}
+
+func (rs *routeSet) add(q *queue) {
+	if q.routeMark != rs.epoch {
+		q.routeMark = rs.epoch
+		rs.out = append(rs.out, q)
+	}
+}
 
 // maxWords is the most words a routing key or pattern of at most
 // transport.MaxNameLength bytes can have: 127 dots separate 128 words.
@@ -24,7 +41,7 @@ type topicNode struct {
 	star   *topicNode
 	hash   *topicNode
 	// queues are the queues bound under the pattern that ends here.
-	queues map[*queue]struct{}
+	queues []*queue
 
 	// visited marks the positions of the routing key already tried at this
 	// node during the match numbered visitEpoch: "#" reaches the same (node,
@@ -61,13 +78,10 @@ func (t *topicTrie) add(pattern string, q *queue) bool {
 	for _, w := range splitWords(pattern, buf[:]) {
 		n = n.child(w, true)
 	}
-	if _, ok := n.queues[q]; ok {
+	if slices.Contains(n.queues, q) {
 		return false
 	}
-	if n.queues == nil {
-		n.queues = make(map[*queue]struct{})
-	}
-	n.queues[q] = struct{}{}
+	n.queues = append(n.queues, q)
 	return true
 }
 
@@ -80,10 +94,11 @@ func (t *topicTrie) remove(pattern string, q *queue) bool {
 			return false
 		}
 	}
-	if _, ok := n.queues[q]; !ok {
+	i := slices.Index(n.queues, q)
+	if i < 0 {
 		return false
 	}
-	delete(n.queues, q)
+	n.queues = slices.Delete(n.queues, i, i+1)
 	for n.parent != nil && len(n.queues) == 0 && len(n.words) == 0 && n.star == nil && n.hash == nil {
 		p := n.parent
 		switch {
@@ -127,16 +142,14 @@ func (n *topicNode) child(w string, create bool) *topicNode {
 	return c
 }
 
-// match calls found for each queue bound under a pattern that matches key.
-// A queue bound under several matching patterns may be reported more than
-// once; the caller deduplicates.
-func (t *topicTrie) match(key string, found func(*queue)) {
-	var buf [maxWords]string
+// match adds to rs each queue bound under a pattern that matches key.
+func (t *topicTrie) match(key string, rs *routeSet) {
+	var buf [16]string // enough for most keys without allocating
 	t.epoch++
-	t.root.match(t.epoch, splitWords(key, buf[:]), 0, found)
+	t.root.match(t.epoch, splitWords(key, buf[:]), 0, rs)
 }
 
-func (n *topicNode) match(epoch uint64, words []string, i int, found func(*queue)) {
+func (n *topicNode) match(epoch uint64, words []string, i int, rs *routeSet) {
 	if n.visitEpoch != epoch {
 		n.visitEpoch = epoch
 		n.visited = [len(n.visited)]uint64{}
@@ -149,20 +162,20 @@ func (n *topicNode) match(epoch uint64, words []string, i int, found func(*queue
 	if n.hash != nil {
 		// "#" swallows zero or more words.
 		for j := i; j <= len(words); j++ {
-			n.hash.match(epoch, words, j, found)
+			n.hash.match(epoch, words, j, rs)
 		}
 	}
 	if i == len(words) {
-		for q := range n.queues {
-			found(q)
+		for _, q := range n.queues {
+			rs.add(q)
 		}
 		return
 	}
 	if c := n.words[words[i]]; c != nil {
-		c.match(epoch, words, i+1, found)
+		c.match(epoch, words, i+1, rs)
 	}
 	if n.star != nil {
-		n.star.match(epoch, words, i+1, found)
+		n.star.match(epoch, words, i+1, rs)
 	}
 }
 
@@ -172,7 +185,7 @@ func (t *topicTrie) each(f func(pattern string, q *queue)) {
 	walk = func(n *topicNode, path []string) {
 		if len(n.queues) > 0 {
 			p := strings.Join(path, ".")
-			for q := range n.queues {
+			for _, q := range n.queues {
 				f(p, q)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/busline/busline/transport"
@@ -51,6 +52,7 @@ type Transport struct {
 	log      *slog.Logger
 
 	closeOnce sync.Once
+	closed    atomic.Bool // set when Close starts, for a cheap check
 }
 
 var (
@@ -101,7 +103,7 @@ func New(opts Options) *Transport {
 		temps:     make(map[string]*queue),
 		watchers:  make(map[*watcher]struct{}),
 	}
-	cn.getter = &consumer{b: b, cn: cn, unacked: make(map[uint64]*delivery)}
+	cn.getter = &consumer{b: b, cn: cn}
 	t.cn = cn
 
 	b.mu.Lock()
@@ -247,24 +249,30 @@ func (t *Transport) Unbind(ctx context.Context, queue, pattern string) error {
 // with a NotBefore in the future waits in the broker (see
 // [Broker.Deferred]); a deferred mandatory message must be routable now.
 func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) error {
-	if err := t.checkOpen("dispatch"); err != nil {
-		return err
+	if t.closed.Load() || t.b.closedFlag.Load() {
+		return t.checkOpen("dispatch")
 	}
-	now := time.Now()
-	ms := make([]transport.Message, len(msgs))
+	var now time.Time
+	es := make([]entry, len(msgs))
 	for i := range msgs {
 		o := &msgs[i]
 		err := o.Validate()
-		if err == nil && o.Exchange == transport.Direct && o.NotBefore.Sub(now) > t.maxDelay {
-			err = fmt.Errorf("%w: a delay of %v is longer than the transport's maximum, %v",
-				transport.ErrNotSupported, o.NotBefore.Sub(now), t.maxDelay)
+		if err == nil && o.Exchange == transport.Direct && !o.NotBefore.IsZero() {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if d := o.NotBefore.Sub(now); d > t.maxDelay {
+				err = fmt.Errorf("%w: a delay of %v is longer than the transport's maximum, %v",
+					transport.ErrNotSupported, d, t.maxDelay)
+			}
 		}
 		if err == nil {
-			ms[i], err = o.Message.Normalized()
+			es[i].msg, err = o.Message.Normalized()
 		}
 		if err != nil {
 			return t.dispatchError(i, o, err)
 		}
+		es[i].exchange, es[i].key = t.exchangeName(o.Exchange), o.RoutingKey
 	}
 	if err := ctx.Err(); err != nil {
 		return t.dispatchErrors(msgs, fmt.Errorf("memory: %w", err))
@@ -272,10 +280,11 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 	if err := t.cn.lockUp(ctx, "dispatch"); err != nil {
 		return t.dispatchErrors(msgs, err)
 	}
+	stamp := t.b.stamp()
 	var errs []error
 	for i := range msgs {
 		o := &msgs[i]
-		if err := t.b.publishLocked(t.cn, t.exchangeName(o.Exchange), o.RoutingKey, &ms[i], o.Mandatory, o.NotBefore); err != nil {
+		if err := t.b.publishLocked(t.cn, &es[i], o.Mandatory, o.NotBefore, stamp); err != nil {
 			errs = append(errs, t.dispatchError(i, o, err))
 		}
 	}
@@ -338,9 +347,7 @@ func (t *Transport) Consume(ctx context.Context, queue string, opts transport.Co
 		ctx:         hctx,
 		cancel:      cancel,
 		ch:          make(chan *delivery, prefetch),
-		quit:        make(chan struct{}),
 		done:        make(chan struct{}),
-		unacked:     make(map[uint64]*delivery),
 	}
 	c.workers.Add(concurrency)
 	for range concurrency {
@@ -350,7 +357,7 @@ func (t *Transport) Consume(ctx context.Context, queue string, opts transport.Co
 	c.q = q
 	q.attach(c)
 	cn.emitLocked(transport.Event{Kind: transport.ConsumerStarted, Queue: queue})
-	q.pumpLocked(b)
+	q.pumpLocked(b, b.stamp())
 	return c, nil
 }
 
@@ -382,6 +389,7 @@ func (t *Transport) close() {
 		return
 	}
 	b, cn := t.b, t.cn
+	t.closed.Store(true)
 	b.mu.Lock()
 	if !cn.closed {
 		cn.closed = true
@@ -477,7 +485,7 @@ func (t *Transport) Get(ctx context.Context, queue string) (*transport.Delivery,
 		t.b.mu.Unlock()
 		return nil, false, err
 	}
-	dl := t.cn.getter.deliverLocked(t.b, q, q.popFront())
+	dl := t.cn.getter.deliverLocked(t.b, q, q.popFront(), t.b.stamp())
 	t.b.mu.Unlock()
 	dl.d.Message = dl.e.msg.Clone()
 	return &dl.d, true, nil

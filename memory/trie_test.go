@@ -86,7 +86,17 @@ func TestTrieAgainstReference(t *testing.T) {
 				}
 			}
 			got := map[*queue]bool{}
-			trie.match(key, func(q *queue) { got[q] = true })
+			rs := &routeSet{epoch: uint64(round)*1000 + 1}
+			trie.match(key, rs)
+			for _, q := range rs.out {
+				if got[q] {
+					t.Fatalf("key %q: queue %d reported twice", key, q.id)
+				}
+				got[q] = true
+			}
+			for _, q := range queues {
+				q.routeMark = 0
+			}
 			if len(got) != len(want) {
 				t.Fatalf("round %d key %q: trie matched %d queues, reference %d (bindings %v)", round, key, len(got), len(want), bindings)
 			}
@@ -122,13 +132,45 @@ func TestTrieManyHashes(t *testing.T) {
 	trie := newTopicTrie()
 	q := &queue{}
 	trie.add(strings.Repeat("#.a.", 20)+"#.b", q)
-	n := 0
-	trie.match(strings.Repeat("a.", 127)+"c", func(*queue) { n++ })
-	if n != 0 {
+	rs := &routeSet{epoch: 1}
+	trie.match(strings.Repeat("a.", 127)+"c", rs)
+	if len(rs.out) != 0 {
 		t.Fatal("matched a key without b")
 	}
-	trie.match(strings.Repeat("a.", 127)+"b", func(*queue) { n++ })
-	if n != 1 {
-		t.Fatalf("matched %d times, want once", n)
+	trie.match(strings.Repeat("a.", 127)+"b", rs)
+	if len(rs.out) != 1 {
+		t.Fatalf("matched %d times, want once", len(rs.out))
+	}
+}
+
+func TestDequeAgainstSlice(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var d deque
+	var ref []*entry
+	for step := range 20000 {
+		switch op := r.IntN(10); {
+		case op < 4:
+			e := &entry{seq: uint64(step)}
+			d.pushBack(e)
+			ref = append(ref, e)
+		case op < 7 && len(ref) > 0:
+			if got := d.popFront(); got != ref[0] {
+				t.Fatalf("step %d: popped seq %d, want %d", step, got.seq, ref[0].seq)
+			}
+			ref = ref[1:]
+		default:
+			i := r.IntN(len(ref) + 1)
+			e := &entry{seq: uint64(step)}
+			d.insert(i, e)
+			ref = slices.Insert(ref, i, e)
+		}
+		if d.n != len(ref) {
+			t.Fatalf("step %d: %d entries, want %d", step, d.n, len(ref))
+		}
+	}
+	for i, e := range ref {
+		if d.at(i) != e {
+			t.Fatalf("entry %d differs", i)
+		}
 	}
 }
