@@ -1,9 +1,13 @@
 package bus
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"sync"
 
 	"github.com/busline/busline/transport"
 )
@@ -24,7 +28,9 @@ type Codec interface {
 	// codec has one, m.ContentEncoding. When Encode is called, m already
 	// carries its properties and the bus's standard headers, which the
 	// codec may read (for an envelope) and add to; the bus mirrors
-	// ContentType and ContentEncoding into the headers afterwards.
+	// ContentType and ContentEncoding into the headers afterwards. It
+	// must not keep m.Headers, which the bus reuses once the message is
+	// dispatched.
 	Encode(v any, m *transport.Message) error
 
 	// Decode decodes m into v, a non-nil pointer. It must not keep m.Body
@@ -51,9 +57,41 @@ func (jsonCodec) Encode(v any, m *transport.Message) error {
 	return nil
 }
 
+// Decode is json.Unmarshal, with the decoder's state recycled: Unmarshal
+// allocates it afresh (four allocations) for every message.
 func (jsonCodec) Decode(m *transport.Message, v any) error {
-	return json.Unmarshal(m.Body, v)
+	d := jsonDecoders.Get().(*jsonDecoder)
+	d.r.Reset(m.Body)
+	start := d.dec.InputOffset()
+	err := d.dec.Decode(v)
+	used := int(d.dec.InputOffset() - start)
+	d.r.Reset(nil)
+	switch {
+	case err == io.EOF:
+		return errors.New("unexpected end of JSON input") // the decoder's error sticks: drop it
+	case err != nil:
+		return err // the decoder may hold unread input or a sticky error: drop it
+	case used != len(m.Body):
+		// Unmarshal refuses anything but white space after the value.
+		if rest := bytes.TrimLeft(m.Body[used:], " \t\r\n"); len(rest) > 0 {
+			return fmt.Errorf("invalid character %q after top-level value", rest[0])
+		}
+		return nil // the decoder holds the white space: drop it
+	}
+	jsonDecoders.Put(d)
+	return nil
 }
+
+type jsonDecoder struct {
+	r   bytes.Reader
+	dec *json.Decoder
+}
+
+var jsonDecoders = sync.Pool{New: func() any {
+	d := new(jsonDecoder)
+	d.dec = json.NewDecoder(&d.r)
+	return d
+}}
 
 // codecs picks the codec that reads a content type.
 type codecs struct {

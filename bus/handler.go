@@ -210,12 +210,12 @@ func (b *Bus) terminal(ctx context.Context, m *middleware.Message) error {
 	name := b.messageTypeOf(&m.Message)
 	hs := (*b.handlers.Load())[name]
 	if len(hs) == 0 {
-		s.finish()
+		releaseAll(s.finish())
 		return b.unhandled(ctx, m, name)
 	}
 	for i := range hs {
 		if err := hs[i].call(s, b, &m.Message); err != nil {
-			s.finish()
+			releaseAll(s.finish())
 			return err
 		}
 	}
@@ -223,7 +223,9 @@ func (b *Bus) terminal(ctx context.Context, m *middleware.Message) error {
 	if len(out) == 0 {
 		return nil
 	}
-	if err := b.dispatch(ctx, out...); err != nil {
+	err := b.dispatch(ctx, out...)
+	releaseAll(out)
+	if err != nil {
 		return fmt.Errorf("bus %q: dispatching the %d messages sent while handling %s: %w", b.queue, len(out), name, err)
 	}
 	return nil

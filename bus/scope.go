@@ -209,7 +209,7 @@ func (b *Bus) Transaction(ctx context.Context, fn func(ctx context.Context) erro
 	committed := false
 	defer func() {
 		if !committed {
-			s.finish()
+			releaseAll(s.finish())
 		}
 	}()
 	if err := fn(s); err != nil {
@@ -224,12 +224,15 @@ func (b *Bus) Transaction(ctx context.Context, fn func(ctx context.Context) erro
 		outer.mu.Lock()
 		defer outer.mu.Unlock()
 		if outer.ended {
+			releaseAll(out)
 			return fmt.Errorf("bus %q: transaction: %w", b.queue, ErrScopeEnded)
 		}
 		outer.outbox = append(outer.outbox, out...)
 		return nil
 	}
-	if err := b.dispatch(ctx, out...); err != nil {
+	err = b.dispatch(ctx, out...)
+	releaseAll(out)
+	if err != nil {
 		return fmt.Errorf("bus %q: transaction: dispatching %d messages: %w", b.queue, len(out), err)
 	}
 	return nil

@@ -21,10 +21,7 @@ import (
 // broker has taken responsibility for the message. [WithDelay] and
 // [WithDeliverAt] defer it, as [Bus.Defer] does.
 func (b *Bus) Send(ctx context.Context, queue string, msg any, opts ...SendOption) error {
-	cfg := sendConfig{}
-	for _, o := range opts {
-		o.applySend(&cfg)
-	}
+	cfg := applySend(sendConfig{}, opts)
 	return b.post(ctx, opSend, b.opts.QueuePrefix+queue, msg, &cfg)
 }
 
@@ -35,10 +32,7 @@ func (b *Bus) Send(ctx context.Context, queue string, msg any, opts ...SendOptio
 // wrapping [ErrUnroutable]. Events cannot be deferred. Inside a handler or
 // transaction it is dispatched on success, as for [Bus.Send].
 func (b *Bus) Publish(ctx context.Context, topic string, msg any, opts ...SendOption) error {
-	cfg := sendConfig{mandatory: b.opts.RequireSubscriber}
-	for _, o := range opts {
-		o.applySend(&cfg)
-	}
+	cfg := applySend(sendConfig{mandatory: b.opts.RequireSubscriber}, opts)
 	return b.post(ctx, opPublish, b.opts.TopicPrefix+topic, msg, &cfg)
 }
 
@@ -50,10 +44,7 @@ func (b *Bus) Publish(ctx context.Context, topic string, msg any, opts ...SendOp
 // delay beyond the transport's MaxDelay is scheduled in steps, the receiving
 // endpoint deferring it again on arrival until it is due.
 func (b *Bus) Defer(ctx context.Context, delay time.Duration, queue string, msg any, opts ...SendOption) error {
-	cfg := sendConfig{delay: delay, delaySet: true, deferCall: true}
-	for _, o := range opts {
-		o.applySend(&cfg)
-	}
+	cfg := applySend(sendConfig{delay: delay, delaySet: true, deferCall: true}, opts)
 	return b.post(ctx, opDefer, b.opts.QueuePrefix+queue, msg, &cfg)
 }
 
@@ -74,14 +65,31 @@ func (b *Bus) Reply(ctx context.Context, msg any, opts ...SendOption) error {
 		return fmt.Errorf("bus %q: reply to message %q (%s): it has no %s header and no reply_to property: %w",
 			b.queue, in.MessageID, in.MessageType, b.names.ReplyToAddress, ErrNoReplyAddress)
 	}
-	cfg := sendConfig{correlationID: in.CorrelationID}
-	if cfg.correlationID == "" {
-		cfg.correlationID = in.MessageID
+	corr := in.CorrelationID
+	if corr == "" {
+		corr = in.MessageID
 	}
-	for _, o := range opts {
-		o.applySend(&cfg)
-	}
+	cfg := applySend(sendConfig{correlationID: corr}, opts)
 	return b.post(ctx, opReply, in.ReplyTo, msg, &cfg)
+}
+
+// applySend applies opts to c. It takes and returns the config by value so
+// that the caller's copy stays on its stack when there are no options: the
+// interface calls make the config escape.
+func applySend(c sendConfig, opts []SendOption) sendConfig {
+	if len(opts) == 0 {
+		return c
+	}
+	return applySendOptions(c, opts)
+}
+
+func applySendOptions(c sendConfig, opts []SendOption) sendConfig {
+	p := new(sendConfig)
+	*p = c
+	for _, o := range opts {
+		o.applySend(p)
+	}
+	return *p
 }
 
 // handlingScope returns the scope of the handler s belongs to: s, or the
@@ -157,18 +165,49 @@ func (b *Bus) post(ctx context.Context, k op, target string, msg any, cfg *sendC
 	}()
 	o := &one[0]
 	if err := b.build(s, k, target, msg, cfg, o); err != nil {
+		releaseHeaders(o.Message.Headers)
 		return b.opError(k, target, msg, cfg, err)
 	}
 	if s != nil && k != opRequest {
 		if err := s.add(*o); err != nil {
+			releaseHeaders(o.Message.Headers)
 			return b.opError(k, target, msg, cfg, err)
 		}
 		return nil
 	}
-	if err := b.dispatch(ctx, one[:]...); err != nil {
+	err := b.dispatch(ctx, one[:]...)
+	releaseHeaders(o.Message.Headers)
+	if err != nil {
 		return b.opError(k, target, msg, cfg, err)
 	}
 	return nil
+}
+
+// headerPool recycles the header maps of outgoing messages: a map of more
+// than eight entries costs four allocations, and Dispatch neither keeps nor
+// modifies the messages it is given once it returns (nor may the
+// DispatchMiddleware), so the map is free again then.
+var headerPool = sync.Pool{New: func() any { return make(transport.Headers, headerCount) }}
+
+// maxPooledHeaders keeps maps grown by many custom headers out of the pool.
+const maxPooledHeaders = 4 * headerCount
+
+// releaseHeaders gives the header map of a message built by build, and
+// dispatched or dropped, back to the pool.
+func releaseHeaders(h transport.Headers) {
+	if h == nil || len(h) > maxPooledHeaders {
+		return
+	}
+	clear(h)
+	headerPool.Put(h)
+}
+
+// releaseAll releases the header maps of msgs.
+func releaseAll(msgs []transport.Outgoing) {
+	for i := range msgs {
+		releaseHeaders(msgs[i].Message.Headers)
+		msgs[i].Message.Headers = nil
+	}
 }
 
 // headerCount is the number of standard headers of an outgoing message,
@@ -221,7 +260,7 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 	}
 
 	n := &b.names
-	h := make(transport.Headers, headerCount+len(cfg.headers))
+	h := headerPool.Get().(transport.Headers)
 
 	id := cfg.messageID
 	if cfg.requestID != "" {
@@ -305,7 +344,16 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 	m := &o.Message
 	m.ID, m.CorrelationID, m.ReplyTo, m.Type, m.Timestamp, m.Headers = id, corr, replyTo, typeName, now, h
 	if err := b.codec.Encode(msg, m); err != nil {
+		m.Headers = h
 		return fmt.Errorf("%w: encoding as %s: %v", ErrInvalidMessage, b.codec.ContentType(), err)
+	}
+	if reflect.ValueOf(m.Headers).UnsafePointer() != reflect.ValueOf(h).UnsafePointer() {
+		// The codec replaced the map: keep the pooled one, with its
+		// entries, so that the map released later is ours.
+		for k, v := range m.Headers {
+			h[k] = v
+		}
+		m.Headers = h
 	}
 	if m.ContentType == b.ctString {
 		h[n.ContentType] = b.ctBox

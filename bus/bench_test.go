@@ -1,0 +1,144 @@
+package bus_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	wmiddleware "github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+
+	"github.com/busline/busline/bus"
+	"github.com/busline/busline/memory"
+)
+
+// BenchPayload encodes to 256 bytes of JSON.
+type BenchPayload struct {
+	ID   string
+	Data string
+}
+
+func benchPayload() BenchPayload {
+	p := BenchPayload{ID: "0123456789abcdef"}
+	b, _ := json.Marshal(p)
+	p.Data = strings.Repeat("x", 256-len(b))
+	if b, _ := json.Marshal(p); len(b) != 256 {
+		panic(len(b))
+	}
+	return p
+}
+
+// BenchmarkBus measures a message's whole trip over the memory transport:
+// Send (encode, headers, dispatch), the broker, the standard pipeline
+// (deferral, error queue, retry, recover), JSON decoding into a typed
+// handler, and the ack. b.N messages are sent from one goroutine and
+// handled by the endpoint; allocations are counted in every goroutine.
+func BenchmarkBus(b *testing.B) {
+	for _, c := range []struct {
+		name        string
+		concurrency int
+	}{{"concurrency=1", 1}, {"concurrency=4", 4}} {
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
+			tr := memory.New(memory.Options{})
+			defer tr.Close()
+			tr.Broker().SetJournalLimit(0)
+			bs, err := bus.New(tr, "bench", bus.Options{Concurrency: c.concurrency})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var handled atomic.Int64
+			done := make(chan struct{})
+			var n int64
+			if err := bus.Handle(bs, func(ctx context.Context, m BenchPayload) error {
+				if handled.Add(1) == n {
+					close(done)
+				}
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+			if err := bs.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			defer bs.Close()
+			msg := benchPayload()
+			n = int64(b.N)
+			b.ReportAllocs()
+			b.SetBytes(256)
+			b.ResetTimer()
+			for range b.N {
+				if err := bs.Send(ctx, "bench", msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				b.Fatalf("handled %d of %d", handled.Load(), b.N)
+			}
+			b.StopTimer()
+		})
+	}
+}
+
+// BenchmarkWatermill is the same trip through Watermill's Router over its
+// GoChannel pub/sub, with the Retry and PoisonQueue middleware (and
+// Recoverer, as the bus's pipeline recovers panics), the same payload
+// marshalled and unmarshalled as JSON.
+func BenchmarkWatermill(b *testing.B) {
+	logger := watermill.NopLogger{}
+	pubSub := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 1024}, logger)
+	defer pubSub.Close()
+	router, err := message.NewRouter(message.RouterConfig{}, logger)
+	if err != nil {
+		b.Fatal(err)
+	}
+	poison, err := wmiddleware.PoisonQueue(pubSub, "poison")
+	if err != nil {
+		b.Fatal(err)
+	}
+	router.AddMiddleware(poison, wmiddleware.Retry{MaxRetries: 5, InitialInterval: 2 * time.Second}.Middleware, wmiddleware.Recoverer)
+	var handled atomic.Int64
+	done := make(chan struct{})
+	var n int64
+	router.AddConsumerHandler("bench", "bench", pubSub, func(msg *message.Message) error {
+		var m BenchPayload
+		if err := json.Unmarshal(msg.Payload, &m); err != nil {
+			return err
+		}
+		if handled.Add(1) == n {
+			close(done)
+		}
+		return nil
+	})
+	go router.Run(context.Background())
+	defer router.Close()
+	<-router.Running()
+
+	msg := benchPayload()
+	n = int64(b.N)
+	b.ReportAllocs()
+	b.SetBytes(256)
+	b.ResetTimer()
+	for range b.N {
+		payload, err := json.Marshal(msg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pubSub.Publish("bench", message.NewMessage(watermill.NewUUID(), payload)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		b.Fatalf("handled %d of %d", handled.Load(), b.N)
+	}
+	b.StopTimer()
+}

@@ -1,0 +1,51 @@
+package bus
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/busline/busline/transport"
+)
+
+// TestJSONDecodeIsUnmarshal checks the pooled decoder against
+// json.Unmarshal, in sequence, so that a decoder left in a bad state by one
+// body would spoil the next.
+func TestJSONDecodeIsUnmarshal(t *testing.T) {
+	bodies := []string{
+		`{"A":1,"B":"x"}`, `{"A":2}  `, " \n{\"A\":3}\n", `{"A":4} {"A":5}`, `{"A":6} x`, `{"A":`, ``, `   `,
+		`null`, `{"A":"wrong type"}`, `{"A":7,"Unknown":[1,2,{"x":null}]}`, `[1,2]`, `{"A":8}`, `{"A":9}garbage`,
+		`{"B":"\u00e9\ud83d\ude00"}`, `{"A":1e3}`, `{"A":10}`,
+	}
+	type T struct {
+		A int
+		B string
+	}
+	for _, body := range bodies {
+		for _, target := range []func() any{func() any { return new(T) }, func() any { return new(int) }, func() any { return new(any) }} {
+			want, got := target(), target()
+			wantErr := json.Unmarshal([]byte(body), want)
+			gotErr := JSON.Decode(&transport.Message{Body: []byte(body)}, got)
+			if (wantErr == nil) != (gotErr == nil) {
+				t.Errorf("%q into %T: Decode error %v, Unmarshal error %v", body, got, gotErr, wantErr)
+				continue
+			}
+			if wantErr == nil && !reflect.DeepEqual(want, got) {
+				t.Errorf("%q into %T: Decode %v, Unmarshal %v", body, got, reflect.ValueOf(got).Elem(), reflect.ValueOf(want).Elem())
+			}
+		}
+	}
+}
+
+func TestJSONDecodeAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
+	type T struct{ A, B int }
+	m := &transport.Message{Body: []byte(`{"A":1,"B":2}`)}
+	var v T
+	JSON.Decode(m, &v)
+	if n := testing.AllocsPerRun(100, func() { JSON.Decode(m, &v) }); n > 0 {
+		t.Errorf("%v allocations per decode into a reused value", n)
+	}
+}
