@@ -47,6 +47,9 @@ type Broker struct {
 	// offline is set by Disconnect: every connection is down until
 	// Reconnect.
 	offline bool
+	// blocked is closed by Unblock; nil while publishing is allowed.
+	blocked    chan struct{}
+	blockedErr error
 
 	seq      uint64   // enqueue order of messages, broker-wide
 	queueSeq uint64   // creation order of queues
@@ -312,13 +315,13 @@ func (b *Broker) declareQueueLocked(op string, spec transport.Queue, owner *conn
 	}
 	if q, ok := b.queues[spec.Name]; ok {
 		if q.owner != nil && q.owner != owner {
-			return nil, fmt.Errorf("memory: %s: %w: it is a temporary queue of another connection (RabbitMQ's RESOURCE_LOCKED)", op, transport.ErrTopologyConflict)
+			return nil, lockedError(op)
 		}
 		if spec.Shared {
 			return q, nil
 		}
 		if q.spec.Temporary != spec.Temporary {
-			return nil, fmt.Errorf("memory: %s: %w: temporary %v, declared temporary %v", op, transport.ErrTopologyConflict, q.spec.Temporary, spec.Temporary)
+			return nil, fmt.Errorf("memory: %s: %w: temporary %v, declared temporary %v (RabbitMQ's RESOURCE_LOCKED)", op, transport.ErrTopologyConflict, q.spec.Temporary, spec.Temporary)
 		}
 		if q.spec.Type != spec.Type {
 			return nil, fmt.Errorf("memory: %s: %w: it exists with type %s, declared %s", op, transport.ErrTopologyConflict, q.spec.Type, spec.Type)
@@ -341,8 +344,10 @@ func (b *Broker) declareQueueLocked(op string, spec transport.Queue, owner *conn
 }
 
 // checkedArguments are the queue arguments RabbitMQ 3.10 compares when a
-// queue is declared again (rabbit_amqqueue:declare_args); it ignores others.
+// queue is declared again (rabbit_amqqueue:declare_args, and x-delivery-limit
+// for quorum queues, as checked on RabbitMQ 3.10.8); it ignores others.
 var checkedArguments = []string{
+	"x-delivery-limit",
 	"x-expires", "x-message-ttl", "x-dead-letter-exchange",
 	"x-dead-letter-routing-key", "x-dead-letter-strategy", "x-max-length",
 	"x-max-length-bytes", "x-max-in-memory-length", "x-max-in-memory-bytes",
@@ -929,6 +934,39 @@ func (b *Broker) Reconnect() {
 	b.offline = false
 	for _, c := range b.sortedConnsLocked() {
 		c.updateLocked()
+	}
+}
+
+// Block makes the broker refuse publishes from its transports, as RabbitMQ
+// does when a resource alarm goes off (connection.blocked): their Dispatch
+// calls wait, bounded by their contexts, until [Broker.Unblock], and their
+// watchers see [transport.Blocked] with reason in the event's error.
+// Consumers go on. [Broker.Publish] is not affected.
+func (b *Broker) Block(reason string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.blocked != nil {
+		return
+	}
+	b.blocked = make(chan struct{})
+	b.blockedErr = fmt.Errorf("memory: the broker blocks publishing: %s", reason)
+	for _, c := range b.sortedConnsLocked() {
+		c.emitLocked(transport.Event{Kind: transport.Blocked, Err: b.blockedErr})
+	}
+}
+
+// Unblock ends a [Broker.Block]: waiting Dispatch calls go on and watchers
+// see [transport.Unblocked].
+func (b *Broker) Unblock() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.blocked == nil {
+		return
+	}
+	close(b.blocked)
+	b.blocked, b.blockedErr = nil, nil
+	for _, c := range b.sortedConnsLocked() {
+		c.emitLocked(transport.Event{Kind: transport.Unblocked})
 	}
 }
 

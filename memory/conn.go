@@ -47,6 +47,12 @@ type lostTemp struct {
 // lockUp locks the broker once the connection is up, waiting for it
 // bounded by ctx. On error the lock is not held.
 func (cn *conn) lockUp(ctx context.Context, op string) error {
+	return cn.lockReady(ctx, op, false)
+}
+
+// lockReady is lockUp, which for a publish also waits while the broker
+// blocks publishing.
+func (cn *conn) lockReady(ctx context.Context, op string, publish bool) error {
 	b := cn.b
 	for {
 		b.mu.Lock()
@@ -57,16 +63,19 @@ func (cn *conn) lockUp(ctx context.Context, op string) error {
 		case cn.closed:
 			b.mu.Unlock()
 			return fmt.Errorf("memory: %s: transport %w", op, transport.ErrClosed)
-		case cn.up:
+		case cn.up && (!publish || b.blocked == nil):
 			return nil
 		}
-		upCh := cn.upCh
+		wait, why := cn.upCh, "waiting for the connection"
+		if cn.up {
+			wait, why = b.blocked, b.blockedErr.Error()
+		}
 		b.mu.Unlock()
 		select {
-		case <-upCh:
+		case <-wait:
 		case <-cn.closedCh:
 		case <-ctx.Done():
-			return fmt.Errorf("memory: %s: waiting for the connection: %w", op, ctx.Err())
+			return fmt.Errorf("memory: %s: %s: %w", op, why, ctx.Err())
 		}
 	}
 }

@@ -199,7 +199,16 @@ func TestTemporaryQueueBelongsToItsTransport(t *testing.T) {
 		_, err := c.Consume(ctxT(t), "tmp", transport.ConsumeOptions{}, func(context.Context, *transport.Delivery) {})
 		mustIs(t, err, transport.ErrTopologyConflict)
 		mustIs(t, a.Declare(ctxT(t), transport.Topology{Queue: transport.Queue{Name: "tmp"}}), transport.ErrTopologyConflict)
-		// Anyone may send to it.
+		// Like RabbitMQ's exclusive queues, only its owner may use it...
+		mustIs(t, c.Bind(ctxT(t), "tmp", "x"), transport.ErrTopologyConflict)
+		mustIs(t, c.Unbind(ctxT(t), "tmp", "x"), transport.ErrTopologyConflict)
+		_, _, err = c.Get(ctxT(t), "tmp")
+		mustIs(t, err, transport.ErrTopologyConflict)
+		_, err = c.Inspect(ctxT(t), "tmp")
+		mustIs(t, err, transport.ErrTopologyConflict)
+		mustIs(t, c.DeleteQueue(ctxT(t), "tmp"), transport.ErrTopologyConflict)
+		must(t, a.Bind(ctxT(t), "tmp", "x"))
+		// ... but anyone may send to it.
 		send(t, c, "tmp", "r")
 		if st, err := b.Stats("tmp"); err != nil || !st.Temporary || st.Type != transport.Classic || st.Ready != 1 {
 			t.Fatalf("stats %+v %v", st, err)
@@ -285,5 +294,44 @@ func TestBrokerCloseClosesTransports(t *testing.T) {
 		must(t, late.Close())
 		must(t, tr.Close())
 		must(t, b.Close())
+	})
+}
+
+func TestBlockedBrokerHoldsDispatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newTransport(t, memory.Options{})
+		b := tr.Broker()
+		var log eventLog
+		defer tr.Watch(log.record)()
+		declare(t, tr, "q")
+		got := newCollector()
+		consume(t, tr, "q", transport.ConsumeOptions{Prefetch: 10}, got.handle)
+		send(t, tr, "q", "1")
+		b.Block("disk alarm")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "q", Message: transport.Message{ID: "x"}})
+		cancel()
+		mustIs(t, err, context.DeadlineExceeded)
+		if !strings.Contains(err.Error(), "disk alarm") {
+			t.Fatalf("error %q does not say why", err)
+		}
+		// Consumers and Broker.Publish go on.
+		must(t, b.Publish("", "q", transport.Message{ID: "2"}, memory.PublishOptions{}))
+		if got := ids(got.drain()...); got != "1 2 " {
+			t.Fatalf("delivered %q", got)
+		}
+		dispatched := make(chan error, 1)
+		go func() {
+			dispatched <- tr.Dispatch(context.Background(), transport.Outgoing{RoutingKey: "q", Message: transport.Message{ID: "3"}})
+		}()
+		synctest.Wait()
+		b.Unblock()
+		must(t, <-dispatched)
+		if got := ids(got.drain()...); got != "3 " {
+			t.Fatalf("delivered %q after unblock", got)
+		}
+		if got := log.String(); got != "consumer started(q), blocked, unblocked" {
+			t.Fatalf("events %s", got)
+		}
 	})
 }

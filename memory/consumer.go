@@ -173,7 +173,7 @@ func (b *Broker) settle(dl *delivery, ack, requeue bool) error {
 	}
 	b.journal.add(&r, now)
 	if requeue {
-		q.requeue(dl.e)
+		q.nackRequeue(b, dl.e)
 	}
 	if c.q != nil {
 		c.q.pumpLocked(b, now) // c has room again

@@ -59,6 +59,26 @@ func TestDrainWaitsForHandlers(t *testing.T) {
 	})
 }
 
+func TestCloseDuringDrainCancelsHandlers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newTransport(t, memory.Options{})
+		declare(t, tr, "q")
+		c := consume(t, tr, "q", transport.ConsumeOptions{}, func(ctx context.Context, d *transport.Delivery) {
+			<-ctx.Done()
+		})
+		send(t, tr, "q", "1")
+		synctest.Wait()
+		drained := make(chan error, 1)
+		go func() { drained <- c.Drain(context.Background()) }()
+		synctest.Wait()
+		must(t, c.Close()) // at once, though the Drain would wait forever
+		must(t, <-drained)
+		if n := tr.Broker().Depth("q"); n != 1 {
+			t.Fatalf("depth %d", n)
+		}
+	})
+}
+
 func TestDrainTimeoutCancelsHandlers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tr := newTransport(t, memory.Options{})

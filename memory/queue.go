@@ -43,12 +43,29 @@ func (q *queue) pushBack(e *entry) { q.ready.pushBack(e) }
 
 func (q *queue) popFront() *entry { return q.ready.popFront() }
 
-// requeue puts e back among the ready messages at its original position.
+// requeue puts e back among the ready messages at its original position,
+// as RabbitMQ does with the messages of a consumer that stopped or lost its
+// connection, and with every requeued message of a classic queue.
 func (q *queue) requeue(e *entry) {
 	e.redelivered = true
 	d := &q.ready
 	i := sort.Search(d.n, func(i int) bool { return d.at(i).seq > e.seq })
 	d.insert(i, e)
+}
+
+// nackRequeue puts back e, nacked with requeue: at its original position
+// in a classic queue, at the back of a quorum queue (where RabbitMQ 3.10
+// enqueues it again, as checked on 3.10.8, so that a message that keeps
+// failing does not block the ones behind it).
+func (q *queue) nackRequeue(b *Broker, e *entry) {
+	if q.spec.Type != transport.Quorum {
+		q.requeue(e)
+		return
+	}
+	e.redelivered = true
+	b.seq++
+	e.seq = b.seq
+	q.pushBack(e)
 }
 
 func (q *queue) clearReady() { q.ready = deque{} }

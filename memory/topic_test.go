@@ -12,7 +12,8 @@ import (
 
 // topicCases are RabbitMQ's topic matching rules (DESIGN.md and
 // transport.ValidateTopicPattern), each checked in both directions where it
-// says what does not match.
+// says what does not match. Every case was run against RabbitMQ 3.10.8 with
+// the same result.
 var topicCases = []struct {
 	pattern, key string
 	match        bool
@@ -81,6 +82,10 @@ var topicCases = []struct {
 	{"a.b", "a.c", false},
 	{"*.b.#", "a.b", true},
 	{"*.b.#", "b", false},
+	{"#.#", ".", true},
+	{"#.*.#", ".", true},
+	{"*.#.*", "a", false},
+	{"*.#.*", "a.", true},
 }
 
 func TestTopicMatching(t *testing.T) {

@@ -213,6 +213,9 @@ func (t *Transport) Bind(ctx context.Context, queue, pattern string) error {
 	if err := t.declareExchangesLocked(); err != nil {
 		return err
 	}
+	if _, err := t.queueLocked(op, queue); err != nil {
+		return err
+	}
 	return t.b.bindLocked(op, t.topic, queue, pattern)
 }
 
@@ -240,6 +243,9 @@ func (t *Transport) Unbind(ctx context.Context, queue, pattern string) error {
 		return err
 	}
 	defer t.b.mu.Unlock()
+	if q, ok := t.b.queues[queue]; ok && q.owner != nil && q.owner != t.cn {
+		return lockedError(op)
+	}
 	t.b.unbindLocked(t.topic, queue, pattern)
 	return nil
 }
@@ -277,7 +283,7 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 	if err := ctx.Err(); err != nil {
 		return t.dispatchErrors(msgs, fmt.Errorf("memory: %w", err))
 	}
-	if err := t.cn.lockUp(ctx, "dispatch"); err != nil {
+	if err := t.cn.lockReady(ctx, "dispatch", true); err != nil {
 		return t.dispatchErrors(msgs, err)
 	}
 	stamp := t.b.stamp()
@@ -368,9 +374,15 @@ func (t *Transport) queueLocked(op, name string) (*queue, error) {
 		return nil, fmt.Errorf("memory: %s: %w: no queue %q", op, transport.ErrNotFound, name)
 	}
 	if q.owner != nil && q.owner != t.cn {
-		return nil, fmt.Errorf("memory: %s: %w: it is a temporary queue of another connection (RabbitMQ's RESOURCE_LOCKED)", op, transport.ErrTopologyConflict)
+		return nil, lockedError(op)
 	}
 	return q, nil
+}
+
+// lockedError is RabbitMQ's RESOURCE_LOCKED: only the connection that
+// declared a temporary (exclusive) queue may use it, except to publish.
+func lockedError(op string) error {
+	return fmt.Errorf("memory: %s: %w: the queue is temporary and belongs to another connection (RabbitMQ's RESOURCE_LOCKED)", op, transport.ErrTopologyConflict)
 }
 
 // Close implements [transport.Transport]: it closes the transport's
@@ -462,9 +474,9 @@ func (t *Transport) Inspect(ctx context.Context, queue string) (transport.QueueI
 		return transport.QueueInfo{}, err
 	}
 	defer t.b.mu.Unlock()
-	q, ok := t.b.queues[queue]
-	if !ok {
-		return transport.QueueInfo{}, fmt.Errorf("memory: %s: %w", op, transport.ErrNotFound)
+	q, err := t.queueLocked(op, queue)
+	if err != nil {
+		return transport.QueueInfo{}, err
 	}
 	return transport.QueueInfo{Name: q.name, Messages: q.readyLen(), Consumers: len(q.consumers)}, nil
 }
@@ -509,7 +521,7 @@ func (t *Transport) DeleteQueue(ctx context.Context, queue string) error {
 		return nil
 	}
 	if q.owner != nil && q.owner != t.cn {
-		return fmt.Errorf("memory: %s: %w: it is a temporary queue of another connection (RabbitMQ's RESOURCE_LOCKED)", op, transport.ErrTopologyConflict)
+		return lockedError(op)
 	}
 	t.b.deleteQueueLocked(q)
 	return nil

@@ -77,42 +77,50 @@ func TestPrefetchBoundsUnsettled(t *testing.T) {
 	})
 }
 
-func TestNackRequeueKeepsPosition(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		tr := newTransport(t, memory.Options{})
-		declare(t, tr, "q")
-		send(t, tr, "q", "1", "2", "3", "4", "5")
-		var ds []*transport.Delivery
-		for range 3 {
-			d, ok, err := tr.Get(context.Background(), "q")
-			if err != nil || !ok {
-				t.Fatalf("get: %v %v", ok, err)
-			}
-			ds = append(ds, d)
-		}
-		if err := ds[1].Nack(true); err != nil {
-			t.Fatal(err)
-		}
-		if err := ds[0].Nack(true); err != nil {
-			t.Fatal(err)
-		}
-		if err := ds[2].Nack(false); err != nil {
-			t.Fatal(err)
-		}
-		if err := ds[2].Ack(); !errors.Is(err, transport.ErrSettled) {
-			t.Fatalf("second settle: %v", err)
-		}
-		if got := msgIDs(tr.Broker().Messages("q")); got != "1 2 4 5 " {
-			t.Fatalf("queue holds %q", got)
-		}
-		got := newCollector()
-		consume(t, tr, "q", transport.ConsumeOptions{Prefetch: 10}, got.handle)
-		if got := ids(got.drain()...); got != "1* 2* 4 5 " {
-			t.Fatalf("redelivered %q", got)
-		}
-	})
+// TestNackRequeuePosition checks where a nacked message goes back, as
+// RabbitMQ 3.10.8 does it: to its original position in a classic queue, to
+// the back (in the order of the nacks) in a quorum queue.
+func TestNackRequeuePosition(t *testing.T) {
+	for _, tc := range []struct {
+		typ            transport.QueueType
+		held, redelivd string
+	}{
+		{transport.Classic, "1 2 4 5 ", "1* 2* 4 5 "},
+		{transport.Quorum, "4 5 2 1 ", "4 5 2* 1* "},
+	} {
+		t.Run(string(tc.typ), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tr := newTransport(t, memory.Options{})
+				must(t, tr.Declare(ctxT(t), transport.Topology{Queue: transport.Queue{Name: "q", Type: tc.typ}}))
+				send(t, tr, "q", "1", "2", "3", "4", "5")
+				var ds []*transport.Delivery
+				for range 3 {
+					d, ok, err := tr.Get(context.Background(), "q")
+					if err != nil || !ok {
+						t.Fatalf("get: %v %v", ok, err)
+					}
+					ds = append(ds, d)
+				}
+				must(t, ds[1].Nack(true))
+				must(t, ds[0].Nack(true))
+				must(t, ds[2].Nack(false))
+				mustIs(t, ds[2].Ack(), transport.ErrSettled)
+				if got := msgIDs(tr.Broker().Messages("q")); got != tc.held {
+					t.Fatalf("queue holds %q, want %q", got, tc.held)
+				}
+				got := newCollector()
+				consume(t, tr, "q", transport.ConsumeOptions{Prefetch: 10}, got.handle)
+				if got := ids(got.drain()...); got != tc.redelivd {
+					t.Fatalf("delivered %q, want %q", got, tc.redelivd)
+				}
+			})
+		})
+	}
 }
 
+// TestCloseRequeuesUnsettled checks that the deliveries a consumer leaves
+// go back to their original positions, in a quorum queue too (as on
+// RabbitMQ 3.10.8).
 func TestCloseRequeuesUnsettled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tr := newTransport(t, memory.Options{})
