@@ -1,0 +1,316 @@
+package amqp_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	wmamqp "github.com/ThreeDotsLabs/watermill-amqp/pkg/amqp"
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/busline/busline/amqp"
+	"github.com/busline/busline/internal/brokertest"
+	"github.com/busline/busline/transport"
+)
+
+// Benchmarks against the broker of `make bench`: persistent 256-byte
+// messages, confirmed, on a classic and on a quorum queue. Each group has
+// three columns, in one run on the same queue type:
+//
+//   - transport: this package (Dispatch of a 1-message batch; Consume);
+//   - raw: amqp091-go used directly, as well as it can be;
+//   - watermill: watermill-amqp v1.1.4 (the only version the module
+//     mirror has; it is built on streadway/amqp v1.0.0) in its best
+//     confirmed configuration: Publish.Transactional (tx.select/commit per
+//     Publish call, on a channel it opens per call), since it has no
+//     publisher confirms. Its consumer takes one message at a time and
+//     waits for the ack.
+//
+// Every benchmark reports msg/s.
+
+var queueTypes = []transport.QueueType{transport.Classic, transport.Quorum}
+
+var body = make([]byte, 256)
+
+func reportRate(b *testing.B, start time.Time) {
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msg/s")
+}
+
+// benchQueue declares a fresh queue on tr (bound to the direct exchange
+// under its name; also reachable through the default exchange).
+func benchQueue(b *testing.B, tr *amqp.Transport, typ transport.QueueType) string {
+	q := queueName(b, tr)
+	declare(b, tr, transport.Queue{Name: q, Type: typ})
+	return q
+}
+
+func rawConn(b *testing.B) *amqp091.Connection {
+	conn, err := amqp091.Dial(brokertest.URL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func rawConfirmChannel(b *testing.B, conn *amqp091.Connection) *amqp091.Channel {
+	ch, err := conn.Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		b.Fatal(err)
+	}
+	return ch
+}
+
+var rawMsg = amqp091.Publishing{DeliveryMode: amqp091.Persistent, MessageId: "m", Body: body}
+
+func watermillPublisher(b *testing.B) *wmamqp.Publisher {
+	cfg := wmamqp.NewDurableQueueConfig(brokertest.URL(b))
+	cfg.Publish.Transactional = true
+	pub, err := wmamqp.NewPublisher(cfg, watermill.NopLogger{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = pub.Close() })
+	return pub
+}
+
+// BenchmarkSendSerial: one goroutine sends and waits for each confirm.
+func BenchmarkSendSerial(b *testing.B) {
+	for _, typ := range queueTypes {
+		b.Run("transport/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			ctx := context.Background()
+			msg := transport.Outgoing{RoutingKey: q, Mandatory: true, Message: transport.Message{ID: "m", Body: body}}
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				if err := tr.Dispatch(ctx, msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b, start)
+		})
+		b.Run("raw/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			ch := rawConfirmChannel(b, rawConn(b))
+			ctx := context.Background()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", q, true, false, rawMsg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !dc.Wait() {
+					b.Fatal("nack")
+				}
+			}
+			reportRate(b, start)
+		})
+		b.Run("watermill/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			pub := watermillPublisher(b)
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				if err := pub.Publish(q, message.NewMessage(watermill.NewUUID(), body)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b, start)
+		})
+	}
+}
+
+// BenchmarkSend64: 64 messages in flight. The transport and Watermill are
+// called from 64 goroutines, each sending one message at a time; raw
+// amqp091-go publishes from one goroutine on one channel and keeps 64
+// confirms in flight.
+func BenchmarkSend64(b *testing.B) {
+	const inFlight = 64
+	for _, typ := range queueTypes {
+		b.Run("transport/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			msg := transport.Outgoing{RoutingKey: q, Mandatory: true, Message: transport.Message{ID: "m", Body: body}}
+			parallel(b, inFlight, func() error { return tr.Dispatch(context.Background(), msg) })
+		})
+		b.Run("raw/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			ch := rawConfirmChannel(b, rawConn(b))
+			ctx := context.Background()
+			window := make([]*amqp091.DeferredConfirmation, 0, inFlight)
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				if len(window) == inFlight {
+					if !window[0].Wait() {
+						b.Fatal("nack")
+					}
+					window = window[1:]
+				}
+				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", q, true, false, rawMsg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				window = append(window, dc)
+			}
+			for _, dc := range window {
+				if !dc.Wait() {
+					b.Fatal("nack")
+				}
+			}
+			reportRate(b, start)
+		})
+		b.Run("watermill/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			pub := watermillPublisher(b)
+			parallel(b, inFlight, func() error { return pub.Publish(q, message.NewMessage(watermill.NewUUID(), body)) })
+		})
+	}
+}
+
+// parallel runs b.N calls of f from n goroutines and reports the rate.
+func parallel(b *testing.B, n int, f func() error) {
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	b.ResetTimer()
+	start := time.Now()
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for left.Add(-1) >= 0 {
+				if err := f(); err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	reportRate(b, start)
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+}
+
+// preload fills q with n messages as fast as possible (not timed).
+func preload(b *testing.B, q string, n int) {
+	ch := rawConfirmChannel(b, rawConn(b))
+	defer ch.Close()
+	ctx := context.Background()
+	window := make([]*amqp091.DeferredConfirmation, 0, 1000)
+	for range n {
+		if len(window) == cap(window) {
+			window[0].Wait()
+			window = window[1:]
+		}
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", q, false, false, rawMsg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		window = append(window, dc)
+	}
+	for _, dc := range window {
+		dc.Wait()
+	}
+}
+
+// BenchmarkConsume: prefetch 100, every message acked one by one.
+func BenchmarkConsume(b *testing.B) {
+	for _, typ := range queueTypes {
+		b.Run("transport/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			preload(b, q, b.N)
+			done := make(chan struct{})
+			var n atomic.Int64
+			b.ResetTimer()
+			start := time.Now()
+			c, err := tr.Consume(context.Background(), q, transport.ConsumeOptions{Prefetch: 100}, func(ctx context.Context, d *transport.Delivery) {
+				if err := d.Ack(); err != nil {
+					b.Error(err)
+				}
+				if n.Add(1) == int64(b.N) {
+					close(done)
+				}
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			<-done
+			reportRate(b, start)
+			b.StopTimer()
+			_ = c.Close()
+		})
+		b.Run("raw/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			preload(b, q, b.N)
+			ch, err := rawConn(b).Channel()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			start := time.Now()
+			if err := ch.Qos(100, 0, false); err != nil {
+				b.Fatal(err)
+			}
+			ds, err := ch.Consume(q, "", false, false, false, false, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range b.N {
+				d := <-ds
+				if err := d.Ack(false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b, start)
+		})
+		b.Run("watermill/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			preload(b, q, b.N)
+			cfg := wmamqp.NewDurableQueueConfig(brokertest.URL(b))
+			cfg.Consume.Qos.PrefetchCount = 100
+			if typ == transport.Quorum {
+				cfg.Queue.Arguments = map[string]any{"x-queue-type": "quorum"}
+			}
+			sub, err := wmamqp.NewSubscriber(cfg, watermill.NopLogger{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			b.ResetTimer()
+			start := time.Now()
+			msgs, err := sub.Subscribe(ctx, q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range b.N {
+				m := <-msgs
+				m.Ack()
+			}
+			reportRate(b, start)
+			b.StopTimer()
+			cancel()
+			_ = sub.Close()
+		})
+	}
+}
