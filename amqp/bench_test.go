@@ -13,6 +13,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/busline/busline/amqp"
+	"github.com/busline/busline/bus"
 	"github.com/busline/busline/internal/brokertest"
 	"github.com/busline/busline/transport"
 )
@@ -21,6 +22,8 @@ import (
 // messages, confirmed, on a classic and on a quorum queue. Each group has
 // three columns, in one run on the same queue type:
 //
+//   - bus: package bus over this transport (Send from a send-only client;
+//     an endpoint with a typed handler), JSON bodies of about 256 bytes;
 //   - transport: this package (Dispatch of a 1-message batch; Consume);
 //   - raw: amqp091-go used directly, as well as it can be;
 //   - watermill: watermill-amqp v1.1.4 (the only version the module
@@ -35,6 +38,25 @@ import (
 var queueTypes = []transport.QueueType{transport.Classic, transport.Quorum}
 
 var body = make([]byte, 256)
+
+// benchPayload encodes, with the bus's JSON codec, to a 256-byte body.
+type benchPayload struct {
+	Data string
+}
+
+var payload = benchPayload{Data: string(make([]byte, 256-len(`{"Data":""}`)))}
+
+func (benchPayload) MessageType() string { return "bench.Payload" }
+
+// sender returns a send-only bus client on tr.
+func sender(b *testing.B, tr *amqp.Transport) *bus.Bus {
+	c, err := bus.New(tr, "", bus.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close() })
+	return c
+}
 
 func reportRate(b *testing.B, start time.Time) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msg/s")
@@ -84,6 +106,20 @@ func watermillPublisher(b *testing.B) *wmamqp.Publisher {
 // BenchmarkSendSerial: one goroutine sends and waits for each confirm.
 func BenchmarkSendSerial(b *testing.B) {
 	for _, typ := range queueTypes {
+		b.Run("bus/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			c := sender(b, tr)
+			ctx := context.Background()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				if err := c.Send(ctx, q, payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b, start)
+		})
 		b.Run("transport/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
@@ -139,6 +175,12 @@ func BenchmarkSendSerial(b *testing.B) {
 func BenchmarkSend64(b *testing.B) {
 	const inFlight = 64
 	for _, typ := range queueTypes {
+		b.Run("bus/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			c := sender(b, tr)
+			parallel(b, inFlight, func() error { return c.Send(context.Background(), q, payload) })
+		})
 		b.Run("transport/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
@@ -234,6 +276,43 @@ func preload(b *testing.B, q string, n int) {
 // BenchmarkConsume: prefetch 100, every message acked one by one.
 func BenchmarkConsume(b *testing.B) {
 	for _, typ := range queueTypes {
+		b.Run("bus/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := queueName(b, tr)
+			errQueue := queueName(b, tr)
+			ep, err := bus.New(tr, q, bus.Options{QueueType: typ, Prefetch: 100, ErrorQueue: errQueue})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ep.Close()
+			done := make(chan struct{})
+			var n atomic.Int64
+			if err := bus.Handle(ep, func(ctx context.Context, m benchPayload) error {
+				if n.Add(1) == int64(b.N) {
+					close(done)
+				}
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+			// Declare the queue, then stop consuming while it fills.
+			if err := ep.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			if err := ep.Pause(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			c := sender(b, tr)
+			parallel(b, 64, func() error { return c.Send(context.Background(), q, payload) })
+			b.ResetTimer()
+			start := time.Now()
+			if err := ep.Resume(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			<-done
+			reportRate(b, start)
+			b.StopTimer()
+		})
 		b.Run("transport/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
