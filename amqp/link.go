@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -28,15 +29,17 @@ type link struct {
 	setup func(*session) error
 
 	mu    sync.Mutex
-	cur   *session      // nil while disconnected
-	ready chan struct{} // closed while cur != nil
+	live  atomic.Pointer[session] // cur, for the lock-free fast path of wait
+	cur   *session                // nil while disconnected
+	ready chan struct{}           // closed while cur != nil
 	gen   uint64
 	next  int // index of the URL to try first
 	// blocked is non-nil while the broker blocks the connection (a
 	// resource alarm), and closed when it unblocks it.
-	blocked chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
+	blocked    chan struct{}
+	hasBlocked atomic.Bool // blocked != nil
+	stop       chan struct{}
+	done       chan struct{}
 }
 
 // A session is one connection of a link. It is never reused after it dies.
@@ -141,6 +144,7 @@ func (l *link) start(s *session) {
 func (l *link) up(s *session) {
 	l.mu.Lock()
 	l.cur = s
+	l.live.Store(s)
 	close(l.ready)
 	l.mu.Unlock()
 	l.t.log("connected", "connection", l.role, "url", s.url)
@@ -151,6 +155,7 @@ func (l *link) down(s *session, err error) {
 	l.mu.Lock()
 	if l.cur == s {
 		l.cur = nil
+		l.live.Store(nil)
 		l.ready = make(chan struct{})
 	}
 	l.mu.Unlock()
@@ -169,11 +174,15 @@ func (l *link) setBlocked(active bool) {
 		close(l.blocked)
 		l.blocked = nil
 	}
+	l.hasBlocked.Store(l.blocked != nil)
 }
 
 // unblocked waits while the broker blocks the connection, so that a
 // publisher waits bounded by its context rather than in a socket write.
 func (l *link) unblocked(ctx context.Context) error {
+	if !l.hasBlocked.Load() {
+		return nil
+	}
 	l.mu.Lock()
 	b := l.blocked
 	l.mu.Unlock()
@@ -272,6 +281,9 @@ func (l *link) reconnect() *session {
 // session failed passes it, so as not to be handed it again before the
 // supervisor has noticed its death.
 func (l *link) wait(ctx context.Context, failed *session) (*session, error) {
+	if s := l.live.Load(); s != nil && s != failed {
+		return s, nil
+	}
 	for {
 		l.mu.Lock()
 		s, ready := l.cur, l.ready

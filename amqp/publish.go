@@ -35,8 +35,9 @@ type publisher struct {
 }
 
 type pubSlot struct {
-	mu sync.Mutex
-	pc *pubChannel
+	mu   sync.Mutex
+	pc   *pubChannel
+	live atomic.Pointer[pubChannel] // pc, for the lock-free fast path
 }
 
 func newPublisher(t *Transport) *publisher {
@@ -51,6 +52,9 @@ func newPublisher(t *Transport) *publisher {
 // its slot is empty or holds a dead one.
 func (p *publisher) channel(s *session) (*pubChannel, error) {
 	slot := p.slots[int(p.next.Add(1))%len(p.slots)]
+	if pc := slot.live.Load(); pc != nil && pc.sess == s && !pc.isDead() {
+		return pc, nil
+	}
 	slot.mu.Lock()
 	defer slot.mu.Unlock()
 	if pc := slot.pc; pc != nil && pc.sess == s && !pc.isDead() {
@@ -67,6 +71,7 @@ func (p *publisher) channel(s *session) (*pubChannel, error) {
 		old.close(nil)
 	}
 	slot.pc = pc
+	slot.live.Store(pc)
 	return pc, nil
 }
 
@@ -88,11 +93,12 @@ type pubChannel struct {
 	sess   *session
 	window chan struct{} // a token per message published and not yet settled
 
-	mu  sync.Mutex // serializes publishing: sequence numbers match the broker's
-	seq uint64     // delivery tag of the last message published
+	reqs       chan *pubReq  // to the writer
+	writerDone chan struct{} // closed when the writer has ended
+	seq        uint64        // delivery tag of the last message published; the writer's
 
 	pmu     sync.Mutex // guards pending and deadErr; never held during I/O
-	pending map[uint64]*inflight
+	pending map[uint64]*pubReq
 	deadErr error
 	dead    chan struct{}
 
@@ -102,11 +108,23 @@ type pubChannel struct {
 	stop     chan error
 }
 
-// inflight is one published message waiting for its confirm.
-type inflight struct {
-	res      chan error // receives the outcome once
-	returned *amqp091.Return
+// pubReq is one message handed to a channel's writer, then waiting for its
+// confirm.
+type pubReq struct {
+	exchange, key string
+	mandatory     bool
+	msg           amqp091.Publishing
+	ctx           context.Context
+	state         atomic.Int32    // reqQueued, then reqTaken by the writer or reqAbandoned by the caller
+	res           chan error      // receives the outcome once
+	returned      *amqp091.Return // set by the listener, under pmu
 }
+
+const (
+	reqQueued int32 = iota
+	reqTaken
+	reqAbandoned
+)
 
 func openPubChannel(t *Transport, s *session) (*pubChannel, error) {
 	ch, err := s.conn.Channel()
@@ -119,12 +137,14 @@ func openPubChannel(t *Transport, s *session) (*pubChannel, error) {
 	}
 	w := t.opts.ConfirmWindow
 	pc := &pubChannel{
-		t:       t,
-		ch:      ch,
-		sess:    s,
-		window:  make(chan struct{}, w),
-		pending: make(map[uint64]*inflight, w),
-		dead:    make(chan struct{}),
+		t:          t,
+		ch:         ch,
+		sess:       s,
+		window:     make(chan struct{}, w),
+		pending:    make(map[uint64]*pubReq, w),
+		reqs:       make(chan *pubReq, w),
+		writerDone: make(chan struct{}),
+		dead:       make(chan struct{}),
 		// The confirm buffer holds a whole window, so the connection's
 		// reader never waits for the listener. The return channel is
 		// unbuffered on purpose: the reader hands a return over before it
@@ -138,6 +158,10 @@ func openPubChannel(t *Transport, s *session) (*pubChannel, error) {
 	if !t.spawn(pc.listen) {
 		_ = ch.Close()
 		return nil, transport.ErrClosed
+	}
+	if !t.spawn(pc.write) {
+		pc.close(transport.ErrClosed)
+		close(pc.writerDone)
 	}
 	return pc, nil
 }
@@ -276,7 +300,7 @@ func (pc *pubChannel) die(err error) {
 		close(pc.dead)
 	}
 	pending := pc.pending
-	pc.pending = make(map[uint64]*inflight)
+	pc.pending = make(map[uint64]*pubReq)
 	pc.pmu.Unlock()
 	for _, in := range pending {
 		in.res <- err
@@ -289,20 +313,49 @@ func (pc *pubChannel) deadCause() error {
 	return pc.deadErr
 }
 
-// publish sends one message and returns its pending confirm. It waits for
-// room in the window, bounded by ctx.
-func (pc *pubChannel) publish(ctx context.Context, exchange, key string, mandatory bool, msg amqp091.Publishing) (*inflight, error) {
+// write publishes the requests callers queue, one after the other, as long
+// as the channel lives. One goroutine writes, rather than each caller under
+// a mutex: 64 concurrent callers then cost no lock convoy, and the delivery
+// tags it assigns match the broker's.
+func (pc *pubChannel) write() {
+	defer close(pc.writerDone)
+	for {
+		select {
+		case <-pc.dead:
+			err := pc.deadCause()
+			for {
+				select {
+				case r := <-pc.reqs:
+					if r.state.CompareAndSwap(reqQueued, reqTaken) {
+						r.res <- err
+					}
+				default:
+					return
+				}
+			}
+		case r := <-pc.reqs:
+			if r.state.CompareAndSwap(reqQueued, reqTaken) {
+				pc.send(r)
+			}
+		}
+	}
+}
+
+// send publishes r once the window has room; its outcome arrives on r.res,
+// from here if it was not sent, else from the listener.
+func (pc *pubChannel) send(r *pubReq) {
 	select {
 	case pc.window <- struct{}{}:
 	case <-pc.dead:
-		return nil, pc.deadCause()
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		r.res <- pc.deadCause()
+		return
+	case <-r.ctx.Done():
+		r.res <- fmt.Errorf("amqp: dispatch: not sent: %w", r.ctx.Err())
+		return
 	}
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
 	seq := pc.seq + 1
-	if mandatory {
+	msg := r.msg
+	if r.mandatory {
 		h := make(amqp091.Table, len(msg.Headers)+1)
 		for k, v := range msg.Headers {
 			h[k] = v
@@ -310,32 +363,33 @@ func (pc *pubChannel) publish(ctx context.Context, exchange, key string, mandato
 		h[seqHeader] = int64(seq)
 		msg.Headers = h
 	}
-	in := &inflight{res: make(chan error, 1)}
 	pc.pmu.Lock()
 	if pc.deadErr != nil {
 		err := pc.deadErr
 		pc.pmu.Unlock()
 		<-pc.window
-		return nil, err
+		r.res <- err
+		return
 	}
-	pc.pending[seq] = in
+	pc.pending[seq] = r
 	pc.pmu.Unlock()
-	if err := pc.ch.Publish(exchange, key, mandatory, false, msg); err != nil {
+	if err := pc.ch.Publish(r.exchange, r.key, r.mandatory, false, msg); err != nil {
 		pc.pmu.Lock()
 		_, mine := pc.pending[seq]
 		delete(pc.pending, seq)
 		pc.pmu.Unlock()
-		if mine {
-			<-pc.window
+		if !mine {
+			return // the channel died meanwhile, and r with it
 		}
+		<-pc.window
+		r.res <- classify("amqp: publish", err)
 		if pc.sess.alive() {
 			// amqp091 refused before sending (a closed channel): replace it.
 			pc.close(nil)
 		}
-		return nil, classify("amqp: publish", err)
+		return
 	}
 	pc.seq = seq
-	return in, nil
 }
 
 // delivery describes where one validated message of a batch goes.
@@ -453,54 +507,62 @@ func (t *Transport) publishRound(ctx context.Context, ds []delivery, todo []int,
 		}
 		return todo, s, nil
 	}
-	waits := make([]*inflight, len(todo))
+	reqs := make([]*pubReq, 0, len(todo))
 	var retry []int
-	sent := 0
-	for k, i := range todo {
-		in, err := pc.publish(ctx, ds[i].exchange, ds[i].key, ds[i].mandatory, ds[i].msg)
-		if err != nil {
-			if ctx.Err() != nil {
-				err = fmt.Errorf("amqp: dispatch: not sent: %w", ctx.Err())
-				for _, j := range todo[k:] {
-					errs[j] = err
-				}
-				break
-			}
-			if errors.Is(err, transport.ErrClosed) || t.checkOpen() != nil {
-				for _, j := range todo[k:] {
-					errs[j] = fmt.Errorf("amqp: dispatch: %w", transport.ErrClosed)
-				}
-				break
-			}
-			for _, j := range todo[k:] {
-				errs[j] = err
-			}
-			retry = append(retry, todo[k:]...)
-			break
+	abandon := func(from int, err error) {
+		for _, j := range todo[from:] {
+			errs[j] = err
 		}
-		waits[k] = in
-		sent++
 	}
-	for k := 0; k < sent; k++ {
-		i := todo[k]
+queue:
+	for k, i := range todo {
+		r := &pubReq{exchange: ds[i].exchange, key: ds[i].key, mandatory: ds[i].mandatory, msg: ds[i].msg,
+			ctx: ctx, res: make(chan error, 1)}
 		select {
-		case err := <-waits[k].res:
-			errs[i] = err
-			if err != nil && errors.Is(err, transport.ErrConnectionLost) {
-				if t.checkOpen() != nil {
-					errs[i] = fmt.Errorf("amqp: dispatch: %w", transport.ErrClosed)
-					continue
-				}
-				retry = append(retry, i)
-			} else if errors.Is(err, transport.ErrClosed) {
-				errs[i] = fmt.Errorf("amqp: dispatch: %w", transport.ErrClosed)
+		case pc.reqs <- r:
+			reqs = append(reqs, r)
+		case <-pc.writerDone:
+			err := pc.deadCause()
+			if errors.Is(err, transport.ErrClosed) {
+				abandon(k, fmt.Errorf("amqp: dispatch: %w", transport.ErrClosed))
+				break queue
+			}
+			abandon(k, err)
+			retry = append(retry, todo[k:]...)
+			break queue
+		case <-ctx.Done():
+			abandon(k, fmt.Errorf("amqp: dispatch: not sent: %w", ctx.Err()))
+			break queue
+		}
+	}
+	for k, r := range reqs {
+		i := todo[k]
+		var err error
+		select {
+		case err = <-r.res:
+		case <-pc.writerDone:
+			if r.state.CompareAndSwap(reqQueued, reqAbandoned) {
+				err = pc.deadCause()
+			} else {
+				err = <-r.res
 			}
 		case <-ctx.Done():
-			err := fmt.Errorf("amqp: dispatch: no confirm yet, outcome unknown: %w", ctx.Err())
-			for _, j := range todo[k:sent] {
-				errs[j] = err
+			for kk, rr := range reqs[k:] {
+				if rr.state.CompareAndSwap(reqQueued, reqAbandoned) {
+					errs[todo[k+kk]] = fmt.Errorf("amqp: dispatch: not sent: %w", ctx.Err())
+				} else {
+					errs[todo[k+kk]] = fmt.Errorf("amqp: dispatch: no confirm yet, outcome unknown: %w", ctx.Err())
+				}
 			}
 			return nil, s, nil
+		}
+		errs[i] = err
+		switch {
+		case err == nil:
+		case errors.Is(err, transport.ErrClosed) || (errors.Is(err, transport.ErrConnectionLost) && t.checkOpen() != nil):
+			errs[i] = fmt.Errorf("amqp: dispatch: %w", transport.ErrClosed)
+		case errors.Is(err, transport.ErrConnectionLost):
+			retry = append(retry, i)
 		}
 	}
 	if len(retry) > 0 && ctx.Err() != nil {

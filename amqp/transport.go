@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -33,6 +34,7 @@ type Transport struct {
 
 	mu        sync.Mutex
 	closed    bool
+	isClosed  atomic.Bool          // closed, read without the lock on hot paths
 	topo      []transport.Topology // declared, in order, for redeclaration
 	binds     map[string][]string  // queue → patterns bound with Bind on queues not declared here
 	consumers map[*consumer]struct{}
@@ -401,9 +403,7 @@ func (t *Transport) ctlOf(ch amqpChannel, s *session) bool {
 }
 
 func (t *Transport) checkOpen() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
+	if t.isClosed.Load() {
 		return transport.ErrClosed
 	}
 	return nil
@@ -612,6 +612,7 @@ func (t *Transport) Close() error {
 		return nil
 	}
 	t.closed = true
+	t.isClosed.Store(true)
 	close(t.done)
 	cs := make([]*consumer, 0, len(t.consumers))
 	for c := range t.consumers {
