@@ -29,15 +29,18 @@
 // message that reached no queue fails with [transport.ErrUnroutable]. A nack
 // fails a message with [transport.ErrRejected].
 //
-// Publishing uses a few channels (Options.PublishChannels) shared by every
-// caller. On each, a mutex is held only while a message is written and a
-// window of Options.ConfirmWindow confirms may be in flight, so concurrent
-// Dispatch calls overlap their round trips; the messages of one call go out
-// in order on one channel. One goroutine per channel reads its confirms and
-// its basic.return frames in the order the broker sent them (a return
-// always precedes the confirm of its message), and matches a return to its
-// publish by a sequence number the transport puts in the header
-// "x-busline-publish-seq" of mandatory messages; consumers strip it.
+// Publishing uses one channel by default (Options.PublishChannels) shared by
+// every caller. Each channel has a writer goroutine that publishes the
+// messages callers queue, back to back, and a window of
+// Options.ConfirmWindow confirms in flight; no lock is held across a round
+// trip, so concurrent Dispatch calls overlap their confirms. The messages of
+// one call go out in order on one channel. A listener goroutine per channel
+// reads its confirms and its basic.return frames in the order the broker
+// sent them (a return always precedes the confirm of its message, and
+// amqp091 hands both over from one reader goroutine), and matches a return
+// to its publish by the delivery tag, which the transport puts in the header
+// "x-busline-publish-seq" of mandatory messages; consumers strip it. The
+// message id cannot serve: a retried copy keeps it.
 //
 // Consumers run on a connection of their own (RabbitMQ throttles a
 // connection that publishes too fast, which must not hold back acks). Each
