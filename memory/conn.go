@@ -64,6 +64,12 @@ func (cn *conn) lockReady(ctx context.Context, op string, publish bool) error {
 			b.mu.Unlock()
 			return fmt.Errorf("memory: %s: transport %w", op, transport.ErrClosed)
 		case cn.up && (!publish || b.blocked == nil):
+			// A context that is done fails the call even when nothing
+			// would block, as on RabbitMQ.
+			if err := ctx.Err(); err != nil {
+				b.mu.Unlock()
+				return fmt.Errorf("memory: %s: %w", op, err)
+			}
 			return nil
 		}
 		wait, why := cn.upCh, "waiting for the connection"
