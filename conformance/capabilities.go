@@ -1,0 +1,160 @@
+package conformance
+
+import (
+	"context"
+	"testing"
+
+	"github.com/busline/busline/transport"
+)
+
+func (s *suite) capabilitiesGroup(t *testing.T) {
+	s.leafUnless(t, "Inspector", lacks(s.caps.inspector, "Inspector"), func(e *env) {
+		t := e.t
+		ins := e.tr.(transport.Inspector)
+		q := e.queue("q")
+		e.send(q, "a", "b", "c")
+		expectInfo := func(want transport.QueueInfo) {
+			t.Helper()
+			var got transport.QueueInfo
+			var err error
+			if !poll(e, func() bool {
+				got, err = ins.Inspect(e.ctx(), q)
+				return err == nil && got == want
+			}) {
+				t.Errorf("Inspect(%q) = %+v, %v; want %+v", q, got, err, want)
+			}
+		}
+		expectInfo(transport.QueueInfo{Name: q, Messages: 3})
+		in := e.inbox(q, transport.ConsumeOptions{Prefetch: 1})
+		d := in.next()
+		expectInfo(transport.QueueInfo{Name: q, Messages: 2, Consumers: 1})
+		d.Ack()
+		missing := e.name("missing")
+		_, err := ins.Inspect(e.ctx(), missing)
+		is(t, err, transport.ErrNotFound, "Inspect(%q) of a queue that does not exist", missing)
+	})
+	s.leafUnless(t, "Getter", lacks(s.caps.getter, "Getter"), func(e *env) {
+		t := e.t
+		g := e.tr.(transport.Getter)
+		q := e.queue("q")
+		if d, ok, err := g.Get(e.ctx(), q); err != nil || ok {
+			if ok {
+				d.Ack()
+			}
+			t.Fatalf("Get of an empty queue = %v, %v, want no message and no error", ok, err)
+		}
+		e.send(q, "a", "b")
+		get := func() *transport.Delivery {
+			t.Helper()
+			var d *transport.Delivery
+			var ok bool
+			var err error
+			if !poll(e, func() bool {
+				d, ok, err = g.Get(e.ctx(), q)
+				return err != nil || ok
+			}) || err != nil {
+				t.Fatalf("Get(%q) = %v, %v; want a message", q, ok, err)
+			}
+			return d
+		}
+		d := get()
+		if d.ID != "a" || d.Redelivered || d.Queue != q || string(d.Body) != "body of a" {
+			t.Errorf("Get = %q (queue %q, redelivered %v, body %q), want a from %q, not redelivered", d.ID, d.Queue, d.Redelivered, d.Body, q)
+		}
+		if err := d.Nack(true); err != nil {
+			t.Fatalf("Nack(requeue) of a got message: %v", err)
+		}
+		seen := map[string]bool{}
+		for range 2 {
+			d := get()
+			seen[d.ID] = true
+			if d.ID == "a" && !d.Redelivered {
+				t.Error("Get after Nack with requeue returned the message without Redelivered")
+			}
+			if err := d.Ack(); err != nil {
+				t.Errorf("Ack of a got message: %v", err)
+			}
+		}
+		if !seen["a"] || !seen["b"] {
+			t.Errorf("Get returned %v, want a and b", seen)
+		}
+		if d, ok, err := g.Get(e.ctx(), q); err != nil || ok {
+			if ok {
+				t.Errorf("Get after every message was acked returned %q", d.ID)
+				d.Ack()
+			} else {
+				t.Errorf("Get of an empty queue: %v", err)
+			}
+		}
+	})
+	s.leafUnless(t, "QueueDeleter", lacks(s.caps.deleter, "QueueDeleter"), func(e *env) {
+		t := e.t
+		del := e.tr.(transport.QueueDeleter)
+		q := e.queue("q", "del.t")
+		in := e.inbox(q, transport.ConsumeOptions{})
+		e.send(q, "a", "b")
+		in.ack()
+		if err := del.DeleteQueue(e.ctx(), q); err != nil {
+			t.Fatalf("DeleteQueue(%q): %v", q, err)
+		}
+		wait(e, in.c.Done(), "the consumer of a deleted queue to stop")
+		if in.c.Err() == nil {
+			t.Error("the consumer of a deleted queue stopped with Err nil, want the reason")
+		}
+		is(t, e.tr.Bind(e.ctx(), q, "x"), transport.ErrNotFound, "Bind of a deleted queue")
+		c, err := e.tr.Consume(e.ctx(), q, transport.ConsumeOptions{}, func(context.Context, *transport.Delivery) {})
+		if is(t, err, transport.ErrNotFound, "Consume of a deleted queue"); c != nil {
+			c.Close()
+		}
+		is(t, e.tr.Dispatch(e.ctx(), direct(q, "after")...), transport.ErrUnroutable, "mandatory Dispatch to a deleted queue")
+		is(t, e.tr.Dispatch(e.ctx(), transport.Outgoing{Exchange: transport.Topic, RoutingKey: "del.t", Mandatory: true, Message: msg("after")}),
+			transport.ErrUnroutable, "mandatory Dispatch to a deleted queue's topic binding")
+		if err := del.DeleteQueue(e.ctx(), q); err != nil {
+			t.Errorf("DeleteQueue of a queue that does not exist = %v, want nil", err)
+		}
+	})
+	s.leafUnless(t, "Watcher", lacks(s.caps.watcher, "Watcher"), func(e *env) {
+		t := e.t
+		events := make(chan transport.Event, 64)
+		stop := e.tr.(transport.Watcher).Watch(func(ev transport.Event) {
+			select {
+			case events <- ev:
+			default:
+			}
+		})
+		defer stop()
+		q := e.queue("q")
+		c := e.consume(q, transport.ConsumeOptions{}, func(_ context.Context, d *transport.Delivery) { d.Ack() })
+		expect := func(kind transport.EventKind) transport.Event {
+			t.Helper()
+			for {
+				ev := wait(e, events, "a %v event for queue %q", kind, q)
+				if ev.Kind == kind && ev.Queue == q {
+					if ev.Time.IsZero() {
+						t.Errorf("%v event without a Time", kind)
+					}
+					return ev
+				}
+			}
+		}
+		expect(transport.ConsumerStarted)
+		if err := e.bounded("Consumer.Close", c.Close); err != nil {
+			t.Fatal(err)
+		}
+		if ev := expect(transport.ConsumerStopped); ev.Err != nil {
+			t.Errorf("ConsumerStopped after Close has Err %v, want nil", ev.Err)
+		}
+	})
+	s.leafUnless(t, "HealthChecker", lacks(s.caps.health, "HealthChecker"), func(e *env) {
+		hc := e.tr.(transport.HealthChecker)
+		q := e.queue("q")
+		e.consume(q, transport.ConsumeOptions{}, func(_ context.Context, d *transport.Delivery) { d.Ack() })
+		if err := hc.Health(e.ctx()); err != nil {
+			e.t.Errorf("Health of a new transport with a running consumer = %v, want nil", err)
+		}
+		e.closeTransport()
+		if err := hc.Health(e.ctx()); err == nil {
+			e.t.Error("Health of a closed transport = nil, want an error")
+		}
+	})
+}
