@@ -242,3 +242,28 @@ func TestBrokersAreIndependent(t *testing.T) {
 		}
 	})
 }
+
+func TestPurgeQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newTransport(t, memory.Options{})
+		b := tr.Broker()
+		declare(t, tr, "q")
+		send(t, tr, "q", "1", "2", "3")
+		d, _, err := tr.Get(ctxT(t), "q")
+		must(t, err)
+		n, err := b.PurgeQueue("q")
+		if err != nil || n != 2 {
+			t.Fatalf("purged %d, %v", n, err)
+		}
+		if st, _ := b.Stats("q"); st.Ready != 0 || st.Unacked != 1 || b.Depth("q") != 1 {
+			t.Fatalf("stats after purge %+v", st)
+		}
+		// The unsettled delivery survives the purge.
+		must(t, d.Nack(true))
+		if got := msgIDs(b.Messages("q")); got != "1 " {
+			t.Fatalf("queue holds %q", got)
+		}
+		_, err = b.PurgeQueue("missing")
+		mustIs(t, err, transport.ErrNotFound)
+	})
+}

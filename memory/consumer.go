@@ -63,6 +63,8 @@ type delivery struct {
 	q     *queue
 	e     *entry
 	state atomic.Uint32
+	// redelivered is d.Redelivered, which the handler might change.
+	redelivered bool
 
 	prev, next *delivery // in c.unacked
 }
@@ -125,6 +127,7 @@ func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry, now time.Time) *
 	dl.d.Exchange = e.kind
 	dl.d.RoutingKey = e.key
 	dl.d.Redelivered = e.redelivered
+	dl.redelivered = e.redelivered
 	dl.d.Tag = c.nextTag
 	dl.d.Acknowledger = dl
 	c.unacked.push(dl)
@@ -164,7 +167,7 @@ func (b *Broker) settle(dl *delivery, ack, requeue bool) error {
 		return fmt.Errorf("memory: %s delivery %d of queue %q: %w: the queue was deleted", verb, dl.d.Tag, q.name, transport.ErrNotFound)
 	}
 	q.unacked--
-	r := record{op: Acked, conn: c.cn.name, e: dl.e, queue: q.name, consumer: c.tag, redelivered: dl.d.Redelivered}
+	r := record{op: Acked, conn: c.cn.name, e: dl.e, queue: q.name, consumer: c.tag, redelivered: dl.redelivered}
 	if ack {
 		dl.state.Store(stateAcked)
 	} else {
@@ -213,7 +216,7 @@ func (c *consumer) returnOneLocked(dl *delivery, state uint32, now time.Time) {
 	dl.state.Store(state)
 	q.unacked--
 	q.requeue(dl.e)
-	c.b.journal.add(&record{op: Requeued, conn: c.cn.name, e: dl.e, queue: q.name, consumer: c.tag, redelivered: dl.d.Redelivered}, now)
+	c.b.journal.add(&record{op: Requeued, conn: c.cn.name, e: dl.e, queue: q.name, consumer: c.tag, redelivered: dl.redelivered}, now)
 }
 
 // drainLocked empties ch: deliveries no handler has taken yet.

@@ -101,6 +101,9 @@ func TestDeferredRouting(t *testing.T) {
 		if len(due) != 1 || due[0].Message.ID != "gone" || len(due[0].Queues) != 0 || !due[0].NotBefore.Equal(later) {
 			t.Fatalf("due records %+v", due)
 		}
+		if !due[0].Time.Equal(later) {
+			t.Fatalf("due at %v, want %v (the bubble's clock)", due[0].Time, later)
+		}
 	})
 }
 

@@ -38,6 +38,7 @@ const (
 	Requeued
 )
 
+// String returns the operation's name, such as "dispatched".
 func (o Op) String() string {
 	switch o {
 	case Dispatched:
@@ -139,7 +140,7 @@ func (r *record) setQueues(qs []*queue) {
 
 func (r *record) export() Record {
 	out := Record{
-		Seq: r.seq, Op: r.op, Time: r.time, Connection: r.conn,
+		Seq: r.seq, Op: r.op, Time: r.time.Round(0), Connection: r.conn,
 		Exchange: r.e.exchange, RoutingKey: r.e.key, Consumer: r.consumer,
 		Redelivered: r.redelivered, Requeue: r.requeue, Message: r.e.msg.Clone(),
 	}
