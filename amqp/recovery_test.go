@@ -60,6 +60,11 @@ func testRecovery(t *testing.T, typ transport.QueueType, outage func(t *testing.
 	defer stopWatch()
 	q := queueName(t, tr)
 	declare(t, tr, transport.Queue{Name: q, Type: typ})
+	// A temporary queue dies with its connection: the transport declares it
+	// again and its consumer resumes.
+	temp := queueName(t, tr)
+	declare(t, tr, transport.Queue{Name: temp, Temporary: true})
+	tempGot := collect(t, tr, temp, transport.ConsumeOptions{})
 
 	var mu sync.Mutex
 	seen := make(map[string]int, minTotal)
@@ -80,7 +85,7 @@ func testRecovery(t *testing.T, typ transport.QueueType, outage func(t *testing.
 	}
 	defer c.Close()
 
-	var next, confirmedN, stopAt atomic.Int64
+	var nextID, confirmedN, stopAt atomic.Int64
 	stopAt.Store(maxTotal)
 	confirmed := make([]atomic.Bool, maxTotal)
 	var failures atomic.Int32
@@ -90,7 +95,7 @@ func testRecovery(t *testing.T, typ transport.QueueType, outage func(t *testing.
 		go func() {
 			defer wg.Done()
 			for {
-				start := next.Add(5) - 5
+				start := nextID.Add(5) - 5
 				if start >= stopAt.Load() {
 					return
 				}
@@ -130,10 +135,10 @@ func testRecovery(t *testing.T, typ transport.QueueType, outage func(t *testing.
 	}
 	t.Logf("outage after %d confirmed messages", confirmedN.Load())
 	outage(t)
-	t.Logf("broker back after %d messages dispatched", next.Load())
-	stopAt.Store(max(minTotal, next.Load()+1000))
+	t.Logf("broker back after %d messages dispatched", nextID.Load())
+	stopAt.Store(max(minTotal, nextID.Load()+1000))
 	wg.Wait()
-	total := int(next.Load())
+	total := int(nextID.Load())
 	t.Logf("all dispatched: %d confirmed, %d Dispatch calls failed", confirmedN.Load(), failures.Load())
 
 	missing := func() (n int, first string) {
@@ -178,8 +183,14 @@ func testRecovery(t *testing.T, typ transport.QueueType, outage func(t *testing.
 	if confirmedN.Load() < int64(total)*9/10 {
 		t.Errorf("only %d of %d messages confirmed within their 90 s", confirmedN.Load(), total)
 	}
-	if disconnects.Load() == 0 || starts.Load() < 2 {
+	if disconnects.Load() == 0 || starts.Load() < 4 { // two consumers, each started twice
 		t.Errorf("the outage went unnoticed: %d disconnections, %d consumer starts", disconnects.Load(), starts.Load())
+	}
+	if err := tr.Dispatch(testCtx(t, 30*time.Second), transport.Outgoing{RoutingKey: temp, Mandatory: true, Message: transport.Message{ID: "temp"}}); err != nil {
+		t.Fatalf("Dispatch to the temporary queue after recovery: %v", err)
+	}
+	if d := next(t, tempGot, 30*time.Second); d.ID != "temp" {
+		t.Fatalf("temporary queue delivered %q", d.ID)
 	}
 	deadline = time.Now().Add(30 * time.Second)
 	for {
