@@ -18,8 +18,11 @@ var consumerSeq atomic.Uint64
 
 // consumer is a running subscription to a queue: one channel (replaced
 // after a channel error or a reconnection) whose deliveries a loop hands to
-// a pool of workers, which run the handler. Workers settle on the channel
-// the delivery came from, through that channel's acker.
+// a pool of workers, which run the handler. The hand-over is buffered (up to
+// the prefetch, which bounds the deliveries anyway), so that the loop and a
+// worker do not take turns on every message; once a stop is requested,
+// workers requeue what is left instead of handling it. Workers settle on the
+// channel the delivery came from, through that channel's acker.
 type consumer struct {
 	t          *Transport
 	queue      string
@@ -72,7 +75,7 @@ func (t *Transport) Consume(ctx context.Context, queue string, opts transport.Co
 		pref:     pref,
 		tag:      opts.Tag,
 		h:        h,
-		work:     make(chan *transport.Delivery),
+		work:     make(chan *transport.Delivery, pref),
 		stopping: make(chan struct{}),
 		loopDone: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -119,7 +122,14 @@ func (t *Transport) Consume(ctx context.Context, queue string, opts transport.Co
 			defer t.wg.Done()
 			defer c.workers.Done()
 			for d := range c.work {
-				c.h(c.hctx, d)
+				select {
+				case <-c.stopping:
+					// Received but never handed to the handler: back to
+					// the queue at once.
+					_ = d.Nack(true)
+				default:
+					c.h(c.hctx, d)
+				}
 			}
 		}()
 	}
