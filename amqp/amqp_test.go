@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"net/url"
 	"reflect"
 	"strings"
@@ -734,4 +735,44 @@ func rawChannel(t testing.TB) *amqp091.Channel {
 		t.Fatal(err)
 	}
 	return ch
+}
+
+// TestDialBoundedByContext: a server that accepts TCP connections and never
+// answers must not hold Dial beyond its context.
+func TestDialBoundedByContext(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		_ = ln.Close()
+		wg.Wait()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	// Were the context ignored, the handshake would end after DialTimeout
+	// with an I/O timeout instead.
+	_, err = amqp.Dial(ctx, []string{"amqp://guest:guest@" + ln.Addr().String() + "/"}, amqp.Options{DialTimeout: 30 * time.Second})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dial = %v, want DeadlineExceeded", err)
+	}
 }

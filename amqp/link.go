@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,8 @@ type link struct {
 	blocked    chan struct{}
 	hasBlocked atomic.Bool // blocked != nil
 	stop       chan struct{}
+	ctx        context.Context // cancelled with stop, for dialling
+	quit       context.CancelFunc
 	done       chan struct{}
 }
 
@@ -64,19 +67,22 @@ func (s *session) alive() bool {
 }
 
 func newLink(t *Transport, role string, setup func(*session) error) *link {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &link{
 		t:     t,
 		role:  role,
 		setup: setup,
 		ready: make(chan struct{}),
 		stop:  make(chan struct{}),
+		ctx:   ctx,
+		quit:  cancel,
 		done:  make(chan struct{}),
 	}
 }
 
 // connect tries each URL once, starting with the one that worked last, and
 // runs the link's setup on the first connection that opens.
-func (l *link) connect() (*session, error) {
+func (l *link) connect(ctx context.Context) (*session, error) {
 	urls := l.t.urls
 	var errs []error
 	for i := range urls {
@@ -86,7 +92,10 @@ func (l *link) connect() (*session, error) {
 			return nil, transport.ErrClosed
 		default:
 		}
-		s, err := l.dialOne(urls[idx])
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s, err := l.dialOne(ctx, urls[idx])
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -102,8 +111,25 @@ func (l *link) connect() (*session, error) {
 	return nil, fmt.Errorf("amqp: %s connection: no broker reachable: %w", l.role, errors.Join(errs...))
 }
 
-func (l *link) dialOne(url string) (*session, error) {
+func (l *link) dialOne(ctx context.Context, url string) (*session, error) {
 	o := &l.t.opts
+	// amqp091 dials without a context: this dialer gives up when ctx is
+	// done, during the TCP connection and, through a deadline, during the
+	// TLS and AMQP handshakes (amqp091 clears the deadline once open).
+	var abort func() bool
+	netDial := func(network, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: o.DialTimeout}
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := conn.SetDeadline(time.Now().Add(o.DialTimeout)); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		abort = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+		return conn, nil
+	}
 	props := amqp091.NewConnectionProperties()
 	props.SetClientConnectionName(o.ConnectionName + " " + l.role)
 	cfg := amqp091.Config{
@@ -111,10 +137,16 @@ func (l *link) dialOne(url string) (*session, error) {
 		TLSClientConfig: o.TLS,
 		Properties:      props,
 		Locale:          "en_US",
-		Dial:            amqp091.DefaultDial(o.DialTimeout),
+		Dial:            netDial,
 	}
 	redacted := RedactURL(url)
 	conn, err := o.dial(url, cfg)
+	if abort != nil && !abort() && err == nil {
+		// ctx ended during the handshake: the deadline may have hit the
+		// open connection.
+		_ = conn.Close()
+		err = ctx.Err()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", redacted, l.t.secrets.wrap(err))
 	}
@@ -264,7 +296,7 @@ func (l *link) reconnect() *session {
 			return nil
 		case <-timer.C:
 		}
-		s, err := l.connect()
+		s, err := l.connect(l.ctx)
 		if err == nil {
 			return s
 		}
@@ -320,5 +352,6 @@ func (l *link) current() *session {
 // supervisor to end.
 func (l *link) close() {
 	close(l.stop)
+	l.quit()
 	<-l.done
 }

@@ -94,22 +94,15 @@ func Dial(ctx context.Context, urls []string, opts Options) (*Transport, error) 
 	dial := func(l *link) <-chan result {
 		c := make(chan result, 1)
 		go func() {
-			s, err := l.connect()
+			s, err := l.connect(ctx)
 			c <- result{s, err}
 		}()
 		return c
 	}
 	pc, cc := dial(t.pub), dial(t.con)
-	var rs [2]result
-	var ctxErr error
-	for i, c := range []<-chan result{pc, cc} {
-		select {
-		case rs[i] = <-c:
-		case <-ctx.Done():
-			ctxErr = ctx.Err()
-			rs[i] = <-c // a dial attempt is bounded by DialTimeout
-		}
-	}
+	// Both dials give up when ctx is done.
+	rs := [2]result{<-pc, <-cc}
+	ctxErr := ctx.Err()
 	if ctxErr != nil || rs[0].err != nil || rs[1].err != nil {
 		for _, r := range rs {
 			if r.s != nil {
