@@ -1,0 +1,62 @@
+package amqp_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/busline/busline/amqp"
+	"github.com/busline/busline/conformance"
+	"github.com/busline/busline/internal/brokertest"
+	"github.com/busline/busline/transport"
+)
+
+// TestConformance runs the transport conformance suite against the broker,
+// on quorum queues (the default) and on classic ones. Each transport gets
+// exchanges of its own, deleted afterwards, so that the routing subtests of
+// one do not see the bindings of another.
+func TestConformance(t *testing.T) {
+	url := brokertest.URL(t)
+	for _, typ := range []transport.QueueType{transport.Quorum, transport.Classic} {
+		t.Run(string(typ), func(t *testing.T) {
+			conformance.RunTransport(t, conformance.Harness{
+				New: func(ctx context.Context, t testing.TB) (transport.Transport, error) {
+					var b [4]byte
+					_, _ = rand.Read(b[:])
+					suffix := "-conformance-" + hex.EncodeToString(b[:])
+					opts := amqp.Options{
+						DirectExchange: transport.DefaultDirectExchange + suffix,
+						TopicExchange:  transport.DefaultTopicExchange + suffix,
+						QueueType:      typ,
+					}
+					t.Cleanup(func() { deleteExchanges(t, url, opts.DirectExchange, opts.TopicExchange) })
+					return amqp.Dial(ctx, []string{url}, opts)
+				},
+				Timeout:        20 * time.Second,
+				DelayTolerance: 3 * time.Second,
+				QueueType:      typ,
+				QueuePrefix:    "conformance-amqp",
+			})
+		})
+	}
+}
+
+func deleteExchanges(t testing.TB, url string, names ...string) {
+	conn, err := amqp091.Dial(url)
+	if err != nil {
+		t.Logf("delete exchanges: %v", err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		_ = ch.ExchangeDelete(n, false, false)
+	}
+}
