@@ -10,8 +10,13 @@
 //		})
 //	}
 //
-// The suite uses only package testing, so importing it pulls nothing into
-// a module but the transport contract.
+// [RunBus] runs package bus's scenarios (send, publish, defer, reply,
+// request, transactions, retries and the error queue, the wire format) over
+// the same transports, end to end through real endpoints; a transport should
+// pass both. Its subtests are listed on RunBus.
+//
+// The suites use only package testing and this module's own packages, so
+// importing them pulls in no other module.
 //
 // # The harness
 //
