@@ -2,6 +2,7 @@ package amqp_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,6 +96,22 @@ func rawConfirmChannel(b *testing.B, conn *amqp091.Connection) *amqp091.Channel 
 
 var rawMsg = amqp091.Publishing{DeliveryMode: amqp091.Persistent, MessageId: "m", Body: body}
 
+// ids gives every message of a benchmark its own id, as real senders do,
+// for the transport and raw columns alike.
+var ids atomic.Int64
+
+func nextID() string { return strconv.FormatInt(ids.Add(1), 36) }
+
+func transportMsg(q string) transport.Outgoing {
+	return transport.Outgoing{RoutingKey: q, Mandatory: true, Message: transport.Message{ID: nextID(), Body: body}}
+}
+
+func rawPublishing() amqp091.Publishing {
+	m := rawMsg
+	m.MessageId = nextID()
+	return m
+}
+
 func watermillPublisher(b *testing.B) *wmamqp.Publisher {
 	cfg := wmamqp.NewDurableQueueConfig(brokertest.URL(b))
 	cfg.Publish.Transactional = true
@@ -127,11 +144,10 @@ func BenchmarkSendSerial(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
 			ctx := context.Background()
-			msg := transport.Outgoing{RoutingKey: q, Mandatory: true, Message: transport.Message{ID: "m", Body: body}}
 			b.ResetTimer()
 			start := time.Now()
 			for range b.N {
-				if err := tr.Dispatch(ctx, msg); err != nil {
+				if err := tr.Dispatch(ctx, transportMsg(q)); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -145,7 +161,7 @@ func BenchmarkSendSerial(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			for range b.N {
-				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, transport.DefaultDirectExchange, q, true, false, rawMsg)
+				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, transport.DefaultDirectExchange, q, true, false, rawPublishing())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -187,8 +203,7 @@ func BenchmarkSend64(b *testing.B) {
 		b.Run("transport/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
-			msg := transport.Outgoing{RoutingKey: q, Mandatory: true, Message: transport.Message{ID: "m", Body: body}}
-			parallel(b, inFlight, func() error { return tr.Dispatch(context.Background(), msg) })
+			parallel(b, inFlight, func() error { return tr.Dispatch(context.Background(), transportMsg(q)) })
 		})
 		b.Run("raw/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
@@ -205,7 +220,7 @@ func BenchmarkSend64(b *testing.B) {
 					}
 					window = window[1:]
 				}
-				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, transport.DefaultDirectExchange, q, true, false, rawMsg)
+				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, transport.DefaultDirectExchange, q, true, false, rawPublishing())
 				if err != nil {
 					b.Fatal(err)
 				}

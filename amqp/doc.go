@@ -38,9 +38,14 @@
 // reads its confirms and its basic.return frames in the order the broker
 // sent them (a return always precedes the confirm of its message, and
 // amqp091 hands both over from one reader goroutine), and matches a return
-// to its publish by the delivery tag, which the transport puts in the header
-// "x-busline-publish-seq" of mandatory messages; consumers strip it. The
-// message id cannot serve: a retried copy keeps it.
+// to its publish. The message id alone cannot do that: a retried copy keeps
+// it. So among the mandatory messages in flight on a channel with the same
+// exchange, routing key and message id, the first goes as it is and the
+// others carry their delivery tag in the header "x-busline-publish-seq"
+// (consumers strip it); a return with the header names its publish, a
+// return without it belongs to the one untagged copy. Most messages need no
+// header, which matters: a header table costs RabbitMQ some 10% of its
+// confirmed throughput on messages that had none.
 //
 // Consumers run on a connection of their own (RabbitMQ throttles a
 // connection that publishes too fast, which must not hold back acks). Each

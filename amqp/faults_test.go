@@ -103,12 +103,8 @@ func TestFaultReturn(t *testing.T) {
 	if len(failed) != 1 || !errors.Is(failed[2], transport.ErrUnroutable) {
 		t.Fatalf("Dispatch = %v, want message 2 unroutable", err)
 	}
-	pub := b.published()
-	if _, ok := pub[3].msg.Headers[seqHeader]; ok {
+	if _, ok := b.published()[3].msg.Headers[seqHeader]; ok {
 		t.Fatal("a message that is not mandatory carries the sequence header")
-	}
-	if pub[2].msg.Headers[seqHeader] != int64(3) {
-		t.Fatalf("sequence header %#v, want 3", pub[2].msg.Headers[seqHeader])
 	}
 
 	// Under concurrency, each return still fails only its own publish.
@@ -130,6 +126,47 @@ func TestFaultReturn(t *testing.T) {
 		if (i%3 == 0) != errors.Is(err, transport.ErrUnroutable) {
 			t.Fatalf("message %d: %v", i, err)
 		}
+	}
+}
+
+// TestFaultReturnSameMessage: copies of one message (same exchange, routing
+// key and id) in flight together, one of them returned (its queue went
+// away between the two publishes): the return fails that copy only.
+func TestFaultReturnSameMessage(t *testing.T) {
+	for _, returned := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprint(returned), func(t *testing.T) {
+			b := newFakeBroker()
+			var mu sync.Mutex
+			var held []publishCall
+			b.publisher(func(ch *fakeChannel, seq uint64, p publishCall) {
+				mu.Lock()
+				defer mu.Unlock()
+				held = append(held, p)
+				if seq < 3 {
+					return // all three in flight before the broker answers
+				}
+				for i, p := range held {
+					if uint64(i+1) == returned {
+						ch.ret(p)
+					}
+					ch.ack(uint64(i + 1))
+				}
+			})
+			tr := dialFake(t, b)
+			err := tr.Dispatch(ctxFor(t, 5*time.Second), outgoing("same", "same", "same")...)
+			failed := failedIndexes(t, err)
+			if len(failed) != 1 || !errors.Is(failed[int(returned)-1], transport.ErrUnroutable) {
+				t.Fatalf("Dispatch = %v, want message %d unroutable", err, returned-1)
+			}
+			// The first copy went untagged, the others carried their tag.
+			var tags []any
+			for _, p := range b.published() {
+				tags = append(tags, p.msg.Headers[seqHeader])
+			}
+			if fmt.Sprint(tags) != fmt.Sprint([]any{nil, int64(2), int64(3)}) {
+				t.Fatalf("sequence headers %v", tags)
+			}
+		})
 	}
 }
 
