@@ -52,10 +52,12 @@
 //
 // # Connections
 //
-// Each [Transport] is one connection to its broker. Closing it closes its
-// consumers (requeueing what they had not settled) and deletes the
-// temporary queues ([transport.Queue.Temporary]) it declared, as RabbitMQ
-// does with a connection's exclusive queues.
+// Each [Transport] is one connection to its broker. The temporary queues
+// ([transport.Queue.Temporary]) it declares are RabbitMQ's exclusive
+// queues: other transports may publish to them but get an error wrapping
+// [transport.ErrTopologyConflict] (RabbitMQ's RESOURCE_LOCKED) for anything
+// else. Closing a transport closes its consumers (requeueing what they had
+// not settled) and deletes its temporary queues.
 //
 // [Broker.Disconnect], [Broker.Reconnect], [Broker.DropConnections] and
 // their per-transport versions [Transport.Disconnect] and
@@ -88,7 +90,10 @@
 // inside a [testing/synctest] bubble: a broker created inside a bubble runs
 // on the bubble's fake clock, and synctest.Wait returns once every consumer
 // is idle. Create the broker (and its transports) inside the bubble that
-// uses them.
+// uses them. The race detector does not count the firing of a timer as
+// synchronization with the goroutine that slept until then, so a test should
+// guard what its handlers share with it (a mutex or a channel) rather than
+// rely on time.Sleep and synctest.Wait alone.
 //
 // # Test affordances
 //
@@ -96,9 +101,10 @@
 // need: [Broker.Depth], [Broker.Messages] and [Broker.Stats] show a queue's
 // contents, [Broker.WaitIdle] waits until every message that can be consumed
 // has been handled, [Broker.Journal] records every message dispatched,
-// delivered, acked, nacked and requeued, [Broker.Deferred] lists the
-// messages waiting for their time, and [Broker.FailDispatches] makes the next
-// dispatches fail.
+// delivered, acked, nacked and requeued (the newest [DefaultJournalLimit]
+// records unless [Broker.SetJournalLimit] says otherwise),
+// [Broker.Deferred] lists the messages waiting for their time, and
+// [Broker.FailDispatches] makes the next dispatches fail.
 //
 // # Errors
 //
