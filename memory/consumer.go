@@ -122,12 +122,7 @@ func (dl *delivery) Nack(_ uint64, requeue bool) error { return dl.c.b.settle(dl
 // Get for the getter.
 func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry, now time.Time) *delivery {
 	c.nextTag++
-	dl := &e.first
-	if e.firstUsed {
-		dl = new(delivery)
-	}
-	e.firstUsed = true
-	dl.c, dl.q, dl.e = c, q, e
+	dl := &delivery{c: c, q: q, e: e}
 	dl.d.Queue = q.name
 	dl.d.Exchange = e.kind
 	dl.d.RoutingKey = e.key

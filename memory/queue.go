@@ -16,11 +16,6 @@ type entry struct {
 	kind        transport.Exchange
 	key         string
 	redelivered bool
-
-	// first is the message's first delivery, allocated with it since most
-	// messages are delivered once; a redelivery gets a delivery of its own.
-	first     delivery
-	firstUsed bool
 }
 
 type queue struct {
