@@ -37,6 +37,10 @@ type consumer struct {
 	done    chan struct{}
 	workers sync.WaitGroup
 
+	// spare is a delivery allocated before the broker's lock was taken, for
+	// the next delivery to use.
+	spare atomic.Pointer[delivery]
+
 	// Guarded by b.mu.
 	q        *queue // attached to, nil while stopped or disconnected
 	unacked  deliveryList
@@ -122,7 +126,11 @@ func (dl *delivery) Nack(_ uint64, requeue bool) error { return dl.c.b.settle(dl
 // Get for the getter.
 func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry, now time.Time) *delivery {
 	c.nextTag++
-	dl := &delivery{c: c, q: q, e: e}
+	dl := c.spare.Swap(nil)
+	if dl == nil {
+		dl = new(delivery)
+	}
+	dl.c, dl.q, dl.e = c, q, e
 	dl.d.Queue = q.name
 	dl.d.Exchange = e.kind
 	dl.d.RoutingKey = e.key
@@ -142,6 +150,13 @@ func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry, now time.Time) *
 }
 
 func (b *Broker) settle(dl *delivery, ack, requeue bool) error {
+	// Whatever can be done before taking the lock is: a producer waits for
+	// it.
+	now := b.stamp()
+	c := dl.c
+	if c.ch != nil && c.spare.Load() == nil {
+		c.spare.Store(new(delivery))
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	verb := "ack"
@@ -159,8 +174,7 @@ func (b *Broker) settle(dl *delivery, ack, requeue bool) error {
 	default:
 		return fmt.Errorf("memory: %s delivery %d of queue %q: %w", verb, dl.d.Tag, dl.q.name, transport.ErrSettled)
 	}
-	c, q := dl.c, dl.q
-	now := b.stamp()
+	q := dl.q
 	c.unacked.remove(dl)
 	if q.deleted {
 		dl.state.Store(stateGone)

@@ -263,4 +263,5 @@ func (b *Broker) SetJournalLimit(n int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.journal.setLimit(n)
+	b.journalOn.Store(n != 0)
 }

@@ -283,10 +283,10 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 	if err := ctx.Err(); err != nil {
 		return t.dispatchErrors(msgs, fmt.Errorf("memory: %w", err))
 	}
+	stamp := t.b.stamp()
 	if err := t.cn.lockReady(ctx, "dispatch", true); err != nil {
 		return t.dispatchErrors(msgs, err)
 	}
-	stamp := t.b.stamp()
 	var errs []error
 	for i := range msgs {
 		o := &msgs[i]
