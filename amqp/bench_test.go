@@ -25,6 +25,10 @@ import (
 //
 //   - bus: package bus over this transport (Send from a send-only client;
 //     an endpoint with a typed handler), JSON bodies of about 256 bytes;
+//   - rawbus: amqp091-go publishing (or consuming) exactly what the bus
+//     puts on the wire, PikaBus headers included: bus against rawbus is
+//     the cost of busline itself, bus against raw includes the cost to
+//     RabbitMQ of the PikaBus headers;
 //   - transport: this package (Dispatch of a 1-message batch; Consume);
 //   - raw: amqp091-go used directly, as well as it can be, publishing
 //     what the transport publishes (persistent, mandatory, through the
@@ -51,6 +55,56 @@ type benchPayload struct {
 var payload = benchPayload{Data: string(make([]byte, 256-len(`{"Data":""}`)))}
 
 func (benchPayload) MessageType() string { return "bench.Payload" }
+
+// capture records the first message a bus dispatches through it.
+type capture struct {
+	*amqp.Transport
+	mu  sync.Mutex
+	out *transport.Outgoing
+}
+
+func (c *capture) Dispatch(ctx context.Context, msgs ...transport.Outgoing) error {
+	c.mu.Lock()
+	if c.out == nil && len(msgs) > 0 {
+		m := msgs[0]
+		c.out = &m
+	}
+	c.mu.Unlock()
+	return c.Transport.Dispatch(ctx, msgs...)
+}
+
+// busPublishing returns the message a bus Send of payload to q puts on the
+// wire (PikaBus headers and properties), for raw amqp091-go to publish the
+// same bytes; each copy gets its own message id.
+func busPublishing(b *testing.B, tr *amqp.Transport, q string) func() amqp091.Publishing {
+	c := &capture{Transport: tr}
+	s, err := bus.New(c, "", bus.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Send(context.Background(), q, payload); err != nil {
+		b.Fatal(err)
+	}
+	// Take the one message out of the queue again.
+	if d, ok, err := tr.Get(context.Background(), q); err != nil || !ok {
+		b.Fatalf("Get: %v %v", ok, err)
+	} else {
+		_ = d.Ack()
+	}
+	m := c.out.Message
+	h := amqp091.Table{}
+	for k, v := range m.Headers {
+		h[k] = v
+	}
+	return func() amqp091.Publishing {
+		return amqp091.Publishing{
+			Headers: h, ContentType: m.ContentType, ContentEncoding: m.ContentEncoding,
+			DeliveryMode: amqp091.Persistent, CorrelationId: m.CorrelationID, ReplyTo: m.ReplyTo,
+			MessageId: nextID(), Timestamp: m.Timestamp, Type: m.Type, Body: m.Body,
+		}
+	}
+}
 
 // sender returns a send-only bus client on tr.
 func sender(b *testing.B, tr *amqp.Transport) *bus.Bus {
@@ -140,6 +194,25 @@ func BenchmarkSendSerial(b *testing.B) {
 			}
 			reportRate(b, start)
 		})
+		b.Run("rawbus/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			msg := busPublishing(b, tr, q)
+			ch := rawConfirmChannel(b, rawConn(b))
+			ctx := context.Background()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, transport.DefaultDirectExchange, q, true, false, msg())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !dc.Wait() {
+					b.Fatal("nack")
+				}
+			}
+			reportRate(b, start)
+		})
 		b.Run("transport/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
@@ -205,33 +278,15 @@ func BenchmarkSend64(b *testing.B) {
 			q := benchQueue(b, tr, typ)
 			parallel(b, inFlight, func() error { return tr.Dispatch(context.Background(), transportMsg(q)) })
 		})
+		b.Run("rawbus/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			rawWindow(b, q, inFlight, busPublishing(b, tr, q))
+		})
 		b.Run("raw/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
-			ch := rawConfirmChannel(b, rawConn(b))
-			ctx := context.Background()
-			window := make([]*amqp091.DeferredConfirmation, 0, inFlight)
-			b.ResetTimer()
-			start := time.Now()
-			for range b.N {
-				if len(window) == inFlight {
-					if !window[0].Wait() {
-						b.Fatal("nack")
-					}
-					window = window[1:]
-				}
-				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, transport.DefaultDirectExchange, q, true, false, rawPublishing())
-				if err != nil {
-					b.Fatal(err)
-				}
-				window = append(window, dc)
-			}
-			for _, dc := range window {
-				if !dc.Wait() {
-					b.Fatal("nack")
-				}
-			}
-			reportRate(b, start)
+			rawWindow(b, q, inFlight, rawPublishing)
 		})
 		b.Run("watermill/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
@@ -240,6 +295,35 @@ func BenchmarkSend64(b *testing.B) {
 			parallel(b, inFlight, func() error { return pub.Publish(q, message.NewMessage(watermill.NewUUID(), body)) })
 		})
 	}
+}
+
+// rawWindow publishes b.N messages from one goroutine on one channel,
+// keeping n confirms in flight.
+func rawWindow(b *testing.B, q string, n int, msg func() amqp091.Publishing) {
+	ch := rawConfirmChannel(b, rawConn(b))
+	ctx := context.Background()
+	window := make([]*amqp091.DeferredConfirmation, 0, n)
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if len(window) == n {
+			if !window[0].Wait() {
+				b.Fatal("nack")
+			}
+			window = window[1:]
+		}
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, transport.DefaultDirectExchange, q, true, false, msg())
+		if err != nil {
+			b.Fatal(err)
+		}
+		window = append(window, dc)
+	}
+	for _, dc := range window {
+		if !dc.Wait() {
+			b.Fatal("nack")
+		}
+	}
+	reportRate(b, start)
 }
 
 // parallel runs b.N calls of f from n goroutines and reports the rate.
@@ -355,30 +439,18 @@ func BenchmarkConsume(b *testing.B) {
 			b.StopTimer()
 			_ = c.Close()
 		})
+		b.Run("rawbus/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			c := sender(b, tr)
+			parallel(b, 64, func() error { return c.Send(context.Background(), q, payload) })
+			rawConsume(b, q)
+		})
 		b.Run("raw/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
 			preload(b, q, b.N)
-			ch, err := rawConn(b).Channel()
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			start := time.Now()
-			if err := ch.Qos(100, 0, false); err != nil {
-				b.Fatal(err)
-			}
-			ds, err := ch.Consume(q, "", false, false, false, false, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for range b.N {
-				d := <-ds
-				if err := d.Ack(false); err != nil {
-					b.Fatal(err)
-				}
-			}
-			reportRate(b, start)
+			rawConsume(b, q)
 		})
 		b.Run("watermill/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
@@ -410,4 +482,29 @@ func BenchmarkConsume(b *testing.B) {
 			_ = sub.Close()
 		})
 	}
+}
+
+// rawConsume consumes b.N messages of q with amqp091-go, prefetch 100,
+// acking each.
+func rawConsume(b *testing.B, q string) {
+	ch, err := rawConn(b).Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	if err := ch.Qos(100, 0, false); err != nil {
+		b.Fatal(err)
+	}
+	ds, err := ch.Consume(q, "", false, false, false, false, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range b.N {
+		d := <-ds
+		if err := d.Ack(false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b, start)
 }
