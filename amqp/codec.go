@@ -23,93 +23,103 @@ import (
 // and back: every field type amqp091 can read decodes to a canonical value,
 // so a header from a foreign producer never makes a message unreadable.
 
-// encodeHeaders turns canonical headers into an amqp091 table.
+// encodeHeaders turns headers into an amqp091 table. Normalize makes a
+// deep copy in canonical form, which is then converted in place: the
+// caller's headers are never touched.
 func encodeHeaders(h transport.Headers) (amqp091.Table, error) {
 	n, err := h.Normalize()
-	if err != nil {
+	if err != nil || len(n) == 0 {
 		return nil, err
 	}
-	if len(n) == 0 {
-		return nil, nil
-	}
-	t := make(amqp091.Table, len(n))
 	for k, v := range n {
-		t[k] = encodeValue(v)
+		if c, ok := encodeValue(v); ok {
+			n[k] = c
+		}
 	}
-	return t, nil
+	return amqp091.Table(n), nil
 }
 
-func encodeValue(v any) any {
+// encodeValue converts, in place where it can, a canonical value that
+// amqp091 writes differently; ok reports a replacement.
+func encodeValue(v any) (any, bool) {
 	switch v := v.(type) {
 	case map[string]any:
-		t := make(amqp091.Table, len(v))
 		for k, e := range v {
-			t[k] = encodeValue(e)
+			if c, ok := encodeValue(e); ok {
+				v[k] = c
+			}
 		}
-		return t
+		return amqp091.Table(v), true
 	case []any:
-		a := make([]any, len(v))
 		for i, e := range v {
-			a[i] = encodeValue(e)
+			if c, ok := encodeValue(e); ok {
+				v[i] = c
+			}
 		}
-		return a
 	case transport.Decimal:
-		return amqp091.Decimal{Scale: v.Scale, Value: v.Value}
+		return amqp091.Decimal{Scale: v.Scale, Value: v.Value}, true
 	}
-	return v
+	return nil, false
 }
 
-// decodeHeaders turns a table read by amqp091 into canonical headers,
-// leaving out the keys drop reports true for.
+// decodeHeaders turns a table read by amqp091, which the delivery owns,
+// into canonical headers in place, leaving out the keys drop reports true
+// for.
 func decodeHeaders(t amqp091.Table, drop func(string) bool) transport.Headers {
 	if len(t) == 0 {
 		return nil
 	}
-	h := make(transport.Headers, len(t))
 	for k, v := range t {
 		if drop != nil && drop(k) {
+			delete(t, k)
 			continue
 		}
-		h[k] = decodeValue(v)
+		if c, ok := decodeValue(v); ok {
+			t[k] = c
+		}
 	}
-	if len(h) == 0 {
+	if len(t) == 0 {
 		return nil
 	}
-	return h
+	return transport.Headers(t)
 }
 
-func decodeValue(v any) any {
+// decodeValue converts, in place where it can, a value amqp091 read into
+// its canonical form; ok reports a replacement.
+func decodeValue(v any) (any, bool) {
 	switch v := v.(type) {
 	case amqp091.Table:
-		m := make(map[string]any, len(v))
 		for k, e := range v {
-			m[k] = decodeValue(e)
+			if c, ok := decodeValue(e); ok {
+				v[k] = c
+			}
 		}
-		return m
+		return map[string]any(v), true
 	case map[string]any:
-		m := make(map[string]any, len(v))
 		for k, e := range v {
-			m[k] = decodeValue(e)
+			if c, ok := decodeValue(e); ok {
+				v[k] = c
+			}
 		}
-		return m
 	case []any:
-		a := make([]any, len(v))
 		for i, e := range v {
-			a[i] = decodeValue(e)
+			if c, ok := decodeValue(e); ok {
+				v[i] = c
+			}
 		}
-		return a
 	case amqp091.Decimal:
-		return transport.Decimal{Scale: v.Scale, Value: v.Value}
+		return transport.Decimal{Scale: v.Scale, Value: v.Value}, true
 	case time.Time:
-		return v.UTC()
+		return v.UTC(), true
 	case int:
 		// amqp091 never reads an int, but a fake or a future version might.
-		return int64(v)
+		return int64(v), true
 	case nil, bool, string, []byte, int8, uint8, int16, uint16, int32, uint32, int64, float32, float64:
-		return v
+	default:
+		// Unreachable with amqp091's reader; keep the message readable.
+		return fmt.Sprint(v), true
 	}
-	// Unreachable with amqp091's reader; keep the message readable anyway.
-	return fmt.Sprint(v)
+	return nil, false
 }
 
 // publishing builds the amqp091 message for m. Messages are persistent.

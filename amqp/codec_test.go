@@ -1,0 +1,107 @@
+package amqp
+
+import (
+	"math"
+	"reflect"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/busline/busline/transport"
+)
+
+func TestCodecRoundTrip(t *testing.T) {
+	ts := time.Date(2026, 11, 22, 10, 11, 12, 0, time.UTC)
+	in := transport.Headers{
+		"s": "x", "b": true, "nil": nil, "int": 1 << 40, "small": 7, "u64": uint64(math.MaxInt64),
+		"i8": int8(-1), "u8": uint8(1), "i16": int16(-2), "u16": uint16(2), "i32": int32(-3), "u32": uint32(3),
+		"f32": float32(.5), "f64": .25, "dec": transport.Decimal{Scale: 1, Value: 5}, "t": ts, "bytes": []byte("b"),
+		"table": map[string]any{"n": transport.Headers{"d": transport.Decimal{Value: 1}}},
+		"arr":   []any{[]string{"a"}, map[string]any{"k": 1}},
+	}
+	before := in.Clone()
+	table, err := encodeHeaders(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, before) {
+		t.Fatal("encodeHeaders changed its input")
+	}
+	if err := table.Validate(); err != nil {
+		t.Fatalf("amqp091 refuses the table: %v", err)
+	}
+	if _, ok := table["int"].(int64); !ok {
+		t.Fatalf("1<<40 encoded as %T", table["int"])
+	}
+	if _, ok := table["table"].(amqp091.Table)["n"].(amqp091.Table)["d"].(amqp091.Decimal); !ok {
+		t.Fatalf("nested decimal encoded as %#v", table["table"])
+	}
+	got := decodeHeaders(table, nil)
+	want, _ := in.Normalize()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("round trip:\n got %#v\nwant %#v", got, want)
+	}
+}
+
+func TestDecodeForeignTable(t *testing.T) {
+	// What amqp091 reads from a dead-lettered message, plus types no
+	// transport writes but a foreign producer may.
+	local := time.FixedZone("x", 3600)
+	tbl := amqp091.Table{
+		"x-death": []any{amqp091.Table{"count": int64(1), "time": time.Date(2026, 1, 1, 1, 0, 0, 0, local),
+			"routing-keys": []any{"a"}}},
+		"x-first-death-queue": "q",
+		"dec":                 amqp091.Decimal{Scale: 2, Value: 3},
+		"seq":                 int64(4),
+		"keep":                "yes",
+	}
+	drop := func(k string) bool { return deathHeader(k) || k == "seq" }
+	got := decodeHeaders(tbl, drop)
+	want := transport.Headers{"dec": transport.Decimal{Scale: 2, Value: 3}, "keep": "yes"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %#v", got)
+	}
+	h := decodeHeaders(amqp091.Table{"x-death": []any{amqp091.Table{"time": time.Date(2026, 1, 1, 1, 0, 0, 0, local)}}}, nil)
+	entry := h["x-death"].([]any)[0].(map[string]any)
+	if entry["time"] != time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) {
+		t.Fatalf("time %#v, want UTC", entry["time"])
+	}
+	if _, err := h.Normalize(); err != nil {
+		t.Fatalf("decoded headers not canonical: %v", err)
+	}
+	if decodeHeaders(amqp091.Table{"x-death": []any{}}, deathHeader) != nil {
+		t.Fatal("headers left empty should be nil")
+	}
+}
+
+func TestDelayKeys(t *testing.T) {
+	d := delays{levels: 4, prefix: "p", delivery: "p-delivery"}
+	for _, c := range []struct {
+		delay time.Duration
+		key   string
+		entry string
+	}{
+		{time.Second, "0.0.0.1.q.x", "p-00"},
+		{1500 * time.Millisecond, "0.0.1.0.q.x", "p-01"}, // rounded up, never early
+		{5 * time.Second, "0.1.0.1.q.x", "p-02"},
+		{15 * time.Second, "1.1.1.1.q.x", "p-03"},
+	} {
+		s := seconds(c.delay)
+		if got := d.key(s, "q.x"); got != c.key {
+			t.Errorf("key(%v) = %q, want %q", c.delay, got, c.key)
+		}
+		if got := d.entry(s); got != c.entry {
+			t.Errorf("entry(%v) = %q, want %q", c.delay, got, c.entry)
+		}
+		if got := d.destination(c.key); got != "q.x" {
+			t.Errorf("destination(%q) = %q", c.key, got)
+		}
+	}
+	if d.max() != 15*time.Second {
+		t.Fatalf("max = %v", d.max())
+	}
+	if d.bindingKey("q.x") != "*.*.*.*.q.x" {
+		t.Fatalf("bindingKey = %q", d.bindingKey("q.x"))
+	}
+}
