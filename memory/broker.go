@@ -688,11 +688,11 @@ func (b *Broker) Publish(exchangeName, key string, msg transport.Message, opts P
 //
 // It may be called without the lock, so that callers read the clock before
 // they take it.
-func (b *Broker) stamp() time.Time {
+func (b *Broker) stamp() stamp {
 	if !b.journalOn.Load() {
-		return time.Time{}
+		return 0
 	}
-	return b.started.Add(time.Since(b.started))
+	return stamp(time.Since(b.started))
 }
 
 // publishLocked routes and enqueues e (which the broker now owns: its
@@ -700,12 +700,8 @@ func (b *Broker) stamp() time.Time {
 // it when notBefore is in the future. from is the publishing connection,
 // nil for Broker.Publish; now stamps the journal. The error wraps a
 // sentinel and says no more than why.
-func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore, now time.Time) error {
-	connName := ""
-	if from != nil {
-		connName = from.name
-	}
-	r := record{op: Dispatched, conn: connName, e: e}
+func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore time.Time, now stamp) error {
+	r := record{op: Dispatched, cn: from, e: e}
 	fail := func(err error) error {
 		r.op = Failed
 		x := r.extras()
@@ -729,7 +725,7 @@ func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore, 
 			return fail(fmt.Errorf("%w: no queue is bound under this routing key", transport.ErrUnroutable))
 		}
 		b.seq++
-		b.sched.addLocked(b, &deferred{due: notBefore, seq: b.seq, from: connName, e: e})
+		b.sched.addLocked(b, &deferred{due: notBefore, seq: b.seq, from: from, e: e})
 		r.extras().notBefore = notBefore
 		b.journal.add(&r, now)
 		return nil
@@ -745,7 +741,7 @@ func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore, 
 }
 
 // enqueueLocked puts e on the first of qs and copies of it on the others.
-func (b *Broker) enqueueLocked(ex *exchange, e *entry, qs []*queue, now time.Time) {
+func (b *Broker) enqueueLocked(ex *exchange, e *entry, qs []*queue, now stamp) {
 	e.kind = transport.Direct
 	if ex != nil && ex.kind == ExchangeTopic {
 		e.kind = transport.Topic

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/busline/busline/transport"
 )
@@ -124,7 +123,7 @@ func (dl *delivery) Nack(_ uint64, requeue bool) error { return dl.c.b.settle(dl
 
 // deliverLocked hands e to c: to its handler goroutines, or to the caller of
 // Get for the getter.
-func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry, now time.Time) *delivery {
+func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry, now stamp) *delivery {
 	c.nextTag++
 	dl := c.spare.Swap(nil)
 	if dl == nil {
@@ -141,7 +140,7 @@ func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry, now time.Time) *
 	c.unacked.push(dl)
 	q.unacked++
 	if b.journal.limit != 0 {
-		b.journal.add(&record{op: Delivered, conn: c.cn.name, e: e, queue: q.name, consumer: c.tag, redelivered: e.redelivered}, now)
+		b.journal.add(&record{op: Delivered, cn: c.cn, c: c, e: e, q: q, redelivered: e.redelivered}, now)
 	}
 	if c.ch != nil {
 		c.ch <- dl
@@ -181,7 +180,7 @@ func (b *Broker) settle(dl *delivery, ack, requeue bool) error {
 		return fmt.Errorf("memory: %s delivery %d of queue %q: %w: the queue was deleted", verb, dl.d.Tag, q.name, transport.ErrNotFound)
 	}
 	q.unacked--
-	r := record{op: Acked, conn: c.cn.name, e: dl.e, queue: q.name, consumer: c.tag, redelivered: dl.redelivered}
+	r := record{op: Acked, cn: c.cn, c: c, e: dl.e, q: q, redelivered: dl.redelivered}
 	if ack {
 		dl.state.Store(stateAcked)
 	} else {
@@ -221,7 +220,7 @@ func (c *consumer) returnLocked(state uint32) {
 	}
 }
 
-func (c *consumer) returnOneLocked(dl *delivery, state uint32, now time.Time) {
+func (c *consumer) returnOneLocked(dl *delivery, state uint32, now stamp) {
 	q := dl.q
 	if q.deleted {
 		dl.state.Store(stateGone)
@@ -230,7 +229,7 @@ func (c *consumer) returnOneLocked(dl *delivery, state uint32, now time.Time) {
 	dl.state.Store(state)
 	q.unacked--
 	q.requeue(dl.e)
-	c.b.journal.add(&record{op: Requeued, conn: c.cn.name, e: dl.e, queue: q.name, consumer: c.tag, redelivered: dl.redelivered}, now)
+	c.b.journal.add(&record{op: Requeued, cn: c.cn, c: c, e: dl.e, q: q, redelivered: dl.redelivered}, now)
 }
 
 // drainLocked empties ch: deliveries no handler has taken yet.

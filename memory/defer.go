@@ -10,7 +10,7 @@ import (
 type deferred struct {
 	due  time.Time
 	seq  uint64
-	from string
+	from *conn
 	e    *entry
 }
 
@@ -85,7 +85,7 @@ func (b *Broker) fireDue() {
 	if b.closed || b.sched.stopped {
 		return
 	}
-	now := time.Now()
+	now, st := time.Now(), b.stamp()
 	for len(b.sched.heap) > 0 && !b.sched.heap[0].due.After(now) {
 		d := heap.Pop(&b.sched.heap).(*deferred)
 		e := d.e
@@ -97,11 +97,11 @@ func (b *Broker) fireDue() {
 		if ex != nil || e.exchange == "" {
 			qs = b.routeLocked(ex, e.key)
 		}
-		r := record{op: Due, conn: d.from, e: e}
+		r := record{op: Due, cn: d.from, e: e}
 		r.extras().notBefore = d.due
 		r.setQueues(qs)
-		b.journal.add(&r, now)
-		b.enqueueLocked(ex, e, qs, now)
+		b.journal.add(&r, st)
+		b.enqueueLocked(ex, e, qs, st)
 	}
 	b.sched.armLocked(b)
 	b.checkIdleLocked()

@@ -101,15 +101,18 @@ type record struct {
 	redelivered bool
 	requeue     bool
 	seq         uint64
-	time        time.Time
+	at          stamp
 	e           *entry
-	conn        string
-	// queue is the Queue of a delivery's record, or the one queue a
-	// Dispatched or Due message entered.
-	queue    string
-	consumer string
-	extra    *recordExtra
+	cn          *conn // the connection involved, if any
+	c           *consumer
+	// q is the Queue of a delivery's record, or the one queue a Dispatched
+	// or Due message entered.
+	q     *queue
+	extra *recordExtra
 }
+
+// stamp is a time on the broker's clock: how long after the broker started.
+type stamp time.Duration
 
 type recordExtra struct {
 	notBefore time.Time
@@ -128,7 +131,7 @@ func (r *record) setQueues(qs []*queue) {
 	switch len(qs) {
 	case 0:
 	case 1:
-		r.queue = qs[0].name
+		r.q = qs[0]
 	default:
 		x := r.extras()
 		x.queues = make([]string, len(qs))
@@ -138,19 +141,24 @@ func (r *record) setQueues(qs []*queue) {
 	}
 }
 
-func (r *record) export() Record {
+func (r *record) export(started time.Time) Record {
 	out := Record{
-		Seq: r.seq, Op: r.op, Time: r.time.Round(0), Connection: r.conn,
-		Exchange: r.e.exchange, RoutingKey: r.e.key, Consumer: r.consumer,
+		Seq: r.seq, Op: r.op, Time: started.Add(time.Duration(r.at)).Round(0),
+		Exchange: r.e.exchange, RoutingKey: r.e.key,
 		Redelivered: r.redelivered, Requeue: r.requeue, Message: r.e.msg.Clone(),
 	}
-	switch r.op {
-	case Dispatched, Due:
-		if r.queue != "" {
-			out.Queues = []string{r.queue}
-		}
+	if r.cn != nil {
+		out.Connection = r.cn.name
+	}
+	if r.c != nil {
+		out.Consumer = r.c.tag
+	}
+	switch {
+	case r.q == nil:
+	case r.op == Dispatched || r.op == Due:
+		out.Queues = []string{r.q.name}
 	default:
-		out.Queue = r.queue
+		out.Queue = r.q.name
 	}
 	if x := r.extra; x != nil {
 		out.NotBefore, out.Err = x.notBefore, x.err
@@ -174,12 +182,12 @@ type journal struct {
 	spare  []record
 }
 
-func (j *journal) add(r *record, now time.Time) {
+func (j *journal) add(r *record, now stamp) {
 	j.seq++
 	if j.limit == 0 {
 		return
 	}
-	r.seq, r.time = j.seq, now
+	r.seq, r.at = j.seq, now
 	j.push(r)
 }
 
@@ -244,7 +252,7 @@ func (b *Broker) Journal() []Record {
 	b.mu.Unlock()
 	out := make([]Record, len(recs))
 	for i := range recs {
-		out[i] = recs[i].export()
+		out[i] = recs[i].export(b.started)
 	}
 	return out
 }

@@ -2,7 +2,6 @@ package memory
 
 import (
 	"sort"
-	"time"
 
 	"github.com/busline/busline/transport"
 )
@@ -137,7 +136,7 @@ func (q *queue) stats() QueueStats {
 // pumpLocked hands ready messages to consumers with room in their prefetch
 // window, round robin, until either runs out.
 // now stamps the journal's records.
-func (q *queue) pumpLocked(b *Broker, now time.Time) {
+func (q *queue) pumpLocked(b *Broker, now stamp) {
 	for q.readyLen() > 0 && len(q.consumers) > 0 {
 		c := q.nextConsumer()
 		if c == nil {
