@@ -493,3 +493,32 @@ func ExampleWithHeaders() {
 	t.Broker().WaitIdle(ctx)
 	// Output: order-o-1-ship checkout-42 acme
 }
+
+// Shutdown stops consuming and waits for the handlers under way, which
+// finish and dispatch what they sent; afterwards calls fail with ErrClosed.
+func ExampleBus_Shutdown() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	b, _ := bus.New(t, "shipping", bus.Options{})
+	started, release := make(chan struct{}), make(chan struct{})
+	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+		close(started)
+		<-release
+		fmt.Println("handler finished", cmd.OrderID)
+		return nil
+	})
+	b.Start(ctx)
+	b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"})
+	<-started
+
+	done := make(chan error)
+	go func() { done <- b.Shutdown(ctx) }()
+	close(release)
+	fmt.Println("shutdown:", <-done)
+	fmt.Println(errors.Is(b.Send(ctx, "shipping", ShipOrder{}), bus.ErrClosed))
+	// Output:
+	// handler finished o-1
+	// shutdown: <nil>
+	// true
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/busline/busline/middleware"
@@ -76,11 +75,6 @@ type scope struct {
 	mu     sync.Mutex
 	outbox []transport.Outgoing
 	ended  bool
-	inline [1]transport.Outgoing // the first outgoing message, without allocating
-
-	meta     Incoming
-	metaDone atomic.Bool
-	metaMu   sync.Mutex
 }
 
 func (s *scope) Value(k any) any {
@@ -94,7 +88,6 @@ func (s *scope) String() string { return "bus.scope" }
 
 func (s *scope) init(parent context.Context, b *Bus, in *middleware.Message, outer *scope) {
 	s.Context, s.b, s.in, s.outer = parent, b, in, outer
-	s.outbox = s.inline[:0]
 }
 
 // add appends o to the outbox, unless the scope has ended.
@@ -118,19 +111,10 @@ func (s *scope) finish() []transport.Outgoing {
 	return out
 }
 
-// incoming returns the metadata of the message being handled, read once.
-func (s *scope) incoming() Incoming {
-	if s.metaDone.Load() {
-		return s.meta
-	}
-	s.metaMu.Lock()
-	defer s.metaMu.Unlock()
-	if !s.metaDone.Load() {
-		s.meta = s.b.readIncoming(s.in)
-		s.metaDone.Store(true)
-	}
-	return s.meta
-}
+// incoming returns the metadata of the message being handled. It is read
+// on each call (handlers rarely ask twice), which keeps it out of the
+// per-message allocation.
+func (s *scope) incoming() Incoming { return s.b.readIncoming(s.in) }
 
 // readIncoming reads the metadata of m leniently: headers of foreign types
 // are ignored, never an error.
