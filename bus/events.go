@@ -35,6 +35,7 @@ const (
 	TransportEvent
 )
 
+// String returns the kind's name, such as "started".
 func (k EventKind) String() string {
 	switch k {
 	case Started:
