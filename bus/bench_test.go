@@ -80,6 +80,7 @@ func BenchmarkBus(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(256)
 			b.ResetTimer()
+			cpu := cpuTime()
 			for range b.N {
 				slots <- struct{}{}
 				if err := bs.Send(ctx, "bench", msg); err != nil {
@@ -92,6 +93,7 @@ func BenchmarkBus(b *testing.B) {
 				b.Fatalf("handled %d of %d", handled.Load(), b.N)
 			}
 			b.StopTimer()
+			reportCPU(b, cpu)
 		})
 	}
 }
@@ -137,6 +139,7 @@ func BenchmarkWatermill(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(256)
 	b.ResetTimer()
+	cpu := cpuTime()
 	for range b.N {
 		slots <- struct{}{}
 		payload, err := json.Marshal(msg)
@@ -153,4 +156,13 @@ func BenchmarkWatermill(b *testing.B) {
 		b.Fatalf("handled %d of %d", handled.Load(), b.N)
 	}
 	b.StopTimer()
+	reportCPU(b, cpu)
+}
+
+// reportCPU reports the process's CPU time per message since start, in
+// every goroutine, garbage collection included.
+func reportCPU(b *testing.B, start time.Duration) {
+	if used := cpuTime() - start; used > 0 {
+		b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}
 }
