@@ -53,6 +53,34 @@ func TestRoundRobin(t *testing.T) {
 	})
 }
 
+// TestRoundRobinSkipsFullConsumers checks that a consumer whose prefetch
+// window is full is passed over, and gets its turn again once it has room.
+func TestRoundRobinSkipsFullConsumers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newTransport(t, memory.Options{})
+		declare(t, tr, "q")
+		a, b := newCollector(), newCollector()
+		consume(t, tr, "q", transport.ConsumeOptions{Prefetch: 1}, a.handle)
+		consume(t, tr, "q", transport.ConsumeOptions{Prefetch: 10}, b.handle)
+		send(t, tr, "q", "1", "2", "3", "4")
+		held := a.drain()
+		if got := ids(held...); got != "1 " {
+			t.Fatalf("full consumer got %q", got)
+		}
+		if got := ids(b.drain()...); got != "2 3 4 " {
+			t.Fatalf("other consumer got %q", got)
+		}
+		must(t, held[0].Ack())
+		send(t, tr, "q", "5", "6", "7")
+		if got := ids(a.drain()...); got != "5 " {
+			t.Fatalf("after its ack the first consumer got %q", got)
+		}
+		if got := ids(b.drain()...); got != "6 7 " {
+			t.Fatalf("then the other got %q", got)
+		}
+	})
+}
+
 func TestPrefetchBoundsUnsettled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tr := newTransport(t, memory.Options{})
