@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/busline/busline/transport"
 )
@@ -55,12 +56,23 @@ func benchmarkTransport(b *testing.B, prefetch, journal int) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuTime()
 	for range b.N {
 		if err := tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "bench", Message: transport.Message{Body: body}}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	<-done
+	b.StopTimer()
+	reportCPU(b, cpu)
+}
+
+// reportCPU reports the process's CPU time per message since start, in
+// every goroutine, garbage collection included.
+func reportCPU(b *testing.B, start time.Duration) {
+	if used := cpuTime() - start; used > 0 {
+		b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}
 }
 
 func benchmarkChannel(b *testing.B, prefetch int) {
@@ -84,10 +96,13 @@ func benchmarkChannel(b *testing.B, prefetch int) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuTime()
 	for range b.N {
 		msgs <- body
 	}
 	<-done
+	b.StopTimer()
+	reportCPU(b, cpu)
 	close(msgs)
 }
 
