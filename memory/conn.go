@@ -98,7 +98,10 @@ func (cn *conn) sortedConsumersLocked() []*consumer {
 // updateLocked brings the connection up or down as the broker's and its
 // own offline flags say.
 func (cn *conn) updateLocked() {
-	want := !cn.closed && !cn.offline && !cn.b.offline
+	if cn.closed {
+		return // closing: Close takes everything back itself
+	}
+	want := !cn.offline && !cn.b.offline
 	switch {
 	case want && !cn.up:
 		cn.recoverLocked()
