@@ -55,8 +55,10 @@
 // within [Bus.Transaction], which batches them the same way: dispatched when
 // the function returns nil, dropped when it returns an error or panics.
 // Using the context of a handler or transaction after it returned is an
-// error ([ErrScopeEnded]). [Request] is the exception: it always sends at
-// once, since it waits for the reply.
+// error ([ErrScopeEnded]); a goroutine that outlives its handler and sends
+// needs a context not derived from the handler's (context.WithoutCancel
+// keeps the handler's values, and so its scope). [Request] is the
+// exception: it always sends at once, since it waits for the reply.
 //
 // # Wire format
 //
