@@ -81,7 +81,7 @@ start_node() {
 	local port=${BUSLINE_RABBITMQ_PORT:-5682}
 	while ! port_free "$port" || ! port_free $((port + 1)); do
 		port=$((port + 2))
-		[ "$port" -lt 5782 ] || { log "no free port pair found"; return 1; }
+		[ "$port" -lt 5900 ] || { log "no free port pair found"; return 1; }
 	done
 	cat >"$dir/node.env" <<EOF
 NODE=busline-$$-$port@localhost
