@@ -245,17 +245,25 @@ func (pc *pubChannel) listen() {
 				pc.die(pc.closeCause())
 				return
 			}
-			for ; expect < c.DeliveryTag; expect++ {
-				pc.settle(expect, fmt.Errorf("amqp: the confirm of message %d on a publishing channel was lost: %w",
-					expect, transport.ErrConnectionLost))
-			}
-			expect = c.DeliveryTag + 1
-			var err error
-			if !c.Ack {
-				err = fmt.Errorf("amqp: the broker nacked the message: %w", transport.ErrRejected)
-			}
-			pc.settle(c.DeliveryTag, err)
+			pc.confirm(c, &expect)
 		case e := <-pc.closing:
+			// Confirms the broker sent before the channel closed may still
+			// sit in their buffer: take them first, so that a confirmed
+			// message is not published again.
+			timer := time.NewTimer(100 * time.Millisecond)
+		drain:
+			for {
+				select {
+				case c, ok := <-pc.confirms:
+					if !ok {
+						break drain
+					}
+					pc.confirm(c, &expect)
+				case <-timer.C:
+					break drain
+				}
+			}
+			timer.Stop()
 			pc.die(pc.cause(e))
 			return
 		case cause := <-pc.stop:
@@ -268,6 +276,21 @@ func (pc *pubChannel) listen() {
 			pc.die(cause)
 		}
 	}
+}
+
+// confirm settles the publish c confirms, and any whose confirm went missing
+// before it.
+func (pc *pubChannel) confirm(c amqp091.Confirmation, expect *uint64) {
+	for ; *expect < c.DeliveryTag; *expect++ {
+		pc.settle(*expect, fmt.Errorf("amqp: the confirm of message %d on a publishing channel was lost: %w",
+			*expect, transport.ErrConnectionLost))
+	}
+	*expect = c.DeliveryTag + 1
+	var err error
+	if !c.Ack {
+		err = fmt.Errorf("amqp: the broker nacked the message: %w", transport.ErrRejected)
+	}
+	pc.settle(c.DeliveryTag, err)
 }
 
 func (pc *pubChannel) closeCause() error {
