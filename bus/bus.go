@@ -23,6 +23,7 @@ type Bus struct {
 	opts    Options
 	log     *slog.Logger
 	names   middleware.HeaderNames
+	times   middleware.TimeFormat
 	codec   Codec
 	codecs  codecs
 
@@ -113,6 +114,10 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 		prefix = middleware.DefaultHeaderPrefix
 	}
 	b.names = middleware.NewHeaderNames(prefix)
+	if opts.TimeFormat > middleware.TimePikaBus1 {
+		return nil, fmt.Errorf("bus.New: unknown TimeFormat %d", opts.TimeFormat)
+	}
+	b.times = opts.TimeFormat
 
 	if queue != "" {
 		b.queue = opts.QueuePrefix + queue

@@ -53,6 +53,13 @@ type Options struct {
 	// "PikaBus" (middleware.DefaultHeaderPrefix).
 	HeaderPrefix string
 
+	// TimeFormat is how the TimeSent and DeferredTime headers are written.
+	// The zero value, middleware.TimeRFC3339, is what PikaBus 2 writes
+	// ("2026-11-22T09:30:00.000000+00:00"); middleware.TimePikaBus1 is for
+	// peers still on PikaBus 1.x, which read nothing else. Incoming times
+	// are read in either form whatever this says.
+	TimeFormat middleware.TimeFormat
+
 	// Codec encodes outgoing messages and decodes incoming ones that carry
 	// its content type or none. Nil means [JSON].
 	Codec Codec

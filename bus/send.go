@@ -307,7 +307,7 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 	}
 	h[n.CorrelationID] = corrBox
 	h[n.ConversationID] = convBox
-	h[n.TimeSent] = middleware.FormatTime(now)
+	h[n.TimeSent] = b.times.Format(now)
 
 	replyTo, replyBox := b.queue, b.queueBox
 	switch {
@@ -334,7 +334,7 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 		o.Exchange, o.Mandatory = transport.Topic, cfg.mandatory
 	}
 	if !due.IsZero() {
-		h[n.DeferredTime] = middleware.FormatTime(due)
+		h[n.DeferredTime] = b.times.Format(due)
 		o.NotBefore = due
 		if max := b.delayer.MaxDelay(); due.Sub(now) > max {
 			o.NotBefore = now.Add(max)

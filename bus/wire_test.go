@@ -10,6 +10,7 @@ import (
 
 	"github.com/busline/busline/bus"
 	"github.com/busline/busline/memory"
+	"github.com/busline/busline/middleware"
 	"github.com/busline/busline/transport"
 )
 
@@ -41,7 +42,7 @@ func TestWireFormat(t *testing.T) {
 			}
 		}
 		send, reply := sent["bus_test.Ping"], sent["bus_test.Pong"]
-		t0, t1 := "2000-01-01T00:00:00.000000Z", "2000-01-01T00:00:01.000000Z"
+		t0, t1 := "2000-01-01T00:00:00.000000+00:00", "2000-01-01T00:00:01.000000+00:00"
 		for _, c := range []struct {
 			name    string
 			m       transport.Message
@@ -114,7 +115,7 @@ func TestWireFormat(t *testing.T) {
 				"PikaBus.MessageType":        "bus_test.PlaceOrder",
 				"PikaBus.ContentType":        "application/json",
 				"PikaBus.ContentEncoding":    "utf-8",
-				"PikaBus.DeferredTime":       "2000-01-01T00:01:01.000000Z",
+				"PikaBus.DeferredTime":       "2000-01-01T00:01:01.000000+00:00",
 			},
 			props: transport.Message{CorrelationID: sent["bus_test.PlaceOrder"].ID, ReplyTo: "client", ContentType: "application/json",
 				ContentEncoding: "utf-8", Type: "bus_test.PlaceOrder", Body: []byte(`{"ID":"d"}`)},
@@ -248,6 +249,36 @@ func TestWithHeadersOverridesStandardHeaders(t *testing.T) {
 		}
 		if in[1].MessageID != "id-2" || in[1].CorrelationID != "corr-2" || in[1].ConversationID != "conv-2" || in[1].Message.CorrelationID != "corr-2" {
 			t.Errorf("ids set by options: %+v", in[1])
+		}
+	})
+}
+
+// TestTimeFormatPikaBus1 writes the times a PikaBus 1.x peer reads, and
+// still reads times in either form.
+func TestTimeFormatPikaBus1(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		legacy := e.bus("legacy", bus.Options{TimeFormat: middleware.TimePikaBus1})
+		target := e.bus("python-service", bus.Options{})
+		e.start(legacy)
+		e.start(target)
+		ctx := context.Background()
+		if err := legacy.Defer(ctx, 90*time.Second, "python-service", PlaceOrder{ID: "1"}); err != nil {
+			t.Fatal(err)
+		}
+		msgs := e.broker.Deferred()
+		if len(msgs) != 1 {
+			t.Fatalf("%d deferred messages, want 1", len(msgs))
+		}
+		h := msgs[0].Message.Headers
+		// The bubble's clock starts at 2000-01-01 00:00:00 UTC.
+		if got := h["PikaBus.TimeSent"]; got != "01/01/2000 00:00:00" {
+			t.Errorf("TimeSent = %v, want PikaBus 1.x form", got)
+		}
+		if got := h["PikaBus.DeferredTime"]; got != "01/01/2000 00:01:30" {
+			t.Errorf("DeferredTime = %v, want PikaBus 1.x form", got)
+		}
+		if _, err := bus.New(e.tr, "x", bus.Options{TimeFormat: 9}); err == nil {
+			t.Error("New accepted an unknown TimeFormat")
 		}
 	})
 }

@@ -82,17 +82,53 @@ const (
 	IntentEvent   = "event"
 )
 
-// timeLayout is RFC 3339 in UTC with microseconds, which Python's
-// datetime.fromisoformat reads back (3.11 and later) and which sorts as text.
-const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
+// timeLayout is RFC 3339 with microseconds and a numeric offset, always
+// "+00:00" since times are written in UTC: exactly what Python's
+// datetime.isoformat() writes for an aware UTC time, as PikaBus 2 does, and
+// what datetime.fromisoformat reads back on every Python 3 version (a "Z"
+// suffix needs 3.11).
+const timeLayout = "2006-01-02T15:04:05.000000-07:00"
 
 // pikaBus1Layout is PikaBus 1.x's '%m/%d/%Y %H:%M:%S', naive UTC.
 const pikaBus1Layout = "01/02/2006 15:04:05"
 
-// FormatTime formats t as busline writes times into headers: RFC 3339 in UTC
-// with microseconds, such as "2026-11-22T09:30:00.000000Z".
+// FormatTime formats t as busline writes times into headers by default: RFC
+// 3339 in UTC with microseconds, such as "2026-11-22T09:30:00.000000+00:00"
+// (see [TimeRFC3339]).
 func FormatTime(t time.Time) string {
 	return t.UTC().Format(timeLayout)
+}
+
+// TimeFormat chooses how times (TimeSent, DeferredTime) are written into
+// headers. Every format is read back by [ParseTime].
+type TimeFormat uint8
+
+const (
+	// TimeRFC3339 is the default: RFC 3339 in UTC with microseconds and a
+	// "+00:00" offset, as PikaBus 2 writes and reads.
+	TimeRFC3339 TimeFormat = iota
+	// TimePikaBus1 is PikaBus 1.x's '%m/%d/%Y %H:%M:%S' in UTC, for peers
+	// that still run PikaBus 1.x, which reads nothing else. It has whole
+	// seconds only: a time is written truncated to the second.
+	TimePikaBus1
+)
+
+// Format formats t in f.
+func (f TimeFormat) Format(t time.Time) string {
+	if f == TimePikaBus1 {
+		return t.UTC().Format(pikaBus1Layout)
+	}
+	return FormatTime(t)
+}
+
+func (f TimeFormat) String() string {
+	switch f {
+	case TimeRFC3339:
+		return "RFC 3339"
+	case TimePikaBus1:
+		return "PikaBus 1.x"
+	}
+	return fmt.Sprintf("TimeFormat(%d)", uint8(f))
 }
 
 // ParseTime reads a time header as written by busline, by PikaBus 2 (ISO

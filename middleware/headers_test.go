@@ -14,12 +14,28 @@ import (
 func TestTimeRoundTrip(t *testing.T) {
 	at := time.Date(2026, 11, 22, 9, 30, 1, 123456789, time.FixedZone("CET", 3600))
 	s := middleware.FormatTime(at)
-	if s != "2026-11-22T08:30:01.123456Z" {
+	if s != "2026-11-22T08:30:01.123456+00:00" {
 		t.Fatalf("FormatTime = %q", s)
 	}
 	got, err := middleware.ParseTime(s)
 	if err != nil || !got.Equal(at.Truncate(time.Microsecond)) {
 		t.Fatalf("ParseTime(%q) = %v, %v", s, got, err)
+	}
+}
+
+func TestTimeFormats(t *testing.T) {
+	at := time.Date(2026, 11, 22, 9, 30, 1, 999999999, time.FixedZone("CET", 3600))
+	if got := middleware.TimePikaBus1.Format(at); got != "11/22/2026 08:30:01" {
+		t.Fatalf("TimePikaBus1.Format = %q", got)
+	}
+	if got := middleware.TimeRFC3339.Format(at); got != middleware.FormatTime(at) {
+		t.Fatalf("TimeRFC3339.Format = %q", got)
+	}
+	for _, f := range []middleware.TimeFormat{middleware.TimeRFC3339, middleware.TimePikaBus1} {
+		back, err := middleware.ParseTime(f.Format(at))
+		if err != nil || back.After(at) || at.Sub(back) >= time.Second {
+			t.Errorf("%v: ParseTime(Format(t)) = %v, %v", f, back, err)
+		}
 	}
 }
 
