@@ -44,8 +44,12 @@
 // consumers attached to it, round robin when there are several. Each delivery
 // must be settled exactly once with [Delivery.Ack] or [Delivery.Nack]. A
 // message nacked with requeue, or left unsettled when its consumer stops or
-// its connection is lost, goes back to its queue (near its original position)
-// and is delivered again with [Delivery.Redelivered] set. Settlement need not
+// its connection is lost, goes back to its queue and is delivered again with
+// [Delivery.Redelivered] set. Where it goes back depends on the queue type,
+// as on RabbitMQ 3.10: a classic queue puts it back at its original position;
+// a quorum queue puts a nacked message at the back, and a message whose
+// consumer stopped back at its original position. Callers must not rely on
+// the order of redeliveries. Settlement need not
 // happen inside the handler call, but an unsettled delivery counts against
 // the consumer's prefetch until it is settled.
 //
