@@ -55,8 +55,9 @@ func (d *Delivery) Ack() error {
 
 // Nack tells the broker the message was not handled. With requeue it goes
 // back to its queue (at its original position in a classic queue, at the back
-// of a quorum queue) and is delivered again with Redelivered set; without, it is dropped (or dead-lettered, if the queue is
-// configured to). Errors are as for [Delivery.Ack].
+// of a quorum queue) and is delivered again with Redelivered set; without, it
+// is dropped (or dead-lettered, if the queue is configured to). Errors are as
+// for [Delivery.Ack].
 func (d *Delivery) Nack(requeue bool) error {
 	if !d.settled.CompareAndSwap(false, true) {
 		return ErrSettled

@@ -49,9 +49,9 @@
 // as on RabbitMQ 3.10: a classic queue puts it back at its original position;
 // a quorum queue puts a nacked message at the back, and a message whose
 // consumer stopped back at its original position. Callers must not rely on
-// the order of redeliveries. Settlement need not
-// happen inside the handler call, but an unsettled delivery counts against
-// the consumer's prefetch until it is settled.
+// the order of redeliveries. Settlement need not happen inside the handler
+// call, but an unsettled delivery counts against the consumer's prefetch
+// until it is settled.
 //
 // An [Outgoing] message with a NotBefore time in the future is not delivered
 // before that time. Deferred delivery is an optional capability, see
