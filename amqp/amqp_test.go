@@ -408,14 +408,21 @@ func TestDeferred(t *testing.T) {
 // TestDeferredLevels checks the routing of the delay levels without waiting:
 // messages deferred by various delays sit in the level of their highest bit.
 func TestDeferredLevels(t *testing.T) {
+	url := brokertest.URL(t)
 	tr := dial(t, amqp.Options{DelayLevels: 6, DelayPrefix: "amqp-test-delay"})
 	ctx := testCtx(t, 30*time.Second)
 	q := queueName(t, tr)
 	declare(t, tr, transport.Queue{Name: q})
+	names := []string{"amqp-test-delay-delivery", "amqp-test-delay-undelivered"}
 	for l := range 6 {
-		name := fmt.Sprintf("amqp-test-delay-%02d", l)
-		t.Cleanup(func() { _ = tr.DeleteQueue(context.Background(), name) })
+		names = append(names, fmt.Sprintf("amqp-test-delay-%02d", l))
 	}
+	t.Cleanup(func() {
+		for _, n := range names {
+			_ = tr.DeleteQueue(context.Background(), n)
+		}
+		deleteExchanges(t, url, names...)
+	})
 	if got := tr.MaxDelay(); got != 63*time.Second {
 		t.Fatalf("MaxDelay = %v", got)
 	}
@@ -434,6 +441,41 @@ func TestDeferredLevels(t *testing.T) {
 		if info.Messages != want[l] {
 			t.Errorf("level %d holds %d messages, want %d", l, info.Messages, want[l])
 		}
+	}
+
+	// A deferred message whose queue is gone by the time it is due ends in
+	// the undelivered queue, not stuck in level 0 for ever.
+	gone := queueName(t, tr)
+	declare(t, tr, transport.Queue{Name: gone})
+	if err := tr.Dispatch(ctx, transport.Outgoing{RoutingKey: gone, NotBefore: time.Now().Add(time.Second),
+		Message: transport.Message{ID: "orphan"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.DeleteQueue(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	var d *transport.Delivery
+	for d == nil {
+		got, ok, err := tr.Get(ctx, "amqp-test-delay-undelivered")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			d = got
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the orphaned message never reached the undelivered queue")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if d.ID != "orphan" || d.RoutingKey != gone {
+		t.Fatalf("undelivered message %q with routing key %q, want \"orphan\" for %q", d.ID, d.RoutingKey, gone)
+	}
+	_ = d.Ack()
+	if info, err := tr.Inspect(ctx, "amqp-test-delay-00"); err != nil || info.Messages != 0 {
+		t.Fatalf("level 0: %+v %v", info, err)
 	}
 }
 

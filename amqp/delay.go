@@ -11,13 +11,19 @@ import (
 // delays names and builds the delay levels (see "Deferred delivery" in the
 // package documentation).
 type delays struct {
-	levels   int
-	prefix   string
-	delivery string // the exchange level 0 dead-letters to
+	levels      int
+	prefix      string
+	delivery    string // the exchange level 0 dead-letters to
+	undelivered string // its alternate exchange, and the queue behind it
 }
 
+// undeliveredTTL is how long a deferred message whose destination queue no
+// longer exists stays in the undelivered queue, for an operator to see.
+const undeliveredTTL = 7 * 24 * time.Hour
+
 func newDelays(o Options) delays {
-	return delays{levels: o.DelayLevels, prefix: o.DelayPrefix, delivery: o.DelayPrefix + "-delivery"}
+	return delays{levels: o.DelayLevels, prefix: o.DelayPrefix,
+		delivery: o.DelayPrefix + "-delivery", undelivered: o.DelayPrefix + "-undelivered"}
 }
 
 // level returns the name of level l's exchange and queue.
@@ -102,8 +108,25 @@ func (d delays) destination(key string) string {
 // other message on to level l-1's exchange (level 0: the delivery exchange);
 // level l's quorum queue holds messages 2^l seconds, then dead-letters them,
 // at least once, to level l-1's exchange.
+//
+// A message whose destination queue was deleted while it waited would stay
+// in level 0's queue for ever: at-least-once dead-lettering keeps a message
+// it cannot route and retries. So the delivery exchange has an alternate
+// exchange that routes such messages to the undelivered queue, which keeps
+// them for undeliveredTTL.
 func (d delays) declare(ch amqpChannel) error {
-	if err := ch.ExchangeDeclare(d.delivery, amqp091.ExchangeTopic, true, false, false, false, nil); err != nil {
+	if err := ch.ExchangeDeclare(d.undelivered, amqp091.ExchangeFanout, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %q: %w", d.undelivered, err)
+	}
+	args := amqp091.Table{"x-queue-type": "quorum", "x-message-ttl": undeliveredTTL.Milliseconds()}
+	if _, err := ch.QueueDeclare(d.undelivered, true, false, false, false, args); err != nil {
+		return fmt.Errorf("declare queue %q: %w", d.undelivered, err)
+	}
+	if err := ch.QueueBind(d.undelivered, "", d.undelivered, false, nil); err != nil {
+		return fmt.Errorf("bind queue %q: %w", d.undelivered, err)
+	}
+	ae := amqp091.Table{"alternate-exchange": d.undelivered}
+	if err := ch.ExchangeDeclare(d.delivery, amqp091.ExchangeTopic, true, false, false, false, ae); err != nil {
 		return fmt.Errorf("declare exchange %q: %w", d.delivery, err)
 	}
 	for l := 0; l < d.levels; l++ {

@@ -67,6 +67,12 @@
 // at its highest set bit. Delays are rounded up to whole seconds, so a
 // message is never early; the longest is 2^DelayLevels-1 seconds.
 //
+// A message whose destination queue is deleted while it waits would stay in
+// the delay queues for ever (at-least-once dead-lettering keeps what it
+// cannot route, and retries): the delivery exchange's alternate exchange
+// routes it to the quorum queue "busline-delay-undelivered" instead, which
+// keeps it seven days for an operator to look at.
+//
 // A deferred message is delivered as sent to its destination on the direct
 // exchange: the x-death, x-first-death-* and x-last-death-* headers that
 // dead-lettering adds are removed. Dispatch binds the destination on the

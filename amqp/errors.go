@@ -94,7 +94,7 @@ func classify(op string, err error) error {
 			return fmt.Errorf("%s: %w: %w", op, transport.ErrNotFound, err)
 		case amqp091.PreconditionFailed:
 			if m := inequivalentArg.FindStringSubmatch(aerr.Reason); m != nil {
-				return fmt.Errorf("%s: %w: argument %q differs from the existing queue's: %w",
+				return fmt.Errorf("%s: %w: argument %q differs from the existing one's: %w",
 					op, transport.ErrTopologyConflict, m[1], err)
 			}
 		case amqp091.ResourceLocked:
