@@ -117,6 +117,7 @@ func (l *link) dialOne(ctx context.Context, url string) (*session, error) {
 	// done, during the TCP connection and, through a deadline, during the
 	// TLS and AMQP handshakes (amqp091 clears the deadline once open).
 	var abort func() bool
+	var raw net.Conn
 	netDial := func(network, addr string) (net.Conn, error) {
 		d := net.Dialer{Timeout: o.DialTimeout}
 		conn, err := d.DialContext(ctx, network, addr)
@@ -128,6 +129,7 @@ func (l *link) dialOne(ctx context.Context, url string) (*session, error) {
 			return nil, err
 		}
 		abort = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+		raw = conn
 		return conn, nil
 	}
 	props := amqp091.NewConnectionProperties()
@@ -149,6 +151,14 @@ func (l *link) dialOne(ctx context.Context, url string) (*session, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", redacted, l.t.secrets.wrap(err))
+	}
+	if raw != nil {
+		// amqp091 clears the handshake deadline when the connection opens
+		// and sets a read deadline of three heartbeat intervals (half the
+		// timeout each) only when a frame arrives: a broker that goes
+		// silent before its first heartbeat would never be noticed. Arm
+		// the deadline now; every frame read pushes it further.
+		_ = raw.SetReadDeadline(time.Now().Add(3 * o.Heartbeat / 2))
 	}
 	l.gen++
 	s := &session{
