@@ -33,6 +33,9 @@ func URL(t testing.TB) string {
 // Control(t, "ctl", "stop_app"), Control(t, "kill"), Control(t, "revive").
 // It skips the test (fails it when CI=true) if the node was not started by
 // the script, for example when BUSLINE_AMQP_URL points at a shared broker.
+//
+// From its first Control call to its end, t holds the broker exclusively:
+// tests of other packages that called [Shared] are not running meanwhile.
 func Control(t testing.TB, args ...string) {
 	t.Helper()
 	script := os.Getenv("BUSLINE_RABBITMQ_CTL")
@@ -42,6 +45,7 @@ func Control(t testing.TB, args ...string) {
 		}
 		t.Skip("BUSLINE_RABBITMQ_CTL is not set: this test restarts the broker, which needs a node started by scripts/rabbitmq.sh")
 	}
+	lock(t, exclusive)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, script, args...).CombinedOutput()
