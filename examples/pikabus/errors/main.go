@@ -26,10 +26,11 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 	if err != nil {
 		return err
 	}
-	b, err := bus.New(ex.Transport, "payments", ex.Options(bus.Options{
-		ErrorQueue: "payments-error",
+	opts := bus.Options{
+		ErrorQueue: "payments-error", // this endpoint's own; the default, "error", is shared
 		Retry:      middleware.RetryOptions{MaxRetries: 2, Backoff: backoff},
-	}))
+	}
+	b, err := bus.New(ex.Transport, "payments", ex.Options(opts))
 	if err != nil {
 		return err
 	}
