@@ -21,6 +21,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The node's HOME is its directory (node_env); the command `run` runs keeps
+# the caller's, where Go keeps its module and build caches.
+caller_home=${HOME:-}
 self="$here/$(basename "${BASH_SOURCE[0]}")"
 sbin=/usr/lib/rabbitmq/bin
 
@@ -146,7 +149,7 @@ run)
 		BUSLINE_AMQP_URL=$(cat "$dir/url")
 		export BUSLINE_RABBITMQ_DIR="$dir" BUSLINE_RABBITMQ_CTL="$self"
 		status=0
-		( cd "$here/.." && "$@" ) || status=$?
+		( cd "$here/.." && HOME="$caller_home" "$@" ) || status=$?
 		exit $status
 	fi
 	stop_node "$dir"
