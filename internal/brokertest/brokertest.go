@@ -1,9 +1,3 @@
-// Package brokertest finds the RabbitMQ broker that tests talk to, and lets
-// recovery tests restart it.
-//
-// `make test` starts a private node (scripts/rabbitmq.sh) and exports its
-// address in BUSLINE_AMQP_URL. Without that variable the RabbitMQ tests skip,
-// unless CI=true, where a missing broker is a failure.
 package brokertest
 
 import (
