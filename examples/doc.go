@@ -3,8 +3,8 @@
 //
 // # The programs
 //
-// Each is a main package that plays its scenario, prints what happened and
-// exits by itself: status 0 when the scenario completed, 1 with a message
+// Each (but invoices, a package with tests) is a main package that plays
+// its scenario, prints what happened and exits by itself: status 0 when the scenario completed, 1 with a message
 // when it did not within -timeout (30 s by default).
 //
 //	demo                     the tour `make demo` runs: send, publish, defer, reply, request, retries, replay
@@ -22,6 +22,7 @@
 //	tutorials/topics         RabbitMQ tutorial 5: topic patterns with * and #
 //	tutorials/rpc            RabbitMQ tutorial 6: request and reply
 //	quickstart               the README's quick start
+//	invoices                 a service package and its testing/synctest tests (the README's testing section)
 //
 // # Running them
 //
@@ -44,5 +45,7 @@
 // TestExamples builds every program once and runs each on the memory
 // broker and, when BUSLINE_AMQP_URL is set (`make test` sets it), on
 // RabbitMQ, checking the exit status and the lines that show the scenario
-// happened.
+// happened. The TestReadme tests check that README.md's Go blocks are
+// copies of compiled files, that its option tables list the options
+// structs' fields, and that its sample headers are what the bus writes.
 package examples

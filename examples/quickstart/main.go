@@ -1,6 +1,3 @@
-// Quickstart is the quick start of busline's README: an orders service
-// that handles a command and publishes an event, and a billing service
-// subscribed to it, on the in-memory broker.
 package main
 
 import (
