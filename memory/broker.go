@@ -665,11 +665,15 @@ func (b *Broker) Publish(exchangeName, key string, msg transport.Message, opts P
 	if err := transport.ValidateRoutingKey(key); err != nil {
 		return fmt.Errorf("memory: %s: %w", op, err)
 	}
-	e := &entry{exchange: exchangeName, key: key}
-	var err error
-	if e.msg, err = msg.Normalized(); err != nil {
+	if err := msg.Validate(); err != nil {
 		return fmt.Errorf("memory: %s: %w", op, err)
 	}
+	e := newEntry()
+	defer e.release() // the queues and the journal hold their own references
+	if err := e.set(&msg); err != nil {
+		return fmt.Errorf("memory: %s: %w", op, err)
+	}
+	e.exchange, e.key = exchangeName, key
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.errClosedLocked(op); err != nil {
@@ -695,9 +699,10 @@ func (b *Broker) stamp() stamp {
 	return stamp(time.Since(b.started))
 }
 
-// publishLocked routes and enqueues e (which the broker now owns: its
-// message is normalized and copied, its exchange and key set), or schedules
-// it when notBefore is in the future. from is the publishing connection,
+// publishLocked routes and enqueues e (its message normalized and copied,
+// its exchange and key set; the queues, the scheduler and the journal take
+// references of their own), or schedules it when notBefore is in the
+// future. from is the publishing connection,
 // nil for Broker.Publish; now stamps the journal. The error wraps a
 // sentinel and says no more than why.
 func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore time.Time, now stamp) error {
@@ -725,6 +730,7 @@ func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore t
 			return fail(fmt.Errorf("%w: no queue is bound under this routing key", transport.ErrUnroutable))
 		}
 		b.seq++
+		e.retain() // the scheduler's, handed to the queues when it is due
 		b.sched.addLocked(b, &deferred{due: notBefore, seq: b.seq, from: from, e: e})
 		r.extras().notBefore = notBefore
 		b.journal.add(&r, now)
@@ -740,7 +746,8 @@ func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore t
 	return nil
 }
 
-// enqueueLocked puts e on the first of qs and copies of it on the others.
+// enqueueLocked puts e on the first of qs and copies of it on the others;
+// each queue takes a reference.
 func (b *Broker) enqueueLocked(ex *exchange, e *entry, qs []*queue, now stamp) {
 	e.kind = transport.Direct
 	if ex != nil && ex.kind == ExchangeTopic {
@@ -749,7 +756,9 @@ func (b *Broker) enqueueLocked(ex *exchange, e *entry, qs []*queue, now stamp) {
 	for i, q := range qs {
 		qe := e
 		if i > 0 {
-			qe = &entry{msg: e.msg.Clone(), exchange: e.exchange, kind: e.kind, key: e.key}
+			qe = e.clone()
+		} else {
+			e.retain()
 		}
 		b.seq++
 		qe.seq = b.seq
@@ -810,7 +819,7 @@ func (b *Broker) Messages(queueName string) []transport.Message {
 	}
 	out := make([]transport.Message, 0, q.readyLen())
 	for i := range q.ready.n {
-		out = append(out, q.ready.at(i).msg.Clone())
+		out = append(out, q.ready.at(i).message())
 	}
 	return out
 }
@@ -834,7 +843,7 @@ func (b *Broker) Deferred() []Pending {
 	sort.Slice(ds, func(i, j int) bool { return ds[i].before(ds[j]) })
 	out := make([]Pending, len(ds))
 	for i, d := range ds {
-		out[i] = Pending{Exchange: d.e.exchange, RoutingKey: d.e.key, NotBefore: d.due, Message: d.e.msg.Clone()}
+		out[i] = Pending{Exchange: d.e.exchange, RoutingKey: d.e.key, NotBefore: d.due, Message: d.e.message()}
 	}
 	return out
 }

@@ -36,13 +36,10 @@ type consumer struct {
 	done    chan struct{}
 	workers sync.WaitGroup
 
-	// spare is a delivery allocated before the broker's lock was taken, for
-	// the next delivery to use.
-	spare atomic.Pointer[delivery]
-
 	// Guarded by b.mu.
 	q        *queue // attached to, nil while stopped or disconnected
 	unacked  deliveryList
+	free     *delivery // settled deliveries, for reuse
 	nextTag  uint64
 	stopping bool
 	err      error
@@ -51,25 +48,27 @@ type consumer struct {
 // Delivery states.
 const (
 	statePending uint32 = iota
-	stateAcked
-	stateNacked
-	stateLost   // the connection was lost; the message was requeued
-	stateClosed // the consumer stopped; the message was requeued
-	stateGone   // the queue was deleted
+	stateLost           // the connection was lost; the message was requeued
+	stateClosed         // the consumer stopped; the message was requeued
+	stateGone           // the queue was deleted
+	stateSettled        // acked or nacked; the delivery is kept for reuse
 )
 
-// delivery is one delivery of an entry to a consumer. It carries the
-// transport.Delivery handed to the handler and settles it.
+// delivery is one delivery of an entry to a consumer, as the broker keeps
+// it; it settles the transport.Delivery handed to the handler, a fresh one
+// made by handlerDelivery. A delivery is reused once settled: its
+// transport.Delivery calls its Acknowledger at most once, and the tag tells
+// a stale call from a current one.
 type delivery struct {
-	d     transport.Delivery
 	c     *consumer
 	q     *queue
 	e     *entry
+	tag   uint64
 	state atomic.Uint32
-	// redelivered is d.Redelivered, which the handler might change.
+	// redelivered is the delivery's Redelivered flag.
 	redelivered bool
 
-	prev, next *delivery // in c.unacked
+	prev, next *delivery // in c.unacked, or c.free
 }
 
 // deliveryList is a consumer's unsettled deliveries in delivery order.
@@ -117,26 +116,27 @@ func (l *deliveryList) take() []*delivery {
 	return dls
 }
 
-func (dl *delivery) Ack(uint64) error { return dl.c.b.settle(dl, true, false) }
+func (dl *delivery) Ack(tag uint64) error { return dl.c.b.settle(dl, tag, true, false) }
 
-func (dl *delivery) Nack(_ uint64, requeue bool) error { return dl.c.b.settle(dl, false, requeue) }
+func (dl *delivery) Nack(tag uint64, requeue bool) error {
+	return dl.c.b.settle(dl, tag, false, requeue)
+}
 
 // deliverLocked hands e to c: to its handler goroutines, or to the caller of
 // Get for the getter.
 func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry, now stamp) *delivery {
 	c.nextTag++
-	dl := c.spare.Swap(nil)
-	if dl == nil {
+	dl := c.free
+	if dl != nil {
+		c.free, dl.next = dl.next, nil
+	} else {
 		dl = new(delivery)
 	}
 	dl.c, dl.q, dl.e = c, q, e
-	dl.d.Queue = q.name
-	dl.d.Exchange = e.kind
-	dl.d.RoutingKey = e.key
-	dl.d.Redelivered = e.redelivered
+	dl.tag = c.nextTag
 	dl.redelivered = e.redelivered
-	dl.d.Tag = c.nextTag
-	dl.d.Acknowledger = dl
+	dl.state.Store(statePending)
+	e.retain() // for the handler's copy, released once it is made
 	c.unacked.push(dl)
 	q.unacked++
 	if b.journal.limit != 0 {
@@ -148,48 +148,105 @@ func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry, now stamp) *deli
 	return dl
 }
 
-func (b *Broker) settle(dl *delivery, ack, requeue bool) error {
+// handlerDelivery returns the transport.Delivery of dl for the handler, with
+// a copy of the message of its own (the body in the same allocation).
+func (dl *delivery) handlerDelivery() *transport.Delivery {
+	e := dl.e
+	d, body := newHandlerDelivery(len(e.msg.Body))
+	e.copyMessage(&d.Message, body)
+	d.Exchange, d.RoutingKey = e.kind, e.key
+	e.release()
+	d.Queue = dl.q.name
+	d.Redelivered = dl.redelivered
+	d.Tag = dl.tag
+	d.Acknowledger = dl
+	return d
+}
+
+// withBody is a transport.Delivery and its body in one allocation.
+type withBody[B any] struct {
+	d    transport.Delivery
+	body B
+}
+
+// newHandlerDelivery returns a new transport.Delivery and a buffer of n
+// bytes for its body, in one allocation when the body is small.
+func newHandlerDelivery(n int) (*transport.Delivery, []byte) {
+	switch {
+	case n == 0:
+		return new(transport.Delivery), nil
+	case n <= 64:
+		p := new(withBody[[64]byte])
+		return &p.d, p.body[:n:n]
+	case n <= 128:
+		p := new(withBody[[128]byte])
+		return &p.d, p.body[:n:n]
+	case n <= 256:
+		p := new(withBody[[256]byte])
+		return &p.d, p.body[:n:n]
+	case n <= 512:
+		p := new(withBody[[512]byte])
+		return &p.d, p.body[:n:n]
+	case n <= 1024:
+		p := new(withBody[[1024]byte])
+		return &p.d, p.body[:n:n]
+	case n <= 2048:
+		p := new(withBody[[2048]byte])
+		return &p.d, p.body[:n:n]
+	case n <= 4096:
+		p := new(withBody[[4096]byte])
+		return &p.d, p.body[:n:n]
+	}
+	return new(transport.Delivery), make([]byte, n)
+}
+
+func (b *Broker) settle(dl *delivery, tag uint64, ack, requeue bool) error {
 	// Whatever can be done before taking the lock is: a producer waits for
 	// it.
 	now := b.stamp()
-	c := dl.c
-	if c.ch != nil && c.spare.Load() == nil {
-		c.spare.Store(new(delivery))
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	verb := "ack"
 	if !ack {
 		verb = "nack"
 	}
+	if dl.tag != tag || tag == 0 {
+		// dl was settled and reused: the call comes from a copy of a
+		// settled transport.Delivery.
+		return fmt.Errorf("memory: %s delivery %d: %w", verb, tag, transport.ErrSettled)
+	}
+	c, q := dl.c, dl.q
 	switch dl.state.Load() {
 	case statePending:
 	case stateLost:
-		return fmt.Errorf("memory: %s delivery %d of queue %q: %w; the message was requeued", verb, dl.d.Tag, dl.q.name, transport.ErrConnectionLost)
+		c.recycleLocked(dl)
+		return fmt.Errorf("memory: %s delivery %d of queue %q: %w; the message was requeued", verb, tag, q.name, transport.ErrConnectionLost)
 	case stateClosed:
-		return fmt.Errorf("memory: %s delivery %d of queue %q: consumer %w; the message was requeued", verb, dl.d.Tag, dl.q.name, transport.ErrClosed)
+		c.recycleLocked(dl)
+		return fmt.Errorf("memory: %s delivery %d of queue %q: consumer %w; the message was requeued", verb, tag, q.name, transport.ErrClosed)
 	case stateGone:
-		return fmt.Errorf("memory: %s delivery %d of queue %q: %w: the queue was deleted", verb, dl.d.Tag, dl.q.name, transport.ErrNotFound)
+		c.recycleLocked(dl)
+		return fmt.Errorf("memory: %s delivery %d of queue %q: %w: the queue was deleted", verb, tag, q.name, transport.ErrNotFound)
 	default:
-		return fmt.Errorf("memory: %s delivery %d of queue %q: %w", verb, dl.d.Tag, dl.q.name, transport.ErrSettled)
+		return fmt.Errorf("memory: %s delivery %d of queue %q: %w", verb, tag, q.name, transport.ErrSettled)
 	}
-	q := dl.q
 	c.unacked.remove(dl)
+	e := dl.e
 	if q.deleted {
-		dl.state.Store(stateGone)
-		return fmt.Errorf("memory: %s delivery %d of queue %q: %w: the queue was deleted", verb, dl.d.Tag, q.name, transport.ErrNotFound)
+		c.recycleLocked(dl)
+		return fmt.Errorf("memory: %s delivery %d of queue %q: %w: the queue was deleted", verb, tag, q.name, transport.ErrNotFound)
 	}
 	q.unacked--
-	r := record{op: Acked, cn: c.cn, c: c, e: dl.e, q: q, redelivered: dl.redelivered}
-	if ack {
-		dl.state.Store(stateAcked)
-	} else {
-		dl.state.Store(stateNacked)
+	r := record{op: Acked, cn: c.cn, c: c, e: e, q: q, redelivered: dl.redelivered}
+	if !ack {
 		r.op, r.requeue = Nacked, requeue
 	}
+	c.recycleLocked(dl)
 	b.journal.add(&r, now)
 	if requeue {
-		q.nackRequeue(b, dl.e)
+		q.nackRequeue(b, e)
+	} else {
+		e.release() // the queue's reference: the message is gone
 	}
 	if c.q != nil {
 		c.q.pumpLocked(b, now) // c has room again
@@ -199,6 +256,14 @@ func (b *Broker) settle(dl *delivery, ack, requeue bool) error {
 	}
 	b.checkIdleLocked()
 	return nil
+}
+
+// recycleLocked keeps a settled delivery for reuse.
+func (c *consumer) recycleLocked(dl *delivery) {
+	dl.state.Store(stateSettled)
+	dl.q, dl.e, dl.tag = nil, nil, 0
+	dl.prev, dl.next = nil, c.free
+	c.free = dl
 }
 
 // returnLocked gives back every delivery c has not settled: requeued unless
@@ -339,10 +404,10 @@ func (c *consumer) handle(dl *delivery) {
 	c.b.running.Add(1)
 	defer c.b.handlerDone()
 	if dl.state.Load() != statePending {
-		return // requeued while it waited in ch
+		dl.e.release() // the reference for the handler's copy
+		return         // requeued while it waited in ch
 	}
-	dl.d.Message = dl.e.msg.Clone()
-	c.h(c.ctx, &dl.d)
+	c.h(c.ctx, dl.handlerDelivery())
 }
 
 // Close implements [transport.Consumer].

@@ -102,6 +102,7 @@ func (b *Broker) fireDue() {
 		r.setQueues(qs)
 		b.journal.add(&r, st)
 		b.enqueueLocked(ex, e, qs, st)
+		e.release() // the scheduler's reference
 	}
 	b.sched.armLocked(b)
 	b.checkIdleLocked()

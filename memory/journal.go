@@ -145,7 +145,7 @@ func (r *record) export(started time.Time) Record {
 	out := Record{
 		Seq: r.seq, Op: r.op, Time: started.Add(time.Duration(r.at)).Round(0),
 		Exchange: r.e.exchange, RoutingKey: r.e.key,
-		Redelivered: r.redelivered, Requeue: r.requeue, Message: r.e.msg.Clone(),
+		Redelivered: r.redelivered, Requeue: r.requeue, Message: r.e.message(),
 	}
 	if r.cn != nil {
 		out.Connection = r.cn.name
@@ -182,12 +182,17 @@ type journal struct {
 	spare  []record
 }
 
+// add records r. The record holds a reference to its entry until it is
+// dropped.
 func (j *journal) add(r *record, now stamp) {
 	j.seq++
 	if j.limit == 0 {
 		return
 	}
 	r.seq, r.at = j.seq, now
+	if r.e != nil {
+		r.e.retain()
+	}
 	j.push(r)
 }
 
@@ -204,6 +209,9 @@ func (j *journal) push(r *record) {
 	j.chunks[last] = append(j.chunks[last], *r)
 	j.n++
 	if j.limit > 0 && j.n > j.limit {
+		if e := j.chunks[0][j.skip].e; e != nil {
+			e.release()
+		}
 		j.chunks[0][j.skip] = record{}
 		j.skip++
 		j.n--
@@ -227,19 +235,31 @@ func (j *journal) ordered() []record {
 	return out
 }
 
+// reset drops every record.
 func (j *journal) reset() {
+	for _, r := range j.ordered() {
+		if r.e != nil {
+			r.e.release()
+		}
+	}
+	j.clear()
+}
+
+func (j *journal) clear() {
 	j.chunks, j.skip, j.n, j.spare = nil, 0, 0, nil
 }
 
 func (j *journal) setLimit(n int) {
-	old := j.ordered()
-	j.reset()
-	j.limit = n
 	if n == 0 {
+		j.reset()
+		j.limit = 0
 		return
 	}
+	old := j.ordered()
+	j.clear()
+	j.limit = n
 	for i := range old {
-		j.push(&old[i])
+		j.push(&old[i]) // keeps the references, or drops the oldest
 	}
 }
 
@@ -248,8 +268,8 @@ func (j *journal) setLimit(n int) {
 // otherwise. The records and their messages are copies.
 func (b *Broker) Journal() []Record {
 	b.mu.Lock()
+	defer b.mu.Unlock() // the entries are recycled once no record holds them
 	recs := b.journal.ordered()
-	b.mu.Unlock()
 	out := make([]Record, len(recs))
 	for i := range recs {
 		out[i] = recs[i].export(b.started)

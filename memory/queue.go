@@ -6,17 +6,6 @@ import (
 	"github.com/busline/busline/transport"
 )
 
-// entry is one message in one queue. Its message is never modified once
-// enqueued: deliveries get copies.
-type entry struct {
-	seq         uint64 // enqueue order, which a requeued message keeps
-	msg         transport.Message
-	exchange    string
-	kind        transport.Exchange
-	key         string
-	redelivered bool
-}
-
 type queue struct {
 	name  string
 	id    uint64

@@ -259,10 +259,19 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 		return t.checkOpen("dispatch")
 	}
 	var now time.Time
-	es := make([]entry, len(msgs))
+	var one [1]*entry
+	es := one[:0]
+	if len(msgs) > 1 {
+		es = make([]*entry, 0, len(msgs))
+	}
+	release := func() {
+		for _, e := range es {
+			e.release()
+		}
+	}
 	for i := range msgs {
 		o := &msgs[i]
-		err := o.Validate()
+		err := validateOutgoing(o)
 		if err == nil && o.Exchange == transport.Direct && !o.NotBefore.IsZero() {
 			if now.IsZero() {
 				now = time.Now()
@@ -273,29 +282,46 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 			}
 		}
 		if err == nil {
-			es[i].msg, err = o.Message.Normalized()
+			e := newEntry()
+			es = append(es, e)
+			err = e.set(&o.Message)
+			e.exchange, e.key = t.exchangeName(o.Exchange), o.RoutingKey
 		}
 		if err != nil {
+			release()
 			return t.dispatchError(i, o, err)
 		}
-		es[i].exchange, es[i].key = t.exchangeName(o.Exchange), o.RoutingKey
 	}
 	if err := ctx.Err(); err != nil {
+		release()
 		return t.dispatchErrors(msgs, fmt.Errorf("memory: %w", err))
 	}
 	stamp := t.b.stamp()
 	if err := t.cn.lockReady(ctx, "dispatch", true); err != nil {
+		release()
 		return t.dispatchErrors(msgs, err)
 	}
 	var errs []error
 	for i := range msgs {
 		o := &msgs[i]
-		if err := t.b.publishLocked(t.cn, &es[i], o.Mandatory, o.NotBefore, stamp); err != nil {
+		if err := t.b.publishLocked(t.cn, es[i], o.Mandatory, o.NotBefore, stamp); err != nil {
 			errs = append(errs, t.dispatchError(i, o, err))
 		}
 	}
 	t.b.mu.Unlock()
+	release() // the queues and the journal hold their own references
+	if errs == nil {
+		return nil
+	}
 	return errors.Join(errs...)
+}
+
+// validateOutgoing validates o as [transport.Outgoing.Validate] does, except
+// for the headers, which entry.set validates as it copies them.
+func validateOutgoing(o *transport.Outgoing) error {
+	c := *o // the caller's message is not ours to change, even for a moment
+	c.Message.Headers = nil
+	return c.Validate()
 }
 
 func (t *Transport) dispatchError(i int, o *transport.Outgoing, err error) error {
@@ -499,8 +525,7 @@ func (t *Transport) Get(ctx context.Context, queue string) (*transport.Delivery,
 	}
 	dl := t.cn.getter.deliverLocked(t.b, q, q.popFront(), t.b.stamp())
 	t.b.mu.Unlock()
-	dl.d.Message = dl.e.msg.Clone()
-	return &dl.d, true, nil
+	return dl.handlerDelivery(), true, nil
 }
 
 // DeleteQueue implements [transport.QueueDeleter].

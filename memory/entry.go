@@ -1,0 +1,199 @@
+package memory
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/busline/busline/transport"
+)
+
+// entry is one message in one queue (or waiting for its time, or only in
+// the journal). Its message is never modified while anything refers to it:
+// deliveries, the journal and the broker's accessors get copies.
+//
+// Entries are recycled. refs counts what refers to one: the caller that
+// made it until it is published, the queue that holds it (ready or
+// delivered and not settled) or the scheduler, each journal record, and
+// each delivery whose handler's copy is being made. The last release puts it
+// back in entryPool. A path that drops an entry without releasing it (a
+// deleted queue, a consumer that stopped) only leaves it to the garbage
+// collector; releasing too early is the mistake to avoid.
+type entry struct {
+	seq         uint64 // enqueue order, which a requeued message keeps
+	msg         transport.Message
+	hdrs        []header // msg's headers, normalized; msg.Headers is nil
+	exchange    string
+	kind        transport.Exchange
+	key         string
+	redelivered bool
+
+	buf  []byte // msg.Body's backing array, kept when e is recycled
+	refs atomic.Int32
+}
+
+// header is one header of an entry. A flat slice is cheaper to fill and to
+// turn into a handler's map than a map is to clone.
+type header struct {
+	key   string
+	value any
+}
+
+// maxPooledBody keeps the buffers of large bodies out of the pool.
+const maxPooledBody = 64 << 10
+
+var entryPool = sync.Pool{New: func() any { return new(entry) }}
+
+// newEntry returns an empty entry holding one reference, its caller's.
+func newEntry() *entry {
+	e := entryPool.Get().(*entry)
+	e.refs.Store(1)
+	return e
+}
+
+func (e *entry) retain() { e.refs.Add(1) }
+
+// release drops a reference; the last one recycles e.
+func (e *entry) release() {
+	if e.refs.Add(-1) != 0 {
+		return
+	}
+	buf, hdrs := e.buf[:0], e.hdrs[:0]
+	if cap(buf) > maxPooledBody {
+		buf = nil
+	}
+	clear(e.hdrs)
+	if cap(hdrs) > 64 {
+		hdrs = nil
+	}
+	*e = entry{buf: buf, hdrs: hdrs}
+	entryPool.Put(e)
+}
+
+// set makes e hold a normalized copy of m, as [transport.Message.Normalized]
+// makes one, in a single pass over the headers. m's properties must have
+// been validated; its headers are validated here, with the errors Normalized
+// gives.
+func (e *entry) set(m *transport.Message) error {
+	e.msg = *m
+	e.msg.Headers = nil
+	if !m.Timestamp.IsZero() {
+		e.msg.Timestamp = m.Timestamp.Truncate(time.Second).UTC()
+	}
+	e.setBody(m.Body)
+	e.hdrs = e.hdrs[:0]
+	for k, v := range m.Headers {
+		if len(k) > transport.MaxNameLength || !utf8.ValidString(k) {
+			return headersError(m.Headers)
+		}
+		switch x := v.(type) {
+		case nil, bool, string, int8, uint8, int16, uint16, int32, uint32, int64, float32, float64, transport.Decimal:
+		case int:
+			v = normalizeInt(int64(x))
+		default:
+			// Rare types go through the transport's own normalization.
+			n, err := transport.Headers{k: v}.Normalize()
+			if err != nil {
+				return err
+			}
+			v = n[k]
+		}
+		e.hdrs = append(e.hdrs, header{k, v})
+	}
+	return nil
+}
+
+// setBody makes msg.Body a copy of body in e's buffer; an empty body is
+// delivered as nil, as Normalized gives it.
+func (e *entry) setBody(body []byte) {
+	if len(body) == 0 {
+		e.msg.Body = nil
+		return
+	}
+	e.buf = append(e.buf[:0], body...)
+	e.msg.Body = e.buf
+}
+
+// headersError returns the error [transport.Headers.Validate] gives for h.
+func headersError(h transport.Headers) error {
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	return transport.ErrInvalidMessage // not reached: set found a bad key
+}
+
+func normalizeInt(v int64) any {
+	if v >= math.MinInt32 && v <= math.MaxInt32 {
+		return int32(v)
+	}
+	return v
+}
+
+// clone returns a new entry with a copy of e's message, exchange and key,
+// holding one reference. The header values are shared: neither entry ever
+// modifies them, and the copies handed out are deep.
+func (e *entry) clone() *entry {
+	c := newEntry()
+	c.msg = e.msg
+	c.setBody(e.msg.Body)
+	c.hdrs = append(c.hdrs[:0], e.hdrs...)
+	c.exchange, c.kind, c.key = e.exchange, e.kind, e.key
+	return c
+}
+
+// headers returns a deep copy of e's headers as a map, nil if it has none.
+func (e *entry) headers() transport.Headers {
+	if len(e.hdrs) == 0 {
+		return nil
+	}
+	h := make(transport.Headers, len(e.hdrs))
+	for _, kv := range e.hdrs {
+		h[kv.key] = cloneValue(kv.value)
+	}
+	return h
+}
+
+// message returns a deep copy of e's message.
+func (e *entry) message() transport.Message {
+	m := e.msg
+	m.Headers = e.headers()
+	if e.msg.Body != nil {
+		m.Body = append([]byte(nil), e.msg.Body...)
+	}
+	return m
+}
+
+// copyMessage sets *m to a deep copy of e's message, with its body in buf,
+// which has the body's length.
+func (e *entry) copyMessage(m *transport.Message, buf []byte) {
+	*m = e.msg
+	m.Headers = e.headers()
+	if e.msg.Body != nil {
+		copy(buf, e.msg.Body)
+		m.Body = buf
+	}
+}
+
+// cloneValue deep-copies a normalized header value: byte slices, nested
+// tables and arrays are copied, other values are immutable.
+func cloneValue(v any) any {
+	switch v := v.(type) {
+	case []byte:
+		return append([]byte(nil), v...)
+	case map[string]any:
+		c := make(map[string]any, len(v))
+		for k, x := range v {
+			c[k] = cloneValue(x)
+		}
+		return c
+	case []any:
+		c := make([]any, len(v))
+		for i, x := range v {
+			c[i] = cloneValue(x)
+		}
+		return c
+	}
+	return v
+}

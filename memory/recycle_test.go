@@ -1,0 +1,98 @@
+package memory_test
+
+import (
+	"fmt"
+	"maps"
+	"testing"
+
+	"github.com/busline/busline/memory"
+	"github.com/busline/busline/transport"
+)
+
+// The broker recycles its own copies of messages once nothing refers to
+// them; these tests check that nothing that still refers to one sees it
+// change.
+
+// TestRecycledCopiesKeepJournal acks messages (freeing the queue's copy)
+// and sends more (which reuse the freed copies), then checks that the
+// journal still shows every message as it was sent.
+func TestRecycledCopiesKeepJournal(t *testing.T) {
+	tr := newTransport(t, memory.Options{})
+	declare(t, tr, "q")
+	const n = 50
+	for round := range 3 {
+		for i := range n {
+			id := fmt.Sprintf("m%d-%d", round, i)
+			err := tr.Dispatch(ctxT(t), transport.Outgoing{RoutingKey: "q", Message: transport.Message{
+				ID: id, Body: []byte("body of " + id),
+				Headers: transport.Headers{"id": id, "n": i, "bytes": []byte(id), "table": map[string]any{"id": id}},
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range n {
+			d, ok, err := tr.Get(ctxT(t), "q")
+			if err != nil || !ok {
+				t.Fatalf("get: %v %v", ok, err)
+			}
+			checkMessage(t, "delivered", d.Message)
+			d.Body[0] = 'X' // the handler's copy is its own
+			d.Headers["id"] = "changed"
+			if err := d.Ack(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	recs := tr.Broker().Journal()
+	if len(recs) != 3*n*3 {
+		t.Fatalf("%d records, want %d", len(recs), 3*n*3)
+	}
+	for _, r := range recs {
+		checkMessage(t, r.Op.String(), r.Message)
+	}
+}
+
+func checkMessage(t *testing.T, what string, m transport.Message) {
+	t.Helper()
+	id := m.ID
+	want := transport.Headers{"id": id, "bytes": []byte(id), "table": map[string]any{"id": id}}
+	n, ok := m.Headers["n"].(int32)
+	if !ok {
+		t.Fatalf("%s %s: header n is %T", what, id, m.Headers["n"])
+	}
+	want["n"] = n
+	if string(m.Body) != "body of "+id || !maps.EqualFunc(m.Headers, want, func(a, b any) bool { return fmt.Sprint(a) == fmt.Sprint(b) }) {
+		t.Fatalf("%s %s: body %q headers %v", what, id, m.Body, m.Headers)
+	}
+}
+
+// TestRecycledCopiesFanOut checks that the copies of a message routed to
+// several queues are independent when one of them is recycled.
+func TestRecycledCopiesFanOut(t *testing.T) {
+	tr := newTransport(t, memory.Options{})
+	tr.Broker().SetJournalLimit(0)
+	declare(t, tr, "a", "t.#")
+	declare(t, tr, "b", "t.#")
+	for i := range 20 {
+		id := fmt.Sprint("m", i)
+		err := tr.Dispatch(ctxT(t), transport.Outgoing{Exchange: transport.Topic, RoutingKey: "t.x", Message: transport.Message{
+			ID: id, Body: []byte("body of " + id),
+			Headers: transport.Headers{"id": id, "n": i, "bytes": []byte(id), "table": map[string]any{"id": id}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, ok, err := tr.Get(ctxT(t), "a")
+		if err != nil || !ok {
+			t.Fatalf("get: %v %v", ok, err)
+		}
+		checkMessage(t, "delivered from a", d.Message)
+		if err := d.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range tr.Broker().Messages("b") {
+		checkMessage(t, "in b", m)
+	}
+}
