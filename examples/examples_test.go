@@ -173,7 +173,8 @@ func runExample(t *testing.T, bin, path string, wantStatus int, args ...string) 
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, filepath.Base(path)), args...)
 	// The examples read BUSLINE_AMQP_URL, which `make test` sets: only -amqp
 	// chooses RabbitMQ here.
-	cmd.Env = append(os.Environ(), "BUSLINE_AMQP_URL=")
+	// A binary built with -race sleeps a second at exit unless told not to.
+	cmd.Env = append(os.Environ(), "BUSLINE_AMQP_URL=", "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
