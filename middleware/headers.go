@@ -121,6 +121,15 @@ func (f TimeFormat) Format(t time.Time) string {
 	return FormatTime(t)
 }
 
+// AppendFormat is like Format but appends the text to b, for callers that
+// build several strings in one buffer.
+func (f TimeFormat) AppendFormat(b []byte, t time.Time) []byte {
+	if f == TimePikaBus1 {
+		return t.UTC().AppendFormat(b, pikaBus1Layout)
+	}
+	return t.UTC().AppendFormat(b, timeLayout)
+}
+
 func (f TimeFormat) String() string {
 	switch f {
 	case TimeRFC3339:

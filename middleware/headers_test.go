@@ -113,3 +113,12 @@ func TestChainOrder(t *testing.T) {
 		t.Fatalf("order %s, want [a b h]", got)
 	}
 }
+
+func TestTimeFormatAppendFormat(t *testing.T) {
+	now := time.Date(2026, 11, 22, 9, 30, 1, 123456789, time.FixedZone("x", 3600))
+	for _, f := range []middleware.TimeFormat{middleware.TimeRFC3339, middleware.TimePikaBus1} {
+		if got, want := string(f.AppendFormat([]byte("prefix:"), now)), "prefix:"+f.Format(now); got != want {
+			t.Errorf("%v: AppendFormat gives %q, want %q", f, got, want)
+		}
+	}
+}
