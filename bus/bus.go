@@ -25,7 +25,9 @@ type Bus struct {
 	names   middleware.HeaderNames
 	times   middleware.TimeFormat
 	codec   Codec
-	codecs  codecs
+	// defaultJSON: codec is JSON, which post encodes into pooled buffers.
+	defaultJSON bool
+	codecs      codecs
 
 	queue      string // with the prefix; "" for a send-only Bus
 	queueBox   any
@@ -152,6 +154,7 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 	if b.codec == nil {
 		b.codec = JSON
 	}
+	_, b.defaultJSON = b.codec.(jsonCodec)
 	var err error
 	if b.codecs, err = newCodecs(b.codec, opts.Codecs); err != nil {
 		return nil, err

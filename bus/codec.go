@@ -57,6 +57,40 @@ func (jsonCodec) Encode(v any, m *transport.Message) error {
 	return nil
 }
 
+// encodeJSON encodes v into m as the JSON codec does, but into a pooled
+// buffer instead of a new slice: m.Body is valid until buf is given to
+// releaseBody, which the Bus does once Dispatch returned (Dispatch does not
+// keep bodies).
+func encodeJSON(v any, m *transport.Message) (buf *bytes.Buffer, err error) {
+	buf = jsonBodies.Get().(*bytes.Buffer)
+	// Encode writes what Marshal returns (same escaping, same errors), and
+	// a newline.
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
+		releaseBody(buf)
+		return nil, err
+	}
+	body := buf.Bytes()
+	m.Body = body[: len(body)-1 : len(body)-1]
+	m.ContentType = "application/json"
+	m.ContentEncoding = "utf-8"
+	return buf, nil
+}
+
+var jsonBodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody keeps large buffers out of the pool.
+const maxPooledBody = 64 << 10
+
+// releaseBody gives a buffer from encodeJSON back to the pool; nil is
+// ignored.
+func releaseBody(buf *bytes.Buffer) {
+	if buf == nil || buf.Cap() > maxPooledBody {
+		return
+	}
+	buf.Reset()
+	jsonBodies.Put(buf)
+}
+
 // Decode is json.Unmarshal, with the decoder's state recycled: Unmarshal
 // allocates it afresh (four allocations) for every message.
 func (jsonCodec) Decode(m *transport.Message, v any) error {

@@ -2,7 +2,9 @@ package bus
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/busline/busline/transport"
@@ -47,5 +49,39 @@ func TestJSONDecodeAllocations(t *testing.T) {
 	JSON.Decode(m, &v)
 	if n := testing.AllocsPerRun(100, func() { JSON.Decode(m, &v) }); n > 0 {
 		t.Errorf("%v allocations per decode into a reused value", n)
+	}
+}
+
+type marshalsItself struct{}
+
+func (marshalsItself) MarshalJSON() ([]byte, error) { return []byte(` {"self" : true} `), nil }
+
+type failsToMarshal struct{}
+
+func (failsToMarshal) MarshalJSON() ([]byte, error) { return nil, errors.New("no") }
+
+// TestEncodeJSONIsMarshal checks the pooled encoder against json.Marshal,
+// in sequence, so that a buffer left dirty by one value would spoil the
+// next.
+func TestEncodeJSONIsMarshal(t *testing.T) {
+	values := []any{
+		map[string]any{"html": "<a&b>", "u": "\u2028é"}, struct{ A, B int }{1, 2}, marshalsItself{},
+		func() {}, failsToMarshal{}, []int{1, 2, 3}, "", nil, strings.Repeat("x", 100_000), 3.5,
+		struct {
+			A string `json:"a,omitempty"`
+		}{},
+	}
+	for _, v := range values {
+		want, wantErr := json.Marshal(v)
+		var m transport.Message
+		buf, err := encodeJSON(v, &m)
+		if (err == nil) != (wantErr == nil) {
+			t.Errorf("%T: encodeJSON error %v, Marshal error %v", v, err, wantErr)
+			continue
+		}
+		if err == nil && (string(m.Body) != string(want) || m.ContentType != "application/json" || m.ContentEncoding != "utf-8") {
+			t.Errorf("%T: encodeJSON %.50q (%s, %s), Marshal %.50q", v, m.Body, m.ContentType, m.ContentEncoding, want)
+		}
+		releaseBody(buf)
 	}
 }

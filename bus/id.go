@@ -3,7 +3,12 @@ package bus
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"reflect"
 	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/busline/busline/middleware"
 )
 
 // Message ids look like random (version 4) UUIDs, which is what PikaBus's
@@ -25,13 +30,22 @@ func init() {
 
 const hexDigits = "0123456789abcdef"
 
+// idLen is the length of a message id.
+const idLen = 36
+
 // newID returns a new message id, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".
 func newID() string {
+	var s [idLen]byte
+	putID(&s)
+	return string(s[:])
+}
+
+// putID writes a new message id into s.
+func putID(s *[idLen]byte) {
 	var u [16]byte
 	copy(u[:8], idPrefix[:])
 	binary.BigEndian.PutUint64(u[8:], idCounter.Add(1))
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
-	var s [36]byte
 	j := 0
 	for i, c := range u {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
@@ -41,5 +55,18 @@ func newID() string {
 		s[j], s[j+1] = hexDigits[c>>4], hexDigits[c&0x0f]
 		j += 2
 	}
-	return string(s[:])
+}
+
+// newIDAndTime returns a new message id and the TimeSent text of now, and
+// the same two boxed as header values, in two allocations instead of four:
+// both strings share one buffer, never modified once written, and both
+// boxes one array, whose elements reflect hands out without copying them
+// (the array is not addressable).
+func newIDAndTime(now time.Time, f middleware.TimeFormat) (id string, idBox, timeBox any) {
+	buf := make([]byte, idLen, idLen+len("2006-01-02T15:04:05.000000+00:00"))
+	putID((*[idLen]byte)(buf))
+	buf = f.AppendFormat(buf, now)
+	s := unsafe.String(unsafe.SliceData(buf), len(buf))
+	v := reflect.ValueOf([2]string{s[:idLen], s[idLen:]})
+	return s[:idLen], v.Index(0).Interface(), v.Index(1).Interface()
 }

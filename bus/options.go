@@ -105,8 +105,8 @@ type Options struct {
 	// DispatchMiddleware wrap the transport's Dispatch for every message
 	// the Bus sends, including retry and error-queue copies; first
 	// outermost. Like a transport, a dispatcher must not keep the
-	// messages it is given, or their headers, once it returns: the Bus
-	// reuses header maps. Copy what you keep.
+	// messages it is given, or their headers and bodies, once it returns:
+	// the Bus reuses header maps and body buffers. Copy what you keep.
 	DispatchMiddleware []middleware.DispatchMiddleware
 
 	// OnEvent, if set, is called for each [Event]: the Bus starting,

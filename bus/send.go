@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"reflect"
@@ -164,11 +165,20 @@ func (b *Bus) post(ctx context.Context, k op, target string, msg any, cfg *sendC
 		outPool.Put(one)
 	}()
 	o := &one[0]
-	if err := b.build(s, k, target, msg, cfg, o); err != nil {
+	// A message dispatched at once can have its body encoded into a pooled
+	// buffer, free again when Dispatch returns; one kept in a scope's
+	// outbox cannot.
+	var body *bytes.Buffer
+	now := s == nil || k == opRequest
+	var pooled **bytes.Buffer
+	if now {
+		pooled = &body
+	}
+	if err := b.build(s, k, target, msg, cfg, o, pooled); err != nil {
 		releaseHeaders(o.Message.Headers)
 		return b.opError(k, target, msg, cfg, err)
 	}
-	if s != nil && k != opRequest {
+	if !now {
 		if err := s.add(*o); err != nil {
 			releaseHeaders(o.Message.Headers)
 			return b.opError(k, target, msg, cfg, err)
@@ -177,6 +187,7 @@ func (b *Bus) post(ctx context.Context, k op, target string, msg any, cfg *sendC
 	}
 	err := b.dispatch(ctx, one[:]...)
 	releaseHeaders(o.Message.Headers)
+	releaseBody(body)
 	if err != nil {
 		return b.opError(k, target, msg, cfg, err)
 	}
@@ -215,7 +226,11 @@ func releaseAll(msgs []transport.Outgoing) {
 const headerCount = 13
 
 // build makes the wire message for msg: properties, standard headers, body.
-func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *transport.Outgoing) error {
+//
+// With pooled non-nil and the default JSON codec, the body is encoded into a
+// pooled buffer, returned in *pooled for releaseBody once the message has
+// been dispatched.
+func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *transport.Outgoing, pooled **bytes.Buffer) error {
 	// Names first: nothing is sent (or queued) to an invalid one.
 	if k == opPublish {
 		if err := transport.ValidateRoutingKey(target); err != nil {
@@ -263,12 +278,16 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 	h := headerPool.Get().(transport.Headers)
 
 	id := cfg.messageID
-	if cfg.requestID != "" {
+	var idBox, timeBox any
+	switch {
+	case cfg.requestID != "":
 		id = cfg.requestID
-	} else if id == "" {
-		id = newID()
+	case id == "":
+		id, idBox, timeBox = newIDAndTime(now, b.times)
 	}
-	idBox := any(id)
+	if idBox == nil {
+		idBox, timeBox = id, b.times.Format(now)
+	}
 	h[n.MessageID] = idBox
 
 	// Correlation and conversation: inherited from the message being
@@ -307,7 +326,7 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 	}
 	h[n.CorrelationID] = corrBox
 	h[n.ConversationID] = convBox
-	h[n.TimeSent] = b.times.Format(now)
+	h[n.TimeSent] = timeBox
 
 	replyTo, replyBox := b.queue, b.queueBox
 	switch {
@@ -343,7 +362,13 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 
 	m := &o.Message
 	m.ID, m.CorrelationID, m.ReplyTo, m.Type, m.Timestamp, m.Headers = id, corr, replyTo, typeName, now, h
-	if err := b.codec.Encode(msg, m); err != nil {
+	var err error
+	if pooled != nil && b.defaultJSON {
+		*pooled, err = encodeJSON(msg, m)
+	} else {
+		err = b.codec.Encode(msg, m)
+	}
+	if err != nil {
 		m.Headers = h
 		return fmt.Errorf("%w: encoding as %s: %v", ErrInvalidMessage, b.codec.ContentType(), err)
 	}

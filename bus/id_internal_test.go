@@ -1,0 +1,39 @@
+package bus
+
+import (
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/busline/busline/middleware"
+)
+
+// TestNewIDAndTime checks the id and time made in one buffer: the id has
+// newID's form, the time is the format's text of now, and the boxes hold
+// the same strings.
+func TestNewIDAndTime(t *testing.T) {
+	form := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	now := time.Date(2026, 11, 22, 9, 30, 1, 123456789, time.FixedZone("x", 3600))
+	seen := map[string]bool{}
+	for _, f := range []middleware.TimeFormat{middleware.TimeRFC3339, middleware.TimePikaBus1} {
+		for range 100 {
+			id, idBox, timeBox := newIDAndTime(now, f)
+			if !form.MatchString(id) || seen[id] {
+				t.Fatalf("id %q: not a v4 UUID, or seen before", id)
+			}
+			seen[id] = true
+			if s, ok := idBox.(string); !ok || s != id {
+				t.Fatalf("id box %#v, want %q", idBox, id)
+			}
+			if s, ok := timeBox.(string); !ok || s != f.Format(now) {
+				t.Fatalf("time box %#v, want %q", timeBox, f.Format(now))
+			}
+		}
+	}
+	if raceEnabled {
+		return
+	}
+	if n := testing.AllocsPerRun(100, func() { newIDAndTime(now, middleware.TimeRFC3339) }); n != 2 {
+		t.Errorf("newIDAndTime: %v allocations, want 2", n)
+	}
+}
