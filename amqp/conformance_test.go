@@ -16,32 +16,48 @@ import (
 )
 
 // TestConformance runs the transport conformance suite against the broker,
-// on quorum queues (the default) and on classic ones. Each transport gets
-// exchanges of its own, deleted afterwards, so that the routing subtests of
-// one do not see the bindings of another.
+// on quorum queues (the default) and on classic ones.
 func TestConformance(t *testing.T) {
 	url := brokertest.URL(t)
 	for _, typ := range []transport.QueueType{transport.Quorum, transport.Classic} {
 		t.Run(string(typ), func(t *testing.T) {
-			conformance.RunTransport(t, conformance.Harness{
-				New: func(ctx context.Context, t testing.TB) (transport.Transport, error) {
-					var b [4]byte
-					_, _ = rand.Read(b[:])
-					suffix := "-conformance-" + hex.EncodeToString(b[:])
-					opts := amqp.Options{
-						DirectExchange: transport.DefaultDirectExchange + suffix,
-						TopicExchange:  transport.DefaultTopicExchange + suffix,
-						QueueType:      typ,
-					}
-					t.Cleanup(func() { deleteExchanges(t, url, opts.DirectExchange, opts.TopicExchange) })
-					return amqp.Dial(ctx, []string{url}, opts)
-				},
-				Timeout:        20 * time.Second,
-				DelayTolerance: 3 * time.Second,
-				QueueType:      typ,
-				QueuePrefix:    "conformance-amqp",
-			})
+			conformance.RunTransport(t, harness(url, typ, "conformance-amqp"))
 		})
+	}
+}
+
+// TestBusConformance runs the bus scenarios over the transport, on quorum
+// queues and on classic ones.
+func TestBusConformance(t *testing.T) {
+	url := brokertest.URL(t)
+	for _, typ := range []transport.QueueType{transport.Quorum, transport.Classic} {
+		t.Run(string(typ), func(t *testing.T) {
+			conformance.RunBus(t, harness(url, typ, "conformance-amqp-bus"))
+		})
+	}
+}
+
+// harness makes transports on the broker at url whose queues are of type
+// typ. Each transport gets exchanges of its own, deleted afterwards, so
+// that the routing subtests of one do not see the bindings of another.
+func harness(url string, typ transport.QueueType, prefix string) conformance.Harness {
+	return conformance.Harness{
+		New: func(ctx context.Context, t testing.TB) (transport.Transport, error) {
+			var b [4]byte
+			_, _ = rand.Read(b[:])
+			suffix := "-conformance-" + hex.EncodeToString(b[:])
+			opts := amqp.Options{
+				DirectExchange: transport.DefaultDirectExchange + suffix,
+				TopicExchange:  transport.DefaultTopicExchange + suffix,
+				QueueType:      typ,
+			}
+			t.Cleanup(func() { deleteExchanges(t, url, opts.DirectExchange, opts.TopicExchange) })
+			return amqp.Dial(ctx, []string{url}, opts)
+		},
+		Timeout:        20 * time.Second,
+		DelayTolerance: 3 * time.Second,
+		QueueType:      typ,
+		QueuePrefix:    prefix,
 	}
 }
 
