@@ -67,16 +67,16 @@ func RunBus(t *testing.T, h Harness) {
 	s := newSuite(t, h)
 	// Lifecycle comes first: its goroutine check runs while no other
 	// subtest of the suite is running.
-	s.group(t, "Lifecycle", s.busLifecycle)
-	s.group(t, "Send", s.busSend)
-	s.group(t, "Publish", s.busPublish)
-	s.group(t, "Defer", s.busDefer)
-	s.group(t, "Reply", s.busReply)
-	s.group(t, "Request", s.busRequest)
-	s.group(t, "Handlers", s.busHandlers)
-	s.group(t, "Transaction", s.busTransaction)
-	s.group(t, "Recoverability", s.busRecoverability)
-	s.group(t, "WireFormat", s.busWireFormat)
+	s.groups(t, namedGroup{"Lifecycle", s.busLifecycle},
+		namedGroup{"Send", s.busSend},
+		namedGroup{"Publish", s.busPublish},
+		namedGroup{"Defer", s.busDefer},
+		namedGroup{"Reply", s.busReply},
+		namedGroup{"Request", s.busRequest},
+		namedGroup{"Handlers", s.busHandlers},
+		namedGroup{"Transaction", s.busTransaction},
+		namedGroup{"Recoverability", s.busRecoverability},
+		namedGroup{"WireFormat", s.busWireFormat})
 }
 
 // The message types of the bus scenarios.

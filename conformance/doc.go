@@ -41,8 +41,11 @@
 // Harness.DelayTolerance after it; the absence of a message is shown by a
 // marker message sent after it (queues are FIFO) wherever possible, and
 // otherwise watched for during Harness.QuietPeriod. Transports of different
-// subtests must not share a topic exchange (see Harness.New). Subtests of
-// one group run in parallel; groups run one after another.
+// subtests must not share a topic exchange (see Harness.New). The first
+// group (Close, or Lifecycle for RunBus) runs alone; then every other group
+// runs at once, their subtests in parallel within go test's -parallel
+// limit, so that a run against a broker takes about as long as its slowest
+// subtest.
 //
 // # Goroutines
 //

@@ -87,6 +87,28 @@ func (s *suite) group(t *testing.T, name string, body func(t *testing.T)) {
 	t.Run(name, body)
 }
 
+// namedGroup is a group of subtests for [suite.groups].
+type namedGroup struct {
+	name string
+	body func(t *testing.T)
+}
+
+// groups runs first as a group, alone, then every group of rest at once,
+// so that the leaves of all of them run in parallel (within the -parallel
+// limit), and returns when all have finished. Leaves wait mostly for a
+// broker, so a suite takes about as long as its slowest leaf, not the sum
+// of each group's slowest. first runs alone because its goroutine check
+// needs the process to itself.
+func (s *suite) groups(t *testing.T, first namedGroup, rest ...namedGroup) {
+	t.Helper()
+	s.group(t, first.name, first.body)
+	var wg sync.WaitGroup
+	for _, g := range rest {
+		wg.Go(func() { s.group(t, g.name, g.body) })
+	}
+	wg.Wait()
+}
+
 // leaf runs body as a parallel subtest with a fresh transport of its own,
 // inside the harness's bubble if it has one.
 func (s *suite) leaf(t *testing.T, name string, body func(e *env)) {

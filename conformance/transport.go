@@ -14,26 +14,26 @@ import (
 
 // RunTransport checks that the transports h.New makes honour the contract
 // of package transport. Each subtest opens a transport of its own, declares
-// queues with unique names and cleans up after itself; subtests of one group
-// run in parallel. A subtest that needs an optional capability the
-// transport lacks skips, naming the interface. See the package
-// documentation for the list of subtests.
+// queues with unique names and cleans up after itself; subtests run in
+// parallel, except the first group's goroutine check. A subtest that needs
+// an optional capability the transport lacks skips, naming the interface.
+// See the package documentation for the list of subtests.
 func RunTransport(t *testing.T, h Harness) {
 	t.Helper()
 	s := newSuite(t, h)
 	// Close comes first: its goroutine check runs while no other subtest
 	// of the suite is running.
-	s.group(t, "Close", s.closeGroup)
-	s.group(t, "Declare", s.declareGroup)
-	s.group(t, "Bind", s.bindGroup)
-	s.group(t, "Routing", s.routing)
-	s.group(t, "Dispatch", s.dispatchGroup)
-	s.group(t, "Messages", s.messagesGroup)
-	s.group(t, "Names", s.namesGroup)
-	s.group(t, "Consume", s.consumeGroup)
-	s.group(t, "Settle", s.settleGroup)
-	s.group(t, "Deferral", s.deferralGroup)
-	s.group(t, "Capabilities", s.capabilitiesGroup)
+	s.groups(t, namedGroup{"Close", s.closeGroup},
+		namedGroup{"Declare", s.declareGroup},
+		namedGroup{"Bind", s.bindGroup},
+		namedGroup{"Routing", s.routing},
+		namedGroup{"Dispatch", s.dispatchGroup},
+		namedGroup{"Messages", s.messagesGroup},
+		namedGroup{"Names", s.namesGroup},
+		namedGroup{"Consume", s.consumeGroup},
+		namedGroup{"Settle", s.settleGroup},
+		namedGroup{"Deferral", s.deferralGroup},
+		namedGroup{"Capabilities", s.capabilitiesGroup})
 }
 
 func (s *suite) declareGroup(t *testing.T) {
