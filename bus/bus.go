@@ -30,6 +30,7 @@ type Bus struct {
 	codecs      codecs
 
 	queue      string // with the prefix; "" for a send-only Bus
+	name       string // what errors call the Bus: `bus "orders"`, or "send-only bus"
 	queueBox   any
 	errorQueue string
 	ctString   string // the codec's content type and the same boxed, for headers
@@ -83,7 +84,7 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 	if t == nil {
 		return nil, errors.New("bus.New: nil transport")
 	}
-	b := &Bus{t: t, opts: opts, done: make(chan struct{})}
+	b := &Bus{t: t, opts: opts, done: make(chan struct{}), name: "send-only bus"}
 	b.log = opts.Logger
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
@@ -127,6 +128,7 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 			return nil, fmt.Errorf("bus.New: endpoint queue: %w", err)
 		}
 		b.queueBox = b.queue
+		b.name = fmt.Sprintf("bus %q", b.queue)
 	} else if len(opts.Subscriptions) > 0 {
 		return nil, fmt.Errorf("bus.New: subscriptions need a queue: %w", ErrSendOnly)
 	}
@@ -240,9 +242,9 @@ func (b *Bus) Start(ctx context.Context) error {
 	b.mu.Unlock()
 	switch {
 	case b.closed.Load() || st == stopped:
-		return fmt.Errorf("bus %q: start: %w", b.queue, ErrClosed)
+		return fmt.Errorf("%s: start: %w", b.name, ErrClosed)
 	case st != created:
-		return fmt.Errorf("bus %q: start: already started", b.queue)
+		return fmt.Errorf("%s: start: already started", b.name)
 	}
 	var c transport.Consumer
 	if b.queue != "" {
@@ -250,16 +252,16 @@ func (b *Bus) Start(ctx context.Context) error {
 			Queue:  transport.Queue{Name: b.queue, Type: b.queueType()},
 			Topics: subs,
 		}); err != nil {
-			return fmt.Errorf("bus %q: start: declaring the endpoint queue: %w", b.queue, err)
+			return fmt.Errorf("%s: start: declaring the endpoint queue: %w", b.name, err)
 		}
 		if err := b.t.Declare(ctx, transport.Topology{
 			Queue: transport.Queue{Name: b.errorQueue, Type: b.queueType(), Shared: true},
 		}); err != nil {
-			return fmt.Errorf("bus %q: start: declaring the error queue %q: %w", b.queue, b.errorQueue, err)
+			return fmt.Errorf("%s: start: declaring the error queue %q: %w", b.name, b.errorQueue, err)
 		}
 		var err error
 		if c, err = b.consume(ctx); err != nil {
-			return fmt.Errorf("bus %q: start: %w", b.queue, err)
+			return fmt.Errorf("%s: start: %w", b.name, err)
 		}
 	}
 	var stop func()
@@ -275,7 +277,7 @@ func (b *Bus) Start(ctx context.Context) error {
 		if c != nil {
 			_ = c.Close()
 		}
-		return fmt.Errorf("bus %q: start: %w", b.queue, ErrClosed)
+		return fmt.Errorf("%s: start: %w", b.name, ErrClosed)
 	}
 	b.st, b.cons, b.stop = running, c, stop
 	if c != nil {
@@ -382,7 +384,7 @@ func (b *Bus) emit(e Event) {
 // paused Bus does nothing.
 func (b *Bus) Pause(ctx context.Context) error {
 	if b.queue == "" {
-		return fmt.Errorf("bus: pause: %w", ErrSendOnly)
+		return fmt.Errorf("%s: pause: %w", b.name, ErrSendOnly)
 	}
 	b.opMu.Lock()
 	defer b.opMu.Unlock()
@@ -391,9 +393,9 @@ func (b *Bus) Pause(ctx context.Context) error {
 	b.mu.Unlock()
 	switch {
 	case b.closed.Load() || st == stopped:
-		return fmt.Errorf("bus %q: pause: %w", b.queue, ErrClosed)
+		return fmt.Errorf("%s: pause: %w", b.name, ErrClosed)
 	case st == created:
-		return fmt.Errorf("bus %q: pause: not started", b.queue)
+		return fmt.Errorf("%s: pause: not started", b.name)
 	case st == paused:
 		return nil
 	}
@@ -403,7 +405,7 @@ func (b *Bus) Pause(ctx context.Context) error {
 	b.mu.Unlock()
 	b.emit(Event{Kind: Paused, Queue: b.queue, Err: err})
 	if err != nil {
-		return fmt.Errorf("bus %q: pause: %w", b.queue, err)
+		return fmt.Errorf("%s: pause: %w", b.name, err)
 	}
 	b.log.InfoContext(ctx, "endpoint paused", "queue", b.queue)
 	return nil
@@ -413,7 +415,7 @@ func (b *Bus) Pause(ctx context.Context) error {
 // nothing.
 func (b *Bus) Resume(ctx context.Context) error {
 	if b.queue == "" {
-		return fmt.Errorf("bus: resume: %w", ErrSendOnly)
+		return fmt.Errorf("%s: resume: %w", b.name, ErrSendOnly)
 	}
 	b.opMu.Lock()
 	defer b.opMu.Unlock()
@@ -422,21 +424,21 @@ func (b *Bus) Resume(ctx context.Context) error {
 	b.mu.Unlock()
 	switch {
 	case b.closed.Load() || st == stopped:
-		return fmt.Errorf("bus %q: resume: %w", b.queue, ErrClosed)
+		return fmt.Errorf("%s: resume: %w", b.name, ErrClosed)
 	case st == created:
-		return fmt.Errorf("bus %q: resume: not started", b.queue)
+		return fmt.Errorf("%s: resume: not started", b.name)
 	case st == running:
 		return nil
 	}
 	c, err := b.consume(ctx)
 	if err != nil {
-		return fmt.Errorf("bus %q: resume: %w", b.queue, err)
+		return fmt.Errorf("%s: resume: %w", b.name, err)
 	}
 	b.mu.Lock()
 	if b.closed.Load() {
 		b.mu.Unlock()
 		_ = c.Close()
-		return fmt.Errorf("bus %q: resume: %w", b.queue, ErrClosed)
+		return fmt.Errorf("%s: resume: %w", b.name, ErrClosed)
 	}
 	b.st, b.cons = running, c
 	delete(b.lost, b.queue)
@@ -461,15 +463,15 @@ func (b *Bus) Health(ctx context.Context) error {
 	b.mu.Unlock()
 	switch {
 	case b.closed.Load() || st == stopped:
-		return fmt.Errorf("bus %q: %w", b.queue, ErrClosed)
+		return fmt.Errorf("%s: %w", b.name, ErrClosed)
 	case st == created:
-		return fmt.Errorf("bus %q: not started", b.queue)
+		return fmt.Errorf("%s: not started", b.name)
 	case lost != nil:
-		return fmt.Errorf("bus %q: %w", b.queue, lost)
+		return fmt.Errorf("%s: %w", b.name, lost)
 	}
 	if hc, ok := b.t.(transport.HealthChecker); ok {
 		if err := hc.Health(ctx); err != nil {
-			return fmt.Errorf("bus %q: transport: %w", b.queue, err)
+			return fmt.Errorf("%s: transport: %w", b.name, err)
 		}
 	}
 	return nil
@@ -498,10 +500,10 @@ func (b *Bus) subscription(ctx context.Context, pattern string, add bool) error 
 	}
 	full := b.opts.TopicPrefix + pattern
 	if b.queue == "" {
-		return fmt.Errorf("bus: %s %q: %w", what, full, ErrSendOnly)
+		return fmt.Errorf("%s: %s %q: %w", b.name, what, full, ErrSendOnly)
 	}
 	if err := transport.ValidateTopicPattern(full); err != nil {
-		return fmt.Errorf("bus %q: %s: %w", b.queue, what, err)
+		return fmt.Errorf("%s: %s: %w", b.name, what, err)
 	}
 	b.mu.Lock()
 	st := b.st
@@ -514,13 +516,13 @@ func (b *Bus) subscription(ctx context.Context, pattern string, add bool) error 
 		}
 		b.mu.Unlock()
 		if b.closed.Load() {
-			return fmt.Errorf("bus %q: %s %q: %w", b.queue, what, full, ErrClosed)
+			return fmt.Errorf("%s: %s %q: %w", b.name, what, full, ErrClosed)
 		}
 		return nil
 	}
 	b.mu.Unlock()
 	if b.closed.Load() || st == stopped {
-		return fmt.Errorf("bus %q: %s %q: %w", b.queue, what, full, ErrClosed)
+		return fmt.Errorf("%s: %s %q: %w", b.name, what, full, ErrClosed)
 	}
 	var err error
 	if add {
@@ -529,7 +531,7 @@ func (b *Bus) subscription(ctx context.Context, pattern string, add bool) error 
 		err = b.t.Unbind(ctx, b.queue, full)
 	}
 	if err != nil {
-		return fmt.Errorf("bus %q: %s %q: %w", b.queue, what, full, err)
+		return fmt.Errorf("%s: %s %q: %w", b.name, what, full, err)
 	}
 	b.mu.Lock()
 	if add && !slices.Contains(b.subs, full) {
@@ -567,7 +569,7 @@ func (b *Bus) Shutdown(ctx context.Context) error {
 		case <-b.done:
 			return nil
 		case <-ctx.Done():
-			return fmt.Errorf("bus %q: shutdown: waiting for the first Shutdown or Close: %w", b.queue, ctx.Err())
+			return fmt.Errorf("%s: shutdown: waiting for the first Shutdown or Close: %w", b.name, ctx.Err())
 		}
 	}
 	b.emit(Event{Kind: Stopping, Queue: b.queue})
@@ -577,11 +579,11 @@ func (b *Bus) Shutdown(ctx context.Context) error {
 	var err error
 	if c != nil {
 		if derr := c.Drain(ctx); derr != nil {
-			err = fmt.Errorf("bus %q: shutdown: %w", b.queue, derr)
+			err = fmt.Errorf("%s: shutdown: %w", b.name, derr)
 		}
 	}
 	if rerr := b.closeReplies(ctx, true); rerr != nil && err == nil {
-		err = fmt.Errorf("bus %q: shutdown: reply queue: %w", b.queue, rerr)
+		err = fmt.Errorf("%s: shutdown: reply queue: %w", b.name, rerr)
 	}
 	b.finish(err)
 	return err

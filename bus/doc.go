@@ -108,8 +108,9 @@
 //
 // Errors are matched with [errors.Is] against the sentinels re-exported from
 // package transport ([ErrClosed], [ErrUnroutable], [ErrInvalidName], ...)
-// and this package's own. Every error names the operation and the queue or
-// topic. Names are checked before anything is sent.
+// and this package's own. Every error names the endpoint (`bus "orders"`,
+// or "send-only bus"), the operation and the queue or topic. Names are
+// checked before anything is sent.
 //
 // # Concurrency
 //

@@ -35,7 +35,7 @@ type RawHandler func(ctx context.Context, m *transport.Message) error
 // [ErrSendOnly] on a send-only Bus and [ErrClosed] after Shutdown or Close.
 func Handle[T any](b *Bus, h func(ctx context.Context, msg T) error, opts ...HandlerOption) error {
 	if h == nil {
-		return fmt.Errorf("bus %q: Handle: nil handler", b.queue)
+		return fmt.Errorf("%s: Handle: nil handler", b.name)
 	}
 	var cfg handlerConfig
 	for _, o := range opts {
@@ -46,7 +46,7 @@ func Handle[T any](b *Bus, h func(ctx context.Context, msg T) error, opts ...Han
 	if name == "" {
 		info, err := typeInfoOf(t)
 		if err != nil {
-			return fmt.Errorf("bus %q: Handle: %w", b.queue, err)
+			return fmt.Errorf("%s: Handle: %w", b.name, err)
 		}
 		name, derived = info.name, info.derived
 	}
@@ -59,10 +59,10 @@ func Handle[T any](b *Bus, h func(ctx context.Context, msg T) error, opts ...Han
 // [Handle] for how several handlers of one type run.
 func (b *Bus) HandleRaw(messageType string, h RawHandler) error {
 	if h == nil {
-		return fmt.Errorf("bus %q: HandleRaw: nil handler", b.queue)
+		return fmt.Errorf("%s: HandleRaw: nil handler", b.name)
 	}
 	if messageType == "" {
-		return fmt.Errorf("bus %q: HandleRaw: empty message type", b.queue)
+		return fmt.Errorf("%s: HandleRaw: empty message type", b.name)
 	}
 	return b.register(messageType, handlerEntry{call: func(ctx context.Context, _ *Bus, m *transport.Message) error {
 		return h(ctx, m)
@@ -82,18 +82,18 @@ type handlerTable map[string][]handlerEntry
 
 func (b *Bus) register(name string, e handlerEntry) error {
 	if b.queue == "" {
-		return fmt.Errorf("bus: Handle %s: %w", name, ErrSendOnly)
+		return fmt.Errorf("%s: Handle %s: %w", b.name, name, ErrSendOnly)
 	}
 	if b.closed.Load() {
-		return fmt.Errorf("bus %q: Handle %s: %w", b.queue, name, ErrClosed)
+		return fmt.Errorf("%s: Handle %s: %w", b.name, name, ErrClosed)
 	}
 	b.regMu.Lock()
 	defer b.regMu.Unlock()
 	old := *b.handlers.Load()
 	for _, x := range old[name] {
 		if e.derived && x.derived && x.goType != e.goType {
-			return fmt.Errorf("bus %q: Handle: %v and %v both derive the message type %q: give one a MessageType method or register it WithMessageType",
-				b.queue, x.goType, e.goType, name)
+			return fmt.Errorf("%s: Handle: %v and %v both derive the message type %q: give one a MessageType method or register it WithMessageType",
+				b.name, x.goType, e.goType, name)
 		}
 	}
 	nt := make(handlerTable, len(old)+1)
@@ -226,7 +226,7 @@ func (b *Bus) terminal(ctx context.Context, m *middleware.Message) error {
 	err := b.dispatch(ctx, out...)
 	releaseAll(out)
 	if err != nil {
-		return fmt.Errorf("bus %q: dispatching the %d messages sent while handling %s: %w", b.queue, len(out), name, err)
+		return fmt.Errorf("%s: dispatching the %d messages sent while handling %s: %w", b.name, len(out), name, err)
 	}
 	return nil
 }

@@ -172,6 +172,19 @@ func TestSendOnly(t *testing.T) {
 		if err := client.Pause(ctx); !errors.Is(err, bus.ErrSendOnly) {
 			t.Errorf("Pause on a send-only bus: %v", err)
 		}
+		// Its errors say what it is, rather than naming an empty queue.
+		for _, err := range []error{
+			client.Send(ctx, "nowhere", Ping{3}),
+			client.Pause(ctx),
+			bus.Handle(client, func(context.Context, Ping) error { return nil }),
+		} {
+			if msg := err.Error(); !strings.HasPrefix(msg, "send-only bus: ") || strings.Contains(msg, `bus ""`) {
+				t.Errorf("error of a send-only bus: %q", msg)
+			}
+		}
+		if err := server.Send(ctx, "nowhere", Ping{4}); !strings.HasPrefix(err.Error(), `bus "server": send `) {
+			t.Errorf("error of an endpoint: %q", err)
+		}
 		e.start(client)
 		must(t, client.Health(ctx))
 		must(t, client.Shutdown(ctx))

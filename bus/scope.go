@@ -178,14 +178,14 @@ func scopeFrom(ctx context.Context) *scope {
 func (b *Bus) Transaction(ctx context.Context, fn func(ctx context.Context) error) (err error) {
 	outer := scopeFrom(ctx)
 	if outer == nil && b.closed.Load() {
-		return fmt.Errorf("bus %q: transaction: %w", b.queue, ErrClosed)
+		return fmt.Errorf("%s: transaction: %w", b.name, ErrClosed)
 	}
 	if outer != nil {
 		outer.mu.Lock()
 		ended := outer.ended
 		outer.mu.Unlock()
 		if ended {
-			return fmt.Errorf("bus %q: transaction: %w", b.queue, ErrScopeEnded)
+			return fmt.Errorf("%s: transaction: %w", b.name, ErrScopeEnded)
 		}
 	}
 	s := &scope{}
@@ -209,7 +209,7 @@ func (b *Bus) Transaction(ctx context.Context, fn func(ctx context.Context) erro
 		defer outer.mu.Unlock()
 		if outer.ended {
 			releaseAll(out)
-			return fmt.Errorf("bus %q: transaction: %w", b.queue, ErrScopeEnded)
+			return fmt.Errorf("%s: transaction: %w", b.name, ErrScopeEnded)
 		}
 		outer.outbox = append(outer.outbox, out...)
 		return nil
@@ -217,7 +217,7 @@ func (b *Bus) Transaction(ctx context.Context, fn func(ctx context.Context) erro
 	err = b.dispatch(ctx, out...)
 	releaseAll(out)
 	if err != nil {
-		return fmt.Errorf("bus %q: transaction: dispatching %d messages: %w", b.queue, len(out), err)
+		return fmt.Errorf("%s: transaction: dispatching %d messages: %w", b.name, len(out), err)
 	}
 	return nil
 }

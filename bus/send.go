@@ -59,12 +59,12 @@ func (b *Bus) Reply(ctx context.Context, msg any, opts ...SendOption) error {
 	s := scopeFrom(ctx)
 	hs := s.handlingScope()
 	if hs == nil {
-		return fmt.Errorf("bus %q: reply outside a handler: %w", b.queue, ErrNoReplyAddress)
+		return fmt.Errorf("%s: reply outside a handler: %w", b.name, ErrNoReplyAddress)
 	}
 	in := hs.incoming()
 	if in.ReplyTo == "" {
-		return fmt.Errorf("bus %q: reply to message %q (%s): it has no %s header and no reply_to property: %w",
-			b.queue, in.MessageID, in.MessageType, b.names.ReplyToAddress, ErrNoReplyAddress)
+		return fmt.Errorf("%s: reply to message %q (%s): it has no %s header and no reply_to property: %w",
+			b.name, in.MessageID, in.MessageType, b.names.ReplyToAddress, ErrNoReplyAddress)
 	}
 	corr := in.CorrelationID
 	if corr == "" {
@@ -144,7 +144,7 @@ func (b *Bus) opError(k op, target string, msg any, cfg *sendConfig, err error) 
 	if k == opPublish {
 		dest = "topic"
 	}
-	return fmt.Errorf("bus %q: %s %s to %s %q: %w", b.queue, k, what, dest, target, err)
+	return fmt.Errorf("%s: %s %s to %s %q: %w", b.name, k, what, dest, target, err)
 }
 
 // outPool holds one-message batches for dispatching outside handlers, so
