@@ -65,8 +65,10 @@ func WithCorrelationID(id string) SendOption {
 	return sendOptionFunc(func(c *sendConfig) { c.correlationID = id })
 }
 
-// WithMessageID sets the message's id instead of a new one, for example to
-// make a resend recognizable as a duplicate.
+// WithMessageID sets the message's id instead of a new one: to know the id
+// of a message sent (make one with [NewMessageID]), or to make a resend
+// recognizable as a duplicate. The id goes into the MessageId header and
+// the message_id property; any string of at most 255 bytes will do.
 func WithMessageID(id string) SendOption {
 	return sendOptionFunc(func(c *sendConfig) { c.messageID = id })
 }

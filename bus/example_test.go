@@ -522,3 +522,30 @@ func ExampleBus_Shutdown() {
 	// shutdown: <nil>
 	// true
 }
+
+// Every message gets a new id. To know the id of a message you send, say
+// to find it in a log or on the error queue later, choose it.
+func ExampleNewMessageID() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	b, _ := bus.New(t, "shipping", bus.Options{})
+	handled := make(chan string, 1)
+	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+		in, _ := bus.IncomingFrom(ctx)
+		handled <- in.MessageID
+		return nil
+	})
+	b.Start(ctx)
+	defer b.Shutdown(ctx)
+
+	id := bus.NewMessageID()
+	if err := b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"}, bus.WithMessageID(id)); err != nil {
+		fmt.Println(err)
+	}
+	fmt.Println("handled the message sent:", <-handled == id)
+	fmt.Println("id length:", len(id), "version:", id[14:15])
+	// Output:
+	// handled the message sent: true
+	// id length: 36 version: 4
+}

@@ -1,50 +1,43 @@
 package bus
 
 import (
-	"crypto/rand"
 	"encoding/binary"
+	"math/rand/v2"
 	"reflect"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/busline/busline/middleware"
 )
 
-// Message ids look like random (version 4) UUIDs, which is what PikaBus's
-// peers and tools expect to see, but are made from a random per-process
-// prefix and a counter: unique, and cheap enough for the hot path (one
-// allocation, no system call).
-var (
-	idPrefix  [8]byte
-	idCounter atomic.Uint64
-)
-
-func init() {
-	var seed [16]byte
-	_, _ = rand.Read(seed[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
-	copy(idPrefix[:], seed[:8])
-	idCounter.Store(binary.BigEndian.Uint64(seed[8:]))
-	idPrefix[6] = idPrefix[6]&0x0f | 0x40 // version 4
-}
-
 const hexDigits = "0123456789abcdef"
 
 // idLen is the length of a message id.
 const idLen = 36
 
-// newID returns a new message id, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".
-func newID() string {
+// NewMessageID returns a new message id, a random (version 4) UUID such as
+// "3f0c9a4e-5b7d-4c1e-9f2a-6d8b0e1c7a53": the form of the id the Bus gives
+// every message it sends (PikaBus writes version 1 UUIDs; any unique string
+// is valid on the wire). To know the id of a message you send, choose it:
+// b.Send(ctx, queue, msg, WithMessageID(NewMessageID())).
+func NewMessageID() string {
 	var s [idLen]byte
 	putID(&s)
 	return string(s[:])
 }
 
-// putID writes a new message id into s.
+// putID writes a new message id into s. Its 122 random bits come from the
+// runtime's per-thread ChaCha8 generator (math/rand/v2), which the
+// operating system seeds: unique across processes, with no system call, no
+// lock and no allocation, and every character independent of the previous
+// id's, so that a shortened id still tells messages apart. (A random
+// prefix per process and a counter, as before, made the first half of
+// every id the same.)
 func putID(s *[idLen]byte) {
 	var u [16]byte
-	copy(u[:8], idPrefix[:])
-	binary.BigEndian.PutUint64(u[8:], idCounter.Add(1))
+	binary.BigEndian.PutUint64(u[:8], rand.Uint64())
+	binary.BigEndian.PutUint64(u[8:], rand.Uint64())
+	u[6] = u[6]&0x0f | 0x40 // version 4
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
 	j := 0
 	for i, c := range u {

@@ -37,3 +37,22 @@ func TestNewIDAndTime(t *testing.T) {
 		t.Errorf("newIDAndTime: %v allocations, want 2", n)
 	}
 }
+
+// TestIDsVaryFromTheStart checks that ids differ in their first characters,
+// so that a shortened id (as printed in logs and tools) tells messages
+// apart: an id is random throughout, not a fixed prefix and a counter.
+func TestIDsVaryFromTheStart(t *testing.T) {
+	const n = 1000
+	firsts := map[string]bool{}
+	lasts := map[string]bool{}
+	for range n {
+		id := NewMessageID()
+		firsts[id[:8]] = true
+		lasts[id[len(id)-8:]] = true
+	}
+	// Birthday bound on 32 bits: 1,000 random prefixes collide about once in
+	// ten thousand runs; a fixed prefix gives 1.
+	if len(firsts) < n-2 || len(lasts) < n-2 {
+		t.Errorf("%d distinct first 8 characters and %d distinct last 8 in %d ids", len(firsts), len(lasts), n)
+	}
+}

@@ -48,7 +48,7 @@ func Request[R any](ctx context.Context, b *Bus, queue string, req any, opts ...
 	}
 	cfg.requestID = cfg.messageID
 	if cfg.requestID == "" {
-		cfg.requestID = newID()
+		cfg.requestID = NewMessageID()
 	}
 	ch, err := b.replies.wait(cfg.requestID)
 	if err != nil {

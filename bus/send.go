@@ -21,6 +21,9 @@ import (
 // Send returns nil once it is queued there; outside, Send returns once the
 // broker has taken responsibility for the message. [WithDelay] and
 // [WithDeliverAt] defer it, as [Bus.Defer] does.
+//
+// Every message sent gets a new id (see [NewMessageID]); to know it, give it
+// with [WithMessageID]. This holds for Publish, Defer, Reply and Request too.
 func (b *Bus) Send(ctx context.Context, queue string, msg any, opts ...SendOption) error {
 	cfg := applySend(sendConfig{}, opts)
 	return b.post(ctx, opSend, b.opts.QueuePrefix+queue, msg, &cfg)
