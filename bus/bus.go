@@ -195,8 +195,7 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 	}
 	b.pipeline = middleware.Chain(stages, middleware.Chain(opts.Middleware...))(b.terminal)
 
-	empty := handlerTable{}
-	b.handlers.Store(&empty)
+	b.handlers.Store(&handlerTable{})
 	return b, nil
 }
 

@@ -40,8 +40,16 @@
 // [Handle] registers a typed handler, [Bus.HandleRaw] one that sees the wire
 // message. Every handler of a message's type runs, in the order registered,
 // and all must succeed; [IncomingFrom] gives a handler the message's
-// metadata. A message no handler takes is not acked silently: by default it
-// goes to the error queue with the reason ([Options.Unhandled]).
+// metadata.
+//
+// An incoming message's type is its MessageType header, else its AMQP type
+// property, else [Options.DefaultMessageType]: Python PikaBus services send
+// no type unless told to, so an endpoint that receives one kind of message
+// from them names it there. A message goes to the handlers of its type; if
+// there are none, to the fallback handlers ([Bus.HandleFallback]), which
+// take everything else, as PikaBus's own handlers do; if there are none
+// either, it is not acked silently: by default it goes to the error queue
+// with the reason ([Options.Unhandled]).
 //
 // # Outgoing messages and transactions
 //

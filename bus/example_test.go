@@ -349,6 +349,75 @@ func ExampleBus_HandleRaw() {
 	// bus_test.ShipOrder command acme {"OrderID":"o-1","Express":false}
 }
 
+// A fallback handler takes the messages no other handler takes, whatever
+// their type, and those that carry none: what a PikaBus handler does.
+func ExampleBus_HandleFallback() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	b, _ := bus.New(t, "audit", bus.Options{})
+	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+		fmt.Println("ShipOrder handler:", cmd.OrderID)
+		return nil
+	})
+	b.HandleFallback(func(ctx context.Context, m *transport.Message) error {
+		in, _ := bus.IncomingFrom(ctx)
+		fmt.Printf("fallback: type %q, body %s\n", in.MessageType, m.Body)
+		return nil
+	})
+	b.Start(ctx)
+	defer b.Shutdown(ctx)
+
+	b.Send(ctx, "audit", ShipOrder{OrderID: "o-1"})
+	t.Broker().WaitIdle(ctx)
+	b.Send(ctx, "audit", OrderShipped{OrderID: "o-1"})
+	t.Broker().WaitIdle(ctx)
+	// A message without a type, as a PikaBus service sends it by default.
+	t.Dispatch(ctx, transport.Outgoing{RoutingKey: "audit", Mandatory: true, Message: transport.Message{
+		ContentType: "application/json", Body: []byte(`{"order_id": "o-1"}`),
+	}})
+	t.Broker().WaitIdle(ctx)
+	// Output:
+	// ShipOrder handler: o-1
+	// fallback: type "bus_test.OrderShipped", body {"OrderID":"o-1"}
+	// fallback: type "", body {"order_id": "o-1"}
+}
+
+// A Python PikaBus service sends no message type unless told one. An
+// endpoint that receives one kind of message from it names that kind.
+func ExampleOptions_defaultMessageType() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	type PlaceOrder struct {
+		OrderID string `json:"order_id"`
+	}
+	b, _ := bus.New(t, "orders", bus.Options{DefaultMessageType: "PlaceOrder"})
+	bus.Handle(b, func(ctx context.Context, o PlaceOrder) error {
+		in, _ := bus.IncomingFrom(ctx)
+		fmt.Println("placing", o.OrderID, "as", in.MessageType, "reply to", in.ReplyTo)
+		return nil
+	}, bus.WithMessageType("PlaceOrder"))
+	b.Start(ctx)
+	defer b.Shutdown(ctx)
+
+	// What `await bus.Send({'order_id': '42'}, queue='orders')` publishes
+	// from a PikaBus service listening on "pyservice" (ids shortened).
+	t.Dispatch(ctx, transport.Outgoing{RoutingKey: "orders", Mandatory: true, Message: transport.Message{
+		ID: "6a3c1e2e", ContentType: "application/json", ContentEncoding: "utf-8", ReplyTo: "pyservice",
+		Headers: transport.Headers{
+			"PikaBus.MessageId": "6a3c1e2e", "PikaBus.CorrelationId": "6a3c1f46",
+			"PikaBus.TimeSent":       "2026-08-07T16:32:19.123456+00:00",
+			"PikaBus.ReplyToAddress": "pyservice", "PikaBus.OriginatingAddress": "pyservice",
+			"PikaBus.Intent": "command", "PikaBus.ContentType": "application/json", "PikaBus.ContentEncoding": "utf-8",
+		},
+		Body: []byte(`{"order_id": "42"}`),
+	}})
+	t.Broker().WaitIdle(ctx)
+	// Output:
+	// placing 42 as PlaceOrder reply to pyservice
+}
+
 // A message that fails for good, or that no handler takes, goes to the
 // error queue with the reason; once the bug is fixed, Replay sends it back.
 func Example_errorQueue() {

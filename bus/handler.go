@@ -56,17 +56,51 @@ func Handle[T any](b *Bus, h func(ctx context.Context, msg T) error, opts ...Han
 }
 
 // HandleRaw registers h for the messages of messageType, undecoded. See
-// [Handle] for how several handlers of one type run.
+// [Handle] for how several handlers of one type run. The message type must
+// not be empty: to take messages that carry no type, see
+// [Options.DefaultMessageType] and [Bus.HandleFallback].
 func (b *Bus) HandleRaw(messageType string, h RawHandler) error {
 	if h == nil {
 		return fmt.Errorf("%s: HandleRaw: nil handler", b.name)
 	}
 	if messageType == "" {
-		return fmt.Errorf("%s: HandleRaw: empty message type", b.name)
+		return fmt.Errorf("%s: HandleRaw: empty message type (see Options.DefaultMessageType and HandleFallback)", b.name)
 	}
-	return b.register(messageType, handlerEntry{call: func(ctx context.Context, _ *Bus, m *transport.Message) error {
+	return b.register(messageType, rawEntry(h))
+}
+
+// HandleFallback registers h for the messages no other handler takes: a
+// message whose type no handler registered with [Handle] or [Bus.HandleRaw]
+// takes, or that carries no type at all (and [Options.DefaultMessageType]
+// gives it none that a handler takes). This is how PikaBus itself handles
+// messages: it calls every handler for every message, whatever its type.
+//
+// A received message goes, in this order of precedence:
+//
+//  1. to the handlers of its type (Handle and HandleRaw), if any;
+//  2. else to the fallback handlers, if any;
+//  3. else to the [Options.Unhandled] policy: the error queue, with
+//     [ErrUnhandled], by default.
+//
+// So a fallback handler takes what would otherwise be unhandled; it does
+// not run for messages that have handlers of their own, even when those
+// fail. Several fallback handlers run as the handlers of one type do: one
+// after the other, in the order registered, all of them retried if one
+// fails. A fallback handler sees the message undecoded, as a raw handler
+// does; [IncomingFrom] gives its metadata (MessageType is empty for a
+// message without a type), and it may send, publish and reply as any
+// handler. HandleFallback fails as Handle does on a send-only or closed Bus.
+func (b *Bus) HandleFallback(h RawHandler) error {
+	if h == nil {
+		return fmt.Errorf("%s: HandleFallback: nil handler", b.name)
+	}
+	return b.register("", rawEntry(h))
+}
+
+func rawEntry(h RawHandler) handlerEntry {
+	return handlerEntry{call: func(ctx context.Context, _ *Bus, m *transport.Message) error {
 		return h(ctx, m)
-	}})
+	}}
 }
 
 // handlerEntry is one registered handler.
@@ -76,32 +110,48 @@ type handlerEntry struct {
 	derived bool         // the name was derived from goType
 }
 
-// handlerTable maps message types to their handlers. It is replaced, never
-// changed, so that handling reads it without locking.
-type handlerTable map[string][]handlerEntry
+// handlerTable maps message types to their handlers, and holds the fallback
+// handlers. It is replaced, never changed, so that handling reads it
+// without locking.
+type handlerTable struct {
+	byType   map[string][]handlerEntry
+	fallback []handlerEntry
+}
 
+// register adds e for the message type name; an empty name registers a
+// fallback handler.
 func (b *Bus) register(name string, e handlerEntry) error {
+	what := "Handle " + name
+	if name == "" {
+		what = "HandleFallback"
+	}
 	if b.queue == "" {
-		return fmt.Errorf("%s: Handle %s: %w", b.name, name, ErrSendOnly)
+		return fmt.Errorf("%s: %s: %w", b.name, what, ErrSendOnly)
 	}
 	if b.closed.Load() {
-		return fmt.Errorf("%s: Handle %s: %w", b.name, name, ErrClosed)
+		return fmt.Errorf("%s: %s: %w", b.name, what, ErrClosed)
 	}
 	b.regMu.Lock()
 	defer b.regMu.Unlock()
-	old := *b.handlers.Load()
-	for _, x := range old[name] {
+	old := b.handlers.Load()
+	nt := &handlerTable{byType: old.byType, fallback: old.fallback}
+	if name == "" {
+		nt.fallback = append(append([]handlerEntry(nil), old.fallback...), e)
+		b.handlers.Store(nt)
+		return nil
+	}
+	for _, x := range old.byType[name] {
 		if e.derived && x.derived && x.goType != e.goType {
 			return fmt.Errorf("%s: Handle: %v and %v both derive the message type %q: give one a MessageType method or register it WithMessageType",
 				b.name, x.goType, e.goType, name)
 		}
 	}
-	nt := make(handlerTable, len(old)+1)
-	for k, v := range old {
-		nt[k] = v
+	nt.byType = make(map[string][]handlerEntry, len(old.byType)+1)
+	for k, v := range old.byType {
+		nt.byType[k] = v
 	}
-	nt[name] = append(append([]handlerEntry(nil), old[name]...), e)
-	b.handlers.Store(&nt)
+	nt.byType[name] = append(append([]handlerEntry(nil), old.byType[name]...), e)
+	b.handlers.Store(nt)
 	return nil
 }
 
@@ -208,7 +258,11 @@ func (b *Bus) terminal(ctx context.Context, m *middleware.Message) error {
 	}
 	s.init(ctx, b, m, nil)
 	name := b.messageTypeOf(&m.Message)
-	hs := (*b.handlers.Load())[name]
+	table := b.handlers.Load()
+	hs := table.byType[name]
+	if len(hs) == 0 {
+		hs = table.fallback
+	}
 	if len(hs) == 0 {
 		releaseAll(s.finish())
 		return b.unhandled(ctx, m, name)
@@ -238,7 +292,8 @@ func (b *Bus) unhandled(ctx context.Context, m *middleware.Message, name string)
 		return nil
 	}
 	if name == "" {
-		return fmt.Errorf("%w: the message has no message type (no %s header, no type property)", ErrUnhandled, b.names.MessageType)
+		return fmt.Errorf("%w: the message has no message type (no %s header, no type property), and endpoint %q has no Options.DefaultMessageType and no fallback handler",
+			ErrUnhandled, b.names.MessageType, b.queue)
 	}
 	return fmt.Errorf("%w: endpoint %q has no handler for message type %q", ErrUnhandled, b.queue, name)
 }

@@ -68,7 +68,20 @@ type Options struct {
 	// type. Two codecs may not share a content type.
 	Codecs []Codec
 
-	// Unhandled says what happens to a message no handler takes. The zero
+	// DefaultMessageType is the message type of incoming messages that
+	// carry none: no MessageType header, and no AMQP type property (or one
+	// that only repeats the content type, as PikaBus 1.x wrote it). Python
+	// PikaBus services send such messages unless given a messageType,
+	// since PikaBus calls every handler for every message. Set it to the
+	// type of the handler that takes them, for example the name given to
+	// [Handle] with [WithMessageType], when a Python service sends one kind
+	// of message to this endpoint's queue. Empty means such messages have
+	// no type, and only a fallback handler ([Bus.HandleFallback]) takes
+	// them.
+	DefaultMessageType string
+
+	// Unhandled says what happens to a message no handler takes, when no
+	// fallback handler ([Bus.HandleFallback]) is registered. The zero
 	// value, [UnhandledToErrorQueue], forwards it to the error queue with
 	// the reason.
 	Unhandled UnhandledPolicy
@@ -121,7 +134,8 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// UnhandledPolicy says what the Bus does with a message no handler takes.
+// UnhandledPolicy says what the Bus does with a message no handler takes,
+// when it has no fallback handler ([Bus.HandleFallback]).
 type UnhandledPolicy uint8
 
 const (

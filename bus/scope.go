@@ -20,7 +20,11 @@ type Incoming struct {
 	CorrelationID string
 	// ConversationID is its conversation id, if it has one.
 	ConversationID string
-	// MessageType is the type that chose the handler.
+	// MessageType is the type that chose the handler: the MessageType
+	// header, else the AMQP type property, else
+	// [Options.DefaultMessageType]. A fallback handler (see
+	// [Bus.HandleFallback]) sees the type no handler took, empty if the
+	// message has none.
 	MessageType string
 	// Intent is "command" or "event", as the sender wrote it.
 	Intent string
@@ -152,9 +156,17 @@ func headerOr(h transport.Headers, name, def string) string {
 }
 
 // messageTypeOf returns the message type of an incoming message: the
-// MessageType header, else the AMQP type property.
+// MessageType header, else the AMQP type property unless it merely repeats
+// the content type (as PikaBus 1.x wrote it), else
+// Options.DefaultMessageType.
 func (b *Bus) messageTypeOf(m *transport.Message) string {
-	return headerOr(m.Headers, b.names.MessageType, m.Type)
+	if s, ok := middleware.HeaderString(m.Headers[b.names.MessageType]); ok && s != "" {
+		return s
+	}
+	if m.Type != "" && m.Type != m.ContentType && m.Type != headerOr(m.Headers, b.names.ContentType, "") {
+		return m.Type
+	}
+	return b.opts.DefaultMessageType
 }
 
 // scopeFrom returns the active scope of ctx, if any.
