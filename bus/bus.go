@@ -182,8 +182,16 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 		}
 	} else {
 		retry := opts.Retry
+		if user := retry.OnRetry; user != nil {
+			retry.OnRetry = func(ctx context.Context, f middleware.Failure) {
+				user(ctx, f)
+				b.OnRetry(ctx, f)
+			}
+		} else {
+			retry.OnRetry = b.OnRetry
+		}
 		stages, err = middleware.Standard(b.sender, middleware.StandardOptions{
-			ErrorQueue: middleware.ErrorQueueOptions{Queue: b.errorQueue},
+			ErrorQueue: middleware.ErrorQueueOptions{Queue: b.errorQueue, OnForward: b.OnForward},
 			Retry:      retry,
 			Timeout:    opts.HandlerTimeout,
 			Headers:    b.names,
@@ -364,6 +372,31 @@ func (b *Bus) transportEvent(e transport.Event) {
 	default:
 		b.emit(Event{Kind: TransportEvent, Queue: b.queue, Transport: e})
 	}
+}
+
+// OnRetry raises a [Retried] event for f. It is the hook the standard
+// pipeline gives its Retry stage; a pipeline of one's own
+// ([Options.Pipeline]) raises the event by giving it too:
+// middleware.RetryOptions{OnRetry: b.OnRetry}.
+func (b *Bus) OnRetry(ctx context.Context, f middleware.Failure) {
+	b.emitFailure(Retried, f)
+}
+
+// OnForward raises a [SentToErrorQueue] event for f. It is the hook the
+// standard pipeline gives its ErrorQueue stage; a pipeline of one's own
+// raises the event by giving it too:
+// middleware.ErrorQueueOptions{OnForward: b.OnForward}.
+func (b *Bus) OnForward(ctx context.Context, f middleware.Failure) {
+	b.emitFailure(SentToErrorQueue, f)
+}
+
+func (b *Bus) emitFailure(k EventKind, f middleware.Failure) {
+	if b.opts.OnEvent == nil {
+		return
+	}
+	e := Event{Kind: k, Queue: f.Message.Queue, Err: f.Err, MessageID: f.MessageID, Retries: f.Retries, Delay: f.Delay}
+	e.MessageType = b.messageTypeOf(&f.Message.Message)
+	b.emit(e)
 }
 
 func (b *Bus) emit(e Event) {

@@ -100,7 +100,9 @@
 // queue with ErrorDetails, SourceQueue and ErrorRetries. Errors marked
 // [Permanent], bodies that cannot be decoded ([ErrUndecodable]) and
 // unhandled types ([ErrUnhandled]) skip the retries. A panicking handler
-// fails like one that returned an error.
+// fails like one that returned an error. [Options.OnEvent] reports each
+// delayed retry ([Retried]) and each message sent to the error queue
+// ([SentToErrorQueue]), with its id, type, error and retry count.
 //
 // # Request and reply
 //

@@ -33,6 +33,17 @@ const (
 	// TransportEvent: the transport reported a change of its connection
 	// (connected, disconnected, blocked, unblocked): Event.Transport.
 	TransportEvent
+	// Retried: a message's handling failed and a delayed retry was
+	// scheduled (its copy is in the queue, due after Event.Delay).
+	// Event.MessageID and MessageType say which message, Event.Err why,
+	// Event.Retries which retry (1 for the first). Immediate retries are
+	// not reported.
+	Retried
+	// SentToErrorQueue: a message failed for good (retries exhausted, a
+	// permanent error, undecodable or unhandled) and was forwarded to the
+	// error queue. Event.MessageID and MessageType say which message,
+	// Event.Err why, Event.Retries how many delayed retries it had.
+	SentToErrorQueue
 )
 
 // String returns the kind's name, such as "started".
@@ -54,6 +65,10 @@ func (k EventKind) String() string {
 		return "consumer resumed"
 	case TransportEvent:
 		return "transport event"
+	case Retried:
+		return "retried"
+	case SentToErrorQueue:
+		return "sent to error queue"
 	}
 	return "unknown event"
 }
@@ -64,14 +79,25 @@ type Event struct {
 	// Time is when the Bus noticed the change.
 	Time time.Time
 	// Queue is the endpoint's queue, or for consumer events the queue of
-	// the consumer concerned.
+	// the consumer concerned. For Retried and SentToErrorQueue it is the
+	// queue the message failed in.
 	Queue string
-	// Err is the cause, for ConsumerLost, and for Stopped after a Shutdown
-	// that ran out of time.
+	// Err is the cause, for ConsumerLost, for Stopped after a Shutdown
+	// that ran out of time, and for Retried and SentToErrorQueue the
+	// handling error.
 	Err error
 	// Transport is the transport's event, for TransportEvent, and the one
 	// that caused ConsumerLost or ConsumerResumed, if any.
 	Transport transport.Event
+	// MessageID and MessageType identify the message, for Retried and
+	// SentToErrorQueue.
+	MessageID, MessageType string
+	// Retries is, for Retried, the number of the retry scheduled (1 for
+	// the first); for SentToErrorQueue, the delayed retries the message
+	// had (0 when it skipped them).
+	Retries int
+	// Delay is, for Retried, how long until the retry is due.
+	Delay time.Duration
 }
 
 // events delivers events to OnEvent in order on a goroutine of its own, so

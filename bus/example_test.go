@@ -484,6 +484,40 @@ func ExampleOptions_onEvent() {
 	// stopped
 }
 
+// Events report retries and messages sent to the error queue, so that a
+// program or a test can wait for them, count them or alert on them.
+func ExampleOptions_errorEvents() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	failed := make(chan bus.Event, 1)
+	backoff, _ := middleware.LinearBackoff(10 * time.Millisecond)
+	b, _ := bus.New(t, "payments", bus.Options{
+		Retry: middleware.RetryOptions{MaxRetries: 2, Backoff: backoff},
+		OnEvent: func(e bus.Event) {
+			switch e.Kind {
+			case bus.Retried:
+				fmt.Printf("%s: retry %d in %v: %v\n", e.MessageID, e.Retries, e.Delay, e.Err)
+			case bus.SentToErrorQueue:
+				failed <- e
+			}
+		},
+	})
+	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+		return errors.New("gateway down")
+	})
+	b.Start(ctx)
+	defer b.Shutdown(ctx)
+
+	b.Send(ctx, "payments", ShipOrder{OrderID: "o-1"}, bus.WithMessageID("charge-o-1"))
+	e := <-failed
+	fmt.Printf("%s (%s) sent to the error queue after %d retries: %v\n", e.MessageID, e.MessageType, e.Retries, e.Err)
+	// Output:
+	// charge-o-1: retry 1 in 10ms: gateway down
+	// charge-o-1: retry 2 in 20ms: gateway down
+	// charge-o-1 (bus_test.ShipOrder) sent to the error queue after 2 retries: gateway down (gave up after 2 delayed retries)
+}
+
 // Prefixes let environments or tenants share a broker.
 func ExampleOptions_prefixes() {
 	ctx := context.Background()

@@ -95,7 +95,8 @@ type Options struct {
 	// Retry configures the retry stage of the standard pipeline: immediate
 	// retries, the number of delayed retries and their backoff. The zero
 	// value is five delayed retries with PikaBus's backoff (2 s, 4 s, ...
-	// 10 s). Its Headers and Logger default to the Bus's.
+	// 10 s). Its Headers and Logger default to the Bus's; its OnRetry, if
+	// set, is called before the Bus raises its Retried event.
 	Retry middleware.RetryOptions
 
 	// HandlerTimeout, when positive, ends the handlers' context after this
@@ -109,8 +110,10 @@ type Options struct {
 	// Pipeline, when set, replaces the standard stages (deferral, error
 	// queue, retry, panic recovery, timeout): messages pass Pipeline, then
 	// Middleware, then the handlers. Build it from package middleware's
-	// stages with the Bus's [Bus.Sender] and [Bus.ErrorQueue]; it is needed
-	// with a transport that cannot defer messages (no transport.Delayer).
+	// stages with the Bus's [Bus.Sender] and [Bus.ErrorQueue] (and
+	// [Bus.OnRetry] and [Bus.OnForward] as the stages' hooks, for the
+	// Retried and SentToErrorQueue events); it is needed with a transport
+	// that cannot defer messages (no transport.Delayer).
 	// Without a stage that deals with errors, a failed handling is given
 	// back to the broker (nack with requeue) and delivered again.
 	Pipeline func(b *Bus) (middleware.Middleware, error)
@@ -123,8 +126,8 @@ type Options struct {
 	DispatchMiddleware []middleware.DispatchMiddleware
 
 	// OnEvent, if set, is called for each [Event]: the Bus starting,
-	// pausing, resuming, stopping, its consumer failing, and the
-	// transport's connection events. Calls come one at a time, in order,
+	// pausing, resuming, stopping, its consumer failing, the transport's
+	// connection events, and messages retried or sent to the error queue. Calls come one at a time, in order,
 	// on a goroutine of the Bus; OnEvent must not block for long and must
 	// not call Shutdown or Close.
 	OnEvent func(Event)

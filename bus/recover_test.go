@@ -275,3 +275,84 @@ func TestPipelineWithoutErrorHandlingRequeues(t *testing.T) {
 		}
 	})
 }
+
+// Options.OnEvent reports every delayed retry and every message sent to
+// the error queue, with the message, the error and the retry count.
+func TestRetryAndErrorQueueEvents(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		var rec events
+		var own []int
+		backoff, _ := middleware.LinearBackoff(time.Second)
+		b := e.bus("orders", bus.Options{OnEvent: rec.add, Retry: middleware.RetryOptions{
+			MaxRetries: 2, Backoff: backoff,
+			OnRetry: func(ctx context.Context, f middleware.Failure) { own = append(own, f.Retries) },
+		}})
+		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
+			if m.ID == "bad" {
+				return bus.Permanent(errors.New("bad order"))
+			}
+			return errors.New("database down")
+		}))
+		e.start(b)
+		must(t, b.Send(ctx, "orders", PlaceOrder{ID: "x"}, bus.WithMessageID("m-x")))
+		must(t, b.Send(ctx, "orders", PlaceOrder{ID: "bad"}, bus.WithMessageID("m-bad")))
+		must(t, b.Send(ctx, "orders", OrderPlaced{ID: "y"}, bus.WithMessageID("m-y")))
+		time.Sleep(5 * time.Second)
+		idle()
+
+		var got []string
+		rec.mu.Lock()
+		for _, ev := range rec.ev {
+			if ev.Kind != bus.Retried && ev.Kind != bus.SentToErrorQueue {
+				continue
+			}
+			got = append(got, fmt.Sprintf("%s %s %s queue=%s retries=%d delay=%v err=%v",
+				ev.Kind, ev.MessageID, ev.MessageType, ev.Queue, ev.Retries, ev.Delay, ev.Err))
+		}
+		rec.mu.Unlock()
+		want := []string{
+			"retried m-x bus_test.PlaceOrder queue=orders retries=1 delay=1s err=database down",
+			"sent to error queue m-bad bus_test.PlaceOrder queue=orders retries=0 delay=0s err=bad order",
+			`sent to error queue m-y bus_test.OrderPlaced queue=orders retries=0 delay=0s err=no handler for message: permanent failure: endpoint "orders" has no handler for message type "bus_test.OrderPlaced"`,
+			"retried m-x bus_test.PlaceOrder queue=orders retries=2 delay=2s err=database down",
+			"sent to error queue m-x bus_test.PlaceOrder queue=orders retries=2 delay=0s err=database down (gave up after 2 delayed retries)",
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		if !slices.Equal(own, []int{1, 2}) {
+			t.Errorf("Options.Retry.OnRetry saw %v", own)
+		}
+		if n := len(errorQueue(e)); n != 3 {
+			t.Errorf("%d messages in the error queue", n)
+		}
+	})
+}
+
+// A pipeline of one's own raises the events by giving the stages the Bus's
+// hooks.
+func TestOwnPipelineEvents(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		var rec events
+		b := e.bus("orders", bus.Options{OnEvent: rec.add, Pipeline: func(b *bus.Bus) (middleware.Middleware, error) {
+			return middleware.ErrorQueue(b.Sender(), middleware.ErrorQueueOptions{
+				Queue: b.ErrorQueue(), Headers: b.HeaderNames(), OnForward: b.OnForward,
+			})
+		}})
+		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error { return errors.New("boom") }))
+		e.start(b)
+		must(t, b.Send(ctx, "orders", PlaceOrder{ID: "x"}, bus.WithMessageID("m-x")))
+		idle()
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		var found bool
+		for _, ev := range rec.ev {
+			if ev.Kind == bus.SentToErrorQueue {
+				found = ev.MessageID == "m-x" && ev.MessageType == "bus_test.PlaceOrder" && ev.Err.Error() == "boom"
+			}
+		}
+		if !found {
+			t.Errorf("no SentToErrorQueue event for m-x in %v", rec.ev)
+		}
+	})
+}

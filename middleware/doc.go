@@ -35,7 +35,10 @@
 // transport.ErrNotSupported without it, rather than silently doing less.
 // Options structs configure the stages; their zero values are PikaBus's
 // behaviour, and header names, backoff policies ([DefaultBackoff],
-// [LinearBackoff], [ExponentialBackoff]) and limits are exported.
+// [LinearBackoff], [ExponentialBackoff]) and limits are exported. Retry and
+// ErrorQueue report what they did through hooks ([RetryOptions.OnRetry],
+// [ErrorQueueOptions.OnForward], given a [Failure]), which package bus
+// turns into events; the stages know nothing of the bus.
 //
 // On the outgoing side, [Stamp] sets headers on every message sent.
 //

@@ -38,6 +38,13 @@ type ErrorQueueOptions struct {
 	// Logger receives a record for each message forwarded (Error) and each
 	// one that could not be (Error). Nil means silent.
 	Logger *slog.Logger
+	// OnForward, if set, is called for each message forwarded to the
+	// error queue, once its copy has been dispatched, on the handling
+	// goroutine, before the message is acked: [Failure.Retries] is the
+	// number of delayed retries the message had. It must return quickly
+	// and must not keep the Failure's Message. Package bus turns it into
+	// its SentToErrorQueue event.
+	OnForward func(ctx context.Context, f Failure)
 }
 
 // ErrorQueue returns the error-queue stage. When the handling below it
@@ -87,6 +94,7 @@ func ErrorQueue(s Sender, opts ErrorQueueOptions) (Middleware, error) {
 		max:     opts.MaxDetails,
 		timeout: timeoutOr(opts.DispatchTimeout),
 		log:     loggerOr(opts.Logger),
+		onFwd:   opts.OnForward,
 	}
 	if e.max == 0 {
 		e.max = DefaultMaxErrorDetails
@@ -109,6 +117,7 @@ type errorQueue struct {
 	max     int
 	timeout time.Duration
 	log     *slog.Logger
+	onFwd   func(context.Context, Failure)
 }
 
 func (e *errorQueue) forward(ctx context.Context, m *Message, err error) error {
@@ -136,6 +145,9 @@ func (e *errorQueue) forward(ctx context.Context, m *Message, err error) error {
 	}
 	e.log.ErrorContext(ctx, "handling failed; message forwarded to the error queue",
 		"message_id", id, "queue", m.Queue, "error_queue", e.queue, "error", err)
+	if e.onFwd != nil {
+		e.onFwd(ctx, Failure{Message: m, MessageID: id, Err: err, Retries: done, Queue: e.queue})
+	}
 	return nil
 }
 

@@ -98,6 +98,13 @@ type RetryOptions struct {
 	// delayed retries scheduled and retries exhausted (Warn), copies that
 	// could not be dispatched (Error). Nil means silent.
 	Logger *slog.Logger
+	// OnRetry, if set, is called for each delayed retry once its copy has
+	// been dispatched, on the handling goroutine, before the message is
+	// acked: [Failure.Retries] is the number of the retry scheduled (1 for
+	// the first) and [Failure.Delay] how long until it is due. Immediate
+	// retries are not reported. It must return quickly and must not keep
+	// the Failure's Message. Package bus turns it into its Retried event.
+	OnRetry func(ctx context.Context, f Failure)
 }
 
 // Retry returns the retry stage. When the handling below it fails, the
@@ -147,6 +154,7 @@ func Retry(s Sender, opts RetryOptions) (Middleware, error) {
 		names:     names,
 		timeout:   timeoutOr(opts.DispatchTimeout),
 		log:       loggerOr(opts.Logger),
+		onRetry:   opts.OnRetry,
 	}
 	if r.max == 0 {
 		r.max = DefaultMaxRetries
@@ -184,6 +192,7 @@ type retry struct {
 	names     HeaderNames
 	timeout   time.Duration
 	log       *slog.Logger
+	onRetry   func(context.Context, Failure)
 }
 
 // settled reports whether err must go on without a retry.
@@ -246,6 +255,9 @@ func (r *retry) failed(ctx context.Context, m *Message, next Handler, err error)
 	}
 	r.log.WarnContext(ctx, "handling failed; retry scheduled",
 		"message_id", id, "queue", m.Queue, "retry", n, "of", r.max, "delay", delay, "error", err)
+	if r.onRetry != nil {
+		r.onRetry(ctx, Failure{Message: m, MessageID: id, Err: err, Retries: n, Delay: delay, Queue: m.Queue})
+	}
 	return nil
 }
 

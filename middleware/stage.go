@@ -69,6 +69,31 @@ func (e *ForwardError) Error() string {
 // sentinel (transport.ErrUnroutable and the like).
 func (e *ForwardError) Unwrap() error { return e.Err }
 
+// Failure describes a message whose handling failed, as the Retry and
+// ErrorQueue stages report it to their hooks ([RetryOptions.OnRetry] and
+// [ErrorQueueOptions.OnForward]) once they have dealt with it.
+type Failure struct {
+	// Message is the message as the stage received it (without the headers
+	// the stage wrote on its copy). Read it during the hook only.
+	Message *Message
+	// MessageID is its id: the message_id property, else the MessageId
+	// header.
+	MessageID string
+	// Err is the handling error.
+	Err error
+	// Retries counts delayed retries: for OnRetry the number of the retry
+	// just scheduled (1 for the first); for OnForward the number the
+	// message had before it was forwarded (0 for a permanent error on its
+	// first delivery).
+	Retries int
+	// Delay is, for OnRetry, how long until the retry copy is due; zero for
+	// OnForward.
+	Delay time.Duration
+	// Queue is where the copy went: the endpoint's queue for a retry, the
+	// error queue for a forward.
+	Queue string
+}
+
 // isForwardError reports whether err is (or wraps) a *ForwardError.
 func isForwardError(err error) bool {
 	var fe *ForwardError

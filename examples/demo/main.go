@@ -102,7 +102,14 @@ func run(ctx context.Context) error {
 	})
 
 	var gatewayDown atomic.Bool
-	billing := newService("billing", bus.Options{Subscriptions: []string{"orders.*.eu"}})
+	billing := newService("billing", bus.Options{
+		Subscriptions: []string{"orders.*.eu"},
+		OnEvent: func(e bus.Event) {
+			if e.Kind == bus.SentToErrorQueue {
+				seen <- "error queue"
+			}
+		},
+	})
 	bus.Handle(billing, func(ctx context.Context, e OrderPlaced) error {
 		in, _ := bus.IncomingFrom(ctx)
 		if gatewayDown.Load() {
@@ -190,12 +197,8 @@ func run(ctx context.Context) error {
 	if err := wait("accepted order-2", "shipping order-2"); err != nil {
 		return err
 	}
-	for broker.Depth(billing.ErrorQueue()) == 0 {
-		select {
-		case <-time.After(20 * time.Millisecond):
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the error queue: %w", ctx.Err())
-		}
+	if err := wait("error queue"); err != nil { // billing's SentToErrorQueue event
+		return err
 	}
 	h := billing.HeaderNames()
 	for _, m := range broker.Messages(billing.ErrorQueue()) {

@@ -26,9 +26,15 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 	if err != nil {
 		return err
 	}
+	failed := make(chan bus.Event, 2)
 	opts := bus.Options{
 		ErrorQueue: "payments-error", // this endpoint's own; the default, "error", is shared
 		Retry:      middleware.RetryOptions{MaxRetries: 2, Backoff: backoff},
+		OnEvent: func(e bus.Event) {
+			if e.Kind == bus.SentToErrorQueue {
+				failed <- e
+			}
+		},
 	}
 	b, err := bus.New(ex.Transport, "payments", ex.Options(opts))
 	if err != nil {
@@ -63,7 +69,8 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		return err
 	}
 
-	if err := waitForMessages(ctx, ex.Transport, b.ErrorQueue(), 2); err != nil {
+	// Both end in the error queue: wait for the events that say so.
+	if _, err := exampleutil.Receive(ctx, failed, 2, "two messages sent to the error queue"); err != nil {
 		return err
 	}
 	if err := show(ctx, ex, b.ErrorQueue(), b.HeaderNames()); err != nil {
