@@ -166,6 +166,27 @@ func ExampleReplay() {
 	// headers after replay: map[]
 }
 
+// Messages asked for by id that are not on the error queue are reported,
+// and make an error: a replay that finds nothing does not pass unnoticed.
+func ExampleReplay_notFound() {
+	ctx := context.Background()
+	tr := memory.New(memory.Options{})
+	defer tr.Close()
+	for _, q := range []string{"error", "orders"} {
+		_ = tr.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: q}})
+	}
+	_ = tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "error", Message: transport.Message{
+		ID: "m1", Headers: transport.Headers{middleware.DefaultHeaderNames.SourceQueue: "orders"},
+	}})
+
+	res, err := middleware.Replay(ctx, tr, middleware.ReplayOptions{MessageIDs: []string{"m1", "m9"}})
+	fmt.Println("replayed:", len(res.Replayed), "not found:", res.NotFound)
+	fmt.Println(errors.Is(err, transport.ErrNotFound))
+	// Output:
+	// replayed: 1 not found: [m9]
+	// true
+}
+
 // Stamp sets headers on every message an endpoint sends, leaving those
 // already set alone.
 func ExampleStamp() {

@@ -159,3 +159,102 @@ func TestMemoryDeferral(t *testing.T) {
 		}
 	})
 }
+
+// asyncNacks models a RabbitMQ connection on the memory transport: a nack
+// of a message pulled with Get is sent without waiting, and takes effect
+// when the next command on the same channel (the next Get, or an ack)
+// reaches the broker; Inspect goes through another channel and does not
+// wait for it.
+type asyncNacks struct {
+	*memory.Transport
+	mu      sync.Mutex
+	pending []func() error
+}
+
+func (a *asyncNacks) flush() {
+	a.mu.Lock()
+	p := a.pending
+	a.pending = nil
+	a.mu.Unlock()
+	for _, f := range p {
+		_ = f()
+	}
+}
+
+func (a *asyncNacks) Get(ctx context.Context, queue string) (*transport.Delivery, bool, error) {
+	a.flush()
+	d, ok, err := a.Transport.Get(ctx, queue)
+	if ok {
+		d.Acknowledger = lazyAcker{a, d.Acknowledger}
+	}
+	return d, ok, err
+}
+
+type lazyAcker struct {
+	a     *asyncNacks
+	inner transport.Acknowledger
+}
+
+func (l lazyAcker) Ack(tag uint64) error {
+	l.a.flush()
+	return l.inner.Ack(tag)
+}
+
+func (l lazyAcker) Nack(tag uint64, requeue bool) error {
+	l.a.mu.Lock()
+	defer l.a.mu.Unlock()
+	l.a.pending = append(l.a.pending, func() error { return l.inner.Nack(tag, requeue) })
+	return nil
+}
+
+// The race the examples met on RabbitMQ: a program looks at the error queue
+// (Get, then Nack to give the messages back) and replays one of them at
+// once. The nacks have not reached the broker when Replay starts, so a
+// count of the queue taken then says it is empty; Replay must pull anyway,
+// and find the message.
+func TestReplayAfterAsynchronousNack(t *testing.T) {
+	tr := memory.New(memory.Options{})
+	defer tr.Close()
+	for _, q := range []string{"orders", "error"} {
+		if err := tr.Declare(t.Context(), transport.Topology{Queue: transport.Queue{Name: q}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"a", "b"} {
+		if err := tr.Dispatch(t.Context(), transport.Outgoing{RoutingKey: "error", Message: failed(id, "orders")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := &asyncNacks{Transport: tr}
+	var looked []*transport.Delivery
+	for {
+		d, ok, err := conn.Get(t.Context(), "error")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		looked = append(looked, d)
+	}
+	for _, d := range looked {
+		if err := d.Nack(true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if info, err := conn.Inspect(t.Context(), "error"); err != nil || info.Messages != 0 {
+		t.Fatalf("the model is broken: Inspect says %+v, %v; want 0 ready while the nacks are in flight", info, err)
+	}
+
+	res, err := middleware.Replay(t.Context(), conn, middleware.ReplayOptions{MessageIDs: []string{"a"}})
+	if err != nil || !reflect.DeepEqual(res.Replayed, []middleware.ReplayedMessage{{ID: "a", SourceQueue: "orders"}}) {
+		t.Fatalf("Replay: %+v, %v; want a replayed", res, err)
+	}
+	conn.flush()
+	if got := ids(tr.Broker().Messages("error")); !reflect.DeepEqual(got, []string{"b"}) {
+		t.Errorf("error queue: %v", got)
+	}
+	if got := ids(tr.Broker().Messages("orders")); !reflect.DeepEqual(got, []string{"a"}) {
+		t.Errorf("orders: %v", got)
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"slices"
 
 	"github.com/busline/busline/transport"
 )
@@ -14,6 +16,12 @@ import (
 // queue name, or names the error queue itself.
 var ErrNoSourceQueue = errors.New("no usable SourceQueue header")
 
+// ErrAlreadyReplayed is the reason [Replay] leaves a message on the error
+// queue when it replayed a message with the same id earlier in the same
+// call: the message failed again at once and came back, or the queue held
+// two copies of it.
+var ErrAlreadyReplayed = errors.New("replayed earlier in this Replay, and on the error queue again")
+
 // ReplayOptions choose what [Replay] moves. The zero value replays every
 // message of the queue "error" that has a usable SourceQueue header.
 type ReplayOptions struct {
@@ -21,7 +29,8 @@ type ReplayOptions struct {
 	Queue string
 	// MessageIDs, if not empty, limits the replay to messages with one of
 	// these ids (the message_id property or the MessageId header). Replay
-	// stops once it has replayed each of them.
+	// stops once it has replayed each of them; those it did not come
+	// across are reported in [ReplayResult.NotFound].
 	MessageIDs []string
 	// SourceQueues, if not empty, limits the replay to messages whose
 	// SourceQueue header is one of these.
@@ -32,7 +41,8 @@ type ReplayOptions struct {
 	// [DefaultHeaderNames].
 	Headers HeaderNames
 	// Logger receives a record per message replayed (Debug) or left
-	// behind (Warn). Nil means silent.
+	// behind (Warn), and one for requested ids not found (Warn). Nil means
+	// silent.
 	Logger *slog.Logger
 }
 
@@ -51,9 +61,9 @@ type LeftMessage struct {
 	ID string
 	// SourceQueue is its SourceQueue header, if it is a string.
 	SourceQueue string
-	// Reason says why: [ErrNoSourceQueue], or the Dispatch error (for
-	// example transport.ErrUnroutable when the source queue no longer
-	// exists).
+	// Reason says why: [ErrNoSourceQueue], [ErrAlreadyReplayed], or the
+	// Dispatch error (for example transport.ErrUnroutable when the source
+	// queue no longer exists).
 	Reason error
 }
 
@@ -68,6 +78,12 @@ type ReplayResult struct {
 	// Skipped counts the messages looked at that the options did not
 	// select; they stay on the error queue, in their place.
 	Skipped int
+	// NotFound are the ids of [ReplayOptions.MessageIDs] that Replay did
+	// not come across in the whole queue, in the order requested. Replay
+	// then also returns an error wrapping transport.ErrNotFound. It is
+	// empty when Replay stopped before the end of the queue (at
+	// [ReplayOptions.Max], or on an error).
+	NotFound []string
 }
 
 // Replay moves messages from the error queue back to the queues they failed
@@ -75,7 +91,9 @@ type ReplayResult struct {
 // SourceQueue header, through the direct exchange with Mandatory set, with
 // its body, properties and other headers unchanged and the ErrorRetries,
 // DeferredTime, ErrorDetails and SourceQueue headers removed, so it starts
-// afresh with a full set of retries. Package bus re-exports it.
+// afresh with a full set of retries. Package bus offers it as
+// Bus.ReplayErrors, with the endpoint's error queue, header names and
+// transport.
 //
 // Replay pulls the error queue's messages one at a time with
 // transport.Getter (s must implement it, or Replay fails with an error
@@ -88,16 +106,24 @@ type ReplayResult struct {
 // pull moves past them, and given back to the error queue (nack with
 // requeue) before Replay returns, in their place.
 //
-// Replay looks at each message present when it starts at most once: with a
-// transport.Inspector it pulls no more than the queue held at the start;
-// without one it stops when a message id it has replayed comes round again
-// (a replayed message that failed again at once). It also stops after
-// [ReplayOptions.Max] messages, or once every id of
-// [ReplayOptions.MessageIDs] is replayed.
+// Replay pulls until the queue yields no message, rather than trusting a
+// count taken when it starts: a message given back to the queue just before
+// (a nack, which is asynchronous on RabbitMQ) is not missed, nor one that
+// arrives while Replay runs. It looks at each message at most once: a
+// message whose id it has replayed already in this call (one that failed
+// again at once and came back, or a second copy) is left on the error queue
+// with [ErrAlreadyReplayed], and held, so that it does not come round
+// again. Messages without an id are recognized by their body. A steady flow
+// of new failures into the queue keeps Replay pulling: bound it with ctx or
+// [ReplayOptions.Max]. Replay also stops after Max messages, or once every
+// id of [ReplayOptions.MessageIDs] is replayed.
 //
-// The error is nil when Replay went through the queue; otherwise it says why
-// Replay stopped early (ctx ended, a pull failed, or a replayed message could
-// not be acked: it is then in both queues). The result is valid either way.
+// The error is nil when Replay went through the queue and found every id
+// asked for. Otherwise it says why Replay stopped early (ctx ended, a pull
+// failed, or a replayed message could not be acked: it is then in both
+// queues), or wraps transport.ErrNotFound and names the ids of
+// ReplayOptions.MessageIDs not found ([ReplayResult.NotFound]). The result
+// is valid either way.
 func Replay(ctx context.Context, s Sender, opts ReplayOptions) (res ReplayResult, err error) {
 	if s == nil {
 		return res, errors.New("middleware.Replay: nil Sender")
@@ -122,17 +148,10 @@ func Replay(ctx context.Context, s Sender, opts ReplayOptions) (res ReplayResult
 	}
 	log := loggerOr(opts.Logger)
 
-	budget := -1 // pulls left; negative: unbounded
-	if insp, ok := s.(transport.Inspector); ok {
-		info, err := insp.Inspect(ctx, q)
-		if err != nil {
-			return res, fmt.Errorf("middleware.Replay: %w", err)
-		}
-		budget = info.Messages
-	}
 	wantIDs := set(opts.MessageIDs)
 	wantSources := set(opts.SourceQueues)
-	replayedIDs := make(map[string]bool)
+	replayed := make(map[string]bool) // keys (see replayKey) of the messages replayed
+	seenIDs := make(map[string]bool)  // ids of MessageIDs come across
 	foundIDs := 0
 
 	var held []*transport.Delivery
@@ -145,12 +164,12 @@ func Replay(ctx context.Context, s Sender, opts ReplayOptions) (res ReplayResult
 		}
 	}()
 
-	for budget != 0 {
+	for {
 		if opts.Max > 0 && len(res.Replayed) >= opts.Max {
-			break
+			return res, nil
 		}
 		if len(wantIDs) > 0 && foundIDs == len(wantIDs) {
-			break
+			return res, nil
 		}
 		d, ok, gerr := getter.Get(ctx, q)
 		if gerr != nil {
@@ -159,16 +178,24 @@ func Replay(ctx context.Context, s Sender, opts ReplayOptions) (res ReplayResult
 		if !ok {
 			break
 		}
-		budget--
 		id := messageID(&d.Message, names)
-		if budget < 0 && id != "" && replayedIDs[id] {
-			held = append(held, d)
-			break
+		for _, k := range [...]string{d.ID, headerMessageID(&d.Message, names)} {
+			if k != "" && wantIDs[k] {
+				seenIDs[k] = true
+			}
 		}
 		source, _ := HeaderString(d.Headers[names.SourceQueue])
 		if !selected(&d.Message, names, wantIDs, wantSources, source) {
 			held = append(held, d)
 			res.Skipped++
+			continue
+		}
+		key := replayKey(&d.Message, names)
+		if replayed[key] {
+			held = append(held, d)
+			res.Left = append(res.Left, LeftMessage{ID: id, SourceQueue: source, Reason: ErrAlreadyReplayed})
+			log.WarnContext(ctx, "message left on the error queue: replayed earlier in this Replay, and back",
+				"message_id", id, "queue", q, "source_queue", source)
 			continue
 		}
 		if transport.ValidateQueueName(source) != nil || source == q {
@@ -200,9 +227,7 @@ func Replay(ctx context.Context, s Sender, opts ReplayOptions) (res ReplayResult
 			continue
 		}
 		res.Replayed = append(res.Replayed, ReplayedMessage{ID: id, SourceQueue: source})
-		if id != "" {
-			replayedIDs[id] = true
-		}
+		replayed[key] = true
 		if len(wantIDs) > 0 {
 			for _, k := range [...]string{d.ID, headerMessageID(&d.Message, names)} {
 				if k != "" && wantIDs[k] {
@@ -216,7 +241,28 @@ func Replay(ctx context.Context, s Sender, opts ReplayOptions) (res ReplayResult
 		}
 		log.DebugContext(ctx, "message replayed", "message_id", id, "queue", q, "source_queue", source)
 	}
+	for _, id := range opts.MessageIDs {
+		if !seenIDs[id] && !slices.Contains(res.NotFound, id) {
+			res.NotFound = append(res.NotFound, id)
+		}
+	}
+	if len(res.NotFound) > 0 {
+		log.WarnContext(ctx, "messages asked for are not on the error queue", "queue", q, "message_ids", res.NotFound)
+		return res, fmt.Errorf("middleware.Replay: %d of the %d messages asked for are not on %q: %q: %w",
+			len(res.NotFound), len(wantIDs), q, res.NotFound, transport.ErrNotFound)
+	}
 	return res, nil
+}
+
+// replayKey identifies a message within one Replay: its id, else (for a
+// message without one) its body.
+func replayKey(m *transport.Message, names HeaderNames) string {
+	if id := messageID(m, names); id != "" {
+		return "id " + id
+	}
+	h := fnv.New64a()
+	h.Write(m.Body)
+	return fmt.Sprintf("body %d %x", len(m.Body), h.Sum64())
 }
 
 // set returns the strings of ss as the keys of a map to true; nil for none.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/busline/busline/middleware"
@@ -117,7 +118,9 @@ func TestReplaySelection(t *testing.T) {
 		b.put("error", failed(id, "orders"))
 	}
 	res, err := middleware.Replay(t.Context(), full{b}, middleware.ReplayOptions{MessageIDs: []string{"d", "b", "zz"}})
-	if err != nil || !reflect.DeepEqual(replayed(res.Replayed), []string{"b→orders", "d→orders"}) || res.Skipped != 3 {
+	if !errors.Is(err, transport.ErrNotFound) || !strings.Contains(err.Error(), `"zz"`) ||
+		!reflect.DeepEqual(replayed(res.Replayed), []string{"b→orders", "d→orders"}) || res.Skipped != 3 ||
+		!reflect.DeepEqual(res.NotFound, []string{"zz"}) {
 		t.Fatalf("by id: %+v, %v", res, err)
 	}
 	res, err = middleware.Replay(t.Context(), full{b}, middleware.ReplayOptions{Max: 2})
@@ -141,7 +144,7 @@ func TestReplaySelection(t *testing.T) {
 }
 
 // A replayed message that fails again at once comes back to the error queue
-// while Replay runs; Replay must not replay it again.
+// while Replay runs; Replay must not replay it again, and says so.
 func TestReplayLooksOnce(t *testing.T) {
 	for name, wrap := range map[string]func(*broker) middleware.Sender{
 		"Getter":           func(b *broker) middleware.Sender { return getting{b} },
@@ -159,6 +162,9 @@ func TestReplayLooksOnce(t *testing.T) {
 			res, err := middleware.Replay(t.Context(), wrap(b), middleware.ReplayOptions{})
 			if err != nil || !reflect.DeepEqual(replayed(res.Replayed), []string{"a→orders", "b→orders"}) {
 				t.Fatalf("%+v, %v", res, err)
+			}
+			if len(res.Left) != 2 || !errors.Is(res.Left[0].Reason, middleware.ErrAlreadyReplayed) || res.Left[0].ID != "a" {
+				t.Errorf("left %+v, want a and b as already replayed", res.Left)
 			}
 			if got := ids(b.messages("error")); !reflect.DeepEqual(got, []string{"a", "b"}) {
 				t.Fatalf("error queue: %v", got)
@@ -190,5 +196,69 @@ func TestReplayDispatchedBeforeAcked(t *testing.T) {
 	}
 	if got := ids(b.messages("error")); !reflect.DeepEqual(got, []string{"b"}) {
 		t.Fatalf("error queue after a cancelled replay: %v", got)
+	}
+}
+
+// Two copies of one message (at-least-once delivery makes them): the first
+// is replayed, the second left, and Replay goes on to the rest of the
+// queue.
+func TestReplayDuplicates(t *testing.T) {
+	b := newBroker("orders", "error")
+	b.put("error", failed("a", "orders"))
+	b.put("error", failed("a", "orders"))
+	b.put("error", failed("b", "orders"))
+	res, err := middleware.Replay(t.Context(), getting{b}, middleware.ReplayOptions{})
+	if err != nil || !reflect.DeepEqual(replayed(res.Replayed), []string{"a→orders", "b→orders"}) ||
+		len(res.Left) != 1 || !errors.Is(res.Left[0].Reason, middleware.ErrAlreadyReplayed) {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if got := ids(b.messages("error")); !reflect.DeepEqual(got, []string{"a"}) {
+		t.Fatalf("error queue: %v", got)
+	}
+}
+
+// A message without an id that fails again at once is recognized by its
+// body: Replay ends.
+func TestReplayWithoutIDsEnds(t *testing.T) {
+	b := newBroker("orders", "error")
+	m := failed("", "orders")
+	delete(m.Headers, names.MessageID)
+	b.put("error", m)
+	b.onDispatch = func(b *broker, o transport.Outgoing) {
+		if o.RoutingKey == "orders" {
+			b.put("error", m)
+		}
+	}
+	res, err := middleware.Replay(t.Context(), getting{b}, middleware.ReplayOptions{})
+	if err != nil || len(res.Replayed) != 1 || len(res.Left) != 1 {
+		t.Fatalf("%+v, %v", res, err)
+	}
+}
+
+// Ids asked for and not on the queue are reported, and make an error;
+// those found are replayed all the same.
+func TestReplayNotFound(t *testing.T) {
+	b := newBroker("orders", "error")
+	b.put("error", failed("a", "orders"))
+	b.put("error", failed("b", "elsewhere"))
+	res, err := middleware.Replay(t.Context(), getting{b}, middleware.ReplayOptions{
+		MessageIDs: []string{"x", "a", "b", "y", "x"}, SourceQueues: []string{"orders"},
+	})
+	// b is there but not selected by SourceQueues: found, skipped.
+	if !errors.Is(err, transport.ErrNotFound) || !reflect.DeepEqual(res.NotFound, []string{"x", "y"}) ||
+		!reflect.DeepEqual(replayed(res.Replayed), []string{"a→orders"}) || res.Skipped != 1 {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if !strings.Contains(err.Error(), `["x" "y"]`) {
+		t.Errorf("error %q does not name the ids", err)
+	}
+	// Nothing asked for, nothing missing.
+	if res, err := middleware.Replay(t.Context(), getting{b}, middleware.ReplayOptions{}); err != nil || res.NotFound != nil {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	// a was replayed: it is not there any more.
+	res, err = middleware.Replay(t.Context(), getting{b}, middleware.ReplayOptions{MessageIDs: []string{"a"}})
+	if !errors.Is(err, transport.ErrNotFound) || !reflect.DeepEqual(res.NotFound, []string{"a"}) {
+		t.Fatalf("%+v, %v", res, err)
 	}
 }
