@@ -231,9 +231,61 @@ func (b *Bus) HeaderNames() middleware.HeaderNames { return b.names }
 
 // Sender returns what the Bus dispatches through: the transport's Dispatch
 // wrapped in [Options.DispatchMiddleware], with the transport's
-// transport.Delayer capability if it has it. Stages built for
-// [Options.Pipeline] forward through it.
+// transport.Delayer capability if it has it (and no other: to replay the
+// error queue, see [Bus.ReplayErrors]). Stages built for [Options.Pipeline]
+// forward through it.
 func (b *Bus) Sender() middleware.Sender { return b.sender }
+
+// ReplayErrors moves messages from the error queue back to the queues they
+// failed in, with a fresh set of retries: it is [middleware.Replay] (see it
+// for what is moved, what is left and why, and the guarantees) over the
+// Bus's transport, with the Bus's defaults where opts leaves a field zero:
+// the Bus's error queue ([Bus.ErrorQueue], with [Options.QueuePrefix]), its
+// header names ([Bus.HeaderNames]) and its logger. A Queue or SourceQueues
+// given in opts are full queue names, as the SourceQueue header holds them:
+// no prefix is added.
+//
+// The transport must implement transport.Getter; otherwise ReplayErrors
+// fails with an error wrapping [ErrNotSupported]. The replayed messages
+// are dispatched at once, even inside a handler, through
+// [Options.DispatchMiddleware]. ReplayErrors works on a send-only Bus, and
+// before Start: an operations tool can be one. After Shutdown or Close it
+// fails with [ErrClosed].
+func (b *Bus) ReplayErrors(ctx context.Context, opts middleware.ReplayOptions) (middleware.ReplayResult, error) {
+	if opts.Queue == "" {
+		opts.Queue = b.errorQueue
+	}
+	if b.closed.Load() {
+		return middleware.ReplayResult{}, fmt.Errorf("%s: replay errors from %q: %w", b.name, opts.Queue, ErrClosed)
+	}
+	g, ok := b.t.(transport.Getter)
+	if !ok {
+		return middleware.ReplayResult{}, fmt.Errorf("%s: replay errors from %q: the transport does not implement transport.Getter: %w",
+			b.name, opts.Queue, ErrNotSupported)
+	}
+	if opts.Headers == (middleware.HeaderNames{}) {
+		opts.Headers = b.names
+	}
+	if opts.Logger == nil {
+		opts.Logger = b.opts.Logger
+	}
+	res, err := middleware.Replay(ctx, replaySender{b.dispatch, g}, opts)
+	if err != nil {
+		err = fmt.Errorf("%s: replay errors: %w", b.name, err)
+	}
+	return res, err
+}
+
+// replaySender is what ReplayErrors gives middleware.Replay: the Bus's
+// dispatcher, and the transport's Getter.
+type replaySender struct {
+	d middleware.Dispatcher
+	transport.Getter
+}
+
+func (s replaySender) Dispatch(ctx context.Context, msgs ...transport.Outgoing) error {
+	return s.d(ctx, msgs...)
+}
 
 // Start declares the endpoint's topology and starts consuming its queue:
 // the queue ([Options.QueueType], quorum by default) bound on the direct

@@ -102,7 +102,9 @@
 // unhandled types ([ErrUnhandled]) skip the retries. A panicking handler
 // fails like one that returned an error. [Options.OnEvent] reports each
 // delayed retry ([Retried]) and each message sent to the error queue
-// ([SentToErrorQueue]), with its id, type, error and retry count.
+// ([SentToErrorQueue]), with its id, type, error and retry count;
+// [Bus.ReplayErrors] sends messages from the error queue back to the queues
+// they failed in, with a fresh set of retries.
 //
 // # Request and reply
 //

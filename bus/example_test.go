@@ -418,6 +418,42 @@ func ExampleOptions_defaultMessageType() {
 	// placing 42 as PlaceOrder reply to pyservice
 }
 
+// ReplayErrors sends messages from the error queue back to the queues they
+// failed in. An operations tool can be a send-only Bus with the services'
+// prefixes.
+func ExampleBus_ReplayErrors() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	opts := bus.Options{QueuePrefix: "staging."}
+	fixed := false
+	shipping, _ := bus.New(t, "shipping", opts)
+	bus.Handle(shipping, func(ctx context.Context, cmd ShipOrder) error {
+		if !fixed {
+			return bus.Permanent(fmt.Errorf("no address for %s", cmd.OrderID))
+		}
+		fmt.Println("shipped", cmd.OrderID)
+		return nil
+	})
+	shipping.Start(ctx)
+	defer shipping.Shutdown(ctx)
+	shipping.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"}, bus.WithMessageID("ship-o-1"))
+	t.Broker().WaitIdle(ctx)
+
+	fixed = true
+	ops, _ := bus.New(t, "", opts)
+	res, err := ops.ReplayErrors(ctx, middleware.ReplayOptions{MessageIDs: []string{"ship-o-1", "ship-o-2"}})
+	t.Broker().WaitIdle(ctx)
+	for _, r := range res.Replayed {
+		fmt.Println("replayed", r.ID, "to", r.SourceQueue)
+	}
+	fmt.Println("not found:", res.NotFound, errors.Is(err, bus.ErrNotFound))
+	// Output:
+	// shipped o-1
+	// replayed ship-o-1 to staging.shipping
+	// not found: [ship-o-2] true
+}
+
 // A message that fails for good, or that no handler takes, goes to the
 // error queue with the reason; once the bug is fixed, Replay sends it back.
 func Example_errorQueue() {
@@ -445,7 +481,7 @@ func Example_errorQueue() {
 	}
 
 	fixed = true
-	res, _ := middleware.Replay(ctx, t, middleware.ReplayOptions{Queue: b.ErrorQueue(), MessageIDs: []string{
+	res, _ := b.ReplayErrors(ctx, middleware.ReplayOptions{MessageIDs: []string{
 		t.Broker().Messages(b.ErrorQueue())[0].ID,
 	}})
 	t.Broker().WaitIdle(ctx)

@@ -356,3 +356,80 @@ func TestOwnPipelineEvents(t *testing.T) {
 		}
 	})
 }
+
+// noGetter hides the memory transport's Getter capability.
+type noGetter struct {
+	transport.Transport
+	transport.Delayer
+}
+
+// ReplayErrors replays the endpoint's error queue with the Bus's prefixes
+// and header names, through its DispatchMiddleware, from an endpoint or a
+// send-only Bus.
+func TestReplayErrors(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		var dispatched calls
+		seen := func(next middleware.Dispatcher) middleware.Dispatcher {
+			return func(ctx context.Context, msgs ...transport.Outgoing) error {
+				for _, o := range msgs {
+					dispatched.add(o.RoutingKey)
+				}
+				return next(ctx, msgs...)
+			}
+		}
+		opts := bus.Options{QueuePrefix: "staging.", HeaderPrefix: "Acme", DispatchMiddleware: []middleware.DispatchMiddleware{seen}}
+		b := e.bus("orders", opts)
+		fixed := false
+		var r recorder[PlaceOrder]
+		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
+			if !fixed {
+				return bus.Permanent(errors.New("bug"))
+			}
+			return r.handle(ctx, m)
+		}))
+		e.start(b)
+		for _, id := range []string{"a", "b"} {
+			must(t, b.Send(ctx, "orders", PlaceOrder{ID: id}, bus.WithMessageID("m-"+id)))
+		}
+		idle()
+		if n := e.broker.Depth("staging.error"); n != 2 {
+			t.Fatalf("%d messages in staging.error", n)
+		}
+		fixed = true
+		dispatched.take()
+		res, err := b.ReplayErrors(ctx, middleware.ReplayOptions{MessageIDs: []string{"m-a", "m-x"}})
+		if !errors.Is(err, bus.ErrNotFound) || !strings.HasPrefix(err.Error(), `bus "staging.orders": replay errors: `) ||
+			!slices.Equal(res.NotFound, []string{"m-x"}) || len(res.Replayed) != 1 || res.Replayed[0].SourceQueue != "staging.orders" {
+			t.Fatalf("ReplayErrors: %+v, %v", res, err)
+		}
+		idle()
+		if got := dispatched.take(); !slices.Equal(got, []string{"staging.orders"}) {
+			t.Errorf("DispatchMiddleware saw %v", got)
+		}
+		if got := r.all(); !slices.Equal(got, []PlaceOrder{{"a"}}) || r.incoming()[0].Retries != 0 {
+			t.Errorf("handled %v", got)
+		}
+
+		// A send-only Bus replays the rest, as an operations tool.
+		ops := e.bus("", bus.Options{QueuePrefix: "staging.", HeaderPrefix: "Acme"})
+		res, err = ops.ReplayErrors(ctx, middleware.ReplayOptions{})
+		must(t, err)
+		idle()
+		if len(res.Replayed) != 1 || res.Replayed[0].ID != "m-b" || !slices.Equal(r.all(), []PlaceOrder{{"a"}, {"b"}}) {
+			t.Errorf("replay from a send-only bus: %+v; handled %v", res, r.all())
+		}
+		if n := e.broker.Depth("staging.error"); n != 0 {
+			t.Errorf("%d messages left in staging.error", n)
+		}
+
+		// Refusals.
+		ng := e.busOn(noGetter{e.tr, e.tr}, "", bus.Options{})
+		if _, err := ng.ReplayErrors(ctx, middleware.ReplayOptions{}); !errors.Is(err, bus.ErrNotSupported) {
+			t.Errorf("ReplayErrors without a Getter: %v", err)
+		}
+		ops.Close()
+		if _, err := ops.ReplayErrors(ctx, middleware.ReplayOptions{}); !errors.Is(err, bus.ErrClosed) {
+			t.Errorf("ReplayErrors after Close: %v", err)
+		}
+	})
+}

@@ -43,7 +43,8 @@
 // On the outgoing side, [Stamp] sets headers on every message sent.
 //
 // [Replay] moves messages from the error queue back to the queues they
-// failed in, with their retry count reset.
+// failed in, with their retry count reset (package bus offers it as
+// Bus.ReplayErrors, with an endpoint's defaults).
 //
 // # Errors
 //

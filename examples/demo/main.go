@@ -209,7 +209,13 @@ func run(ctx context.Context) error {
 	step("7. Replay from the error queue")
 	gatewayDown.Store(false)
 	say("(the payment gateway is back)")
-	res, err := middleware.Replay(ctx, connect("ops"), middleware.ReplayOptions{Queue: billing.ErrorQueue()})
+	// An operations tool: a send-only endpoint of its own.
+	ops, err := bus.New(connect("ops"), "", bus.Options{})
+	if err != nil {
+		return err
+	}
+	defer ops.Shutdown(context.WithoutCancel(ctx))
+	res, err := ops.ReplayErrors(ctx, middleware.ReplayOptions{Queue: billing.ErrorQueue()})
 	if err != nil {
 		return err
 	}

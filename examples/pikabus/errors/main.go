@@ -78,14 +78,11 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 	}
 
 	// show gave both back to the error queue (a nack, asynchronous on
-	// RabbitMQ); Replay pulls until the queue yields nothing, so it finds
-	// them all the same.
+	// RabbitMQ); ReplayErrors pulls until the queue yields nothing, so it
+	// finds them all the same.
 	ex.Printf("the gateway is back: replaying order-1")
 	gatewayUp.Store(true)
-	res, err := middleware.Replay(ctx, ex.Transport, middleware.ReplayOptions{
-		Queue:      b.ErrorQueue(),
-		MessageIDs: []string{"charge-order-1"},
-	})
+	res, err := b.ReplayErrors(ctx, middleware.ReplayOptions{MessageIDs: []string{"charge-order-1"}})
 	if err != nil {
 		return err
 	}
