@@ -149,3 +149,34 @@ func failedSubtests(out string) []string {
 	slices.Sort(names)
 	return slices.Compact(names)
 }
+
+// withoutDelayer is the memory transport without the transport.Delayer
+// capability: it refuses deferred messages, as the contract asks of a
+// transport that cannot defer.
+type withoutDelayer struct {
+	transport.Transport
+	transport.QueueDeleter
+}
+
+func (w withoutDelayer) Dispatch(ctx context.Context, msgs ...transport.Outgoing) error {
+	for _, m := range msgs {
+		if m.NotBefore.After(time.Now()) {
+			return transport.ErrNotSupported
+		}
+	}
+	return w.Transport.Dispatch(ctx, msgs...)
+}
+
+// TestWithoutDelayer runs both suites against a transport that is not a
+// transport.Delayer: the subtests that need deferral skip, the others pass.
+func TestWithoutDelayer(t *testing.T) {
+	h := conformance.Harness{
+		New: func(context.Context, testing.TB) (transport.Transport, error) {
+			m := memory.New(memory.Options{})
+			return withoutDelayer{Transport: m, QueueDeleter: m}, nil
+		},
+		Bubble: synctest.Test,
+	}
+	t.Run("Transport", func(t *testing.T) { conformance.RunTransport(t, h) })
+	t.Run("Bus", func(t *testing.T) { conformance.RunBus(t, h) })
+}

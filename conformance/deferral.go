@@ -66,7 +66,7 @@ func (s *suite) deferralGroup(t *testing.T) {
 		is(e.t, err, transport.ErrNotSupported, "Dispatch of a deferred message to the topic exchange")
 		in.empty("a batch refused as not supported must send nothing")
 	})
-	s.leaf(t, "MaxDelay", func(e *env) {
+	s.leafUnless(t, "MaxDelay", noDelayer, func(e *env) {
 		t := e.t
 		max := e.tr.(transport.Delayer).MaxDelay()
 		if max <= 0 {
