@@ -15,32 +15,44 @@ import (
 	"github.com/busline/busline/transport"
 )
 
-// TestConformance runs the transport conformance suite against the broker,
-// on quorum queues (the default) and on classic ones.
+// The transports the conformance suites run against: Dial's on quorum
+// queues (the default) and on classic ones, and DialNoDelay's, which is
+// not a transport.Delayer, on quorum queues.
+var conformanceRuns = []struct {
+	name    string
+	typ     transport.QueueType
+	noDelay bool
+}{
+	{"quorum", transport.Quorum, false},
+	{"classic", transport.Classic, false},
+	{"nodelay", transport.Quorum, true},
+}
+
+// TestConformance runs the transport conformance suite against the broker.
 func TestConformance(t *testing.T) {
 	url := brokertest.URL(t)
-	for _, typ := range []transport.QueueType{transport.Quorum, transport.Classic} {
-		t.Run(string(typ), func(t *testing.T) {
-			conformance.RunTransport(t, harness(url, typ, "conformance-amqp"))
+	for _, r := range conformanceRuns {
+		t.Run(r.name, func(t *testing.T) {
+			conformance.RunTransport(t, harness(url, r.typ, r.noDelay, "conformance-amqp"))
 		})
 	}
 }
 
-// TestBusConformance runs the bus scenarios over the transport, on quorum
-// queues and on classic ones.
+// TestBusConformance runs the bus scenarios over the transport.
 func TestBusConformance(t *testing.T) {
 	url := brokertest.URL(t)
-	for _, typ := range []transport.QueueType{transport.Quorum, transport.Classic} {
-		t.Run(string(typ), func(t *testing.T) {
-			conformance.RunBus(t, harness(url, typ, "conformance-amqp-bus"))
+	for _, r := range conformanceRuns {
+		t.Run(r.name, func(t *testing.T) {
+			conformance.RunBus(t, harness(url, r.typ, r.noDelay, "conformance-amqp-bus"))
 		})
 	}
 }
 
 // harness makes transports on the broker at url whose queues are of type
-// typ. Each transport gets exchanges of its own, deleted afterwards, so
-// that the routing subtests of one do not see the bindings of another.
-func harness(url string, typ transport.QueueType, prefix string) conformance.Harness {
+// typ, with DialNoDelay if noDelay. Each transport gets exchanges of its
+// own, deleted afterwards, so that the routing subtests of one do not see
+// the bindings of another.
+func harness(url string, typ transport.QueueType, noDelay bool, prefix string) conformance.Harness {
 	return conformance.Harness{
 		New: func(ctx context.Context, t testing.TB) (transport.Transport, error) {
 			var b [4]byte
@@ -52,6 +64,9 @@ func harness(url string, typ transport.QueueType, prefix string) conformance.Har
 				QueueType:      typ,
 			}
 			t.Cleanup(func() { deleteExchanges(t, url, opts.DirectExchange, opts.TopicExchange) })
+			if noDelay {
+				return amqp.DialNoDelay(ctx, []string{url}, opts)
+			}
 			return amqp.Dial(ctx, []string{url}, opts)
 		},
 		Timeout:        20 * time.Second,

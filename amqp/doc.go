@@ -67,6 +67,16 @@
 // at its highest set bit. Delays are rounded up to whole seconds, so a
 // message is never early; the longest is 2^DelayLevels-1 seconds.
 //
+// An account that may not configure the delay levels' exchanges and queues
+// uses [DialNoDelay] instead of Dial: its [NoDelayTransport] declares no
+// delay levels, refuses a message with a NotBefore in the future with
+// [transport.ErrNotSupported], and is not a [transport.Delayer] (it has no
+// MaxDelay method), so that whoever discovers capabilities by type
+// assertion sees that it cannot defer. Package bus then needs a pipeline
+// without deferral and delayed retries (bus.Options.Pipeline). The
+// alternatives were worse: a MaxDelay of zero on the one Transport type
+// would make the type assertion claim a capability the value lacks.
+//
 // A message whose destination queue is deleted while it waits would stay in
 // the delay queues for ever (at-least-once dead-lettering keeps what it
 // cannot route, and retries): the delivery exchange's alternate exchange

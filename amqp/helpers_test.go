@@ -53,7 +53,7 @@ func testCtx(t testing.TB, d time.Duration) context.Context {
 }
 
 // declare declares a queue of the given type with no topics.
-func declare(t testing.TB, tr *amqp.Transport, q transport.Queue, topics ...string) {
+func declare(t testing.TB, tr transport.Transport, q transport.Queue, topics ...string) {
 	t.Helper()
 	if err := tr.Declare(testCtx(t, 30*time.Second), transport.Topology{Queue: q, Topics: topics}); err != nil {
 		t.Fatalf("Declare %q: %v", q.Name, err)
@@ -62,7 +62,7 @@ func declare(t testing.TB, tr *amqp.Transport, q transport.Queue, topics ...stri
 
 // collect consumes queue and sends every delivery, acked, to the returned
 // channel.
-func collect(t testing.TB, tr *amqp.Transport, queue string, opts transport.ConsumeOptions) <-chan *transport.Delivery {
+func collect(t testing.TB, tr transport.Transport, queue string, opts transport.ConsumeOptions) <-chan *transport.Delivery {
 	t.Helper()
 	out := make(chan *transport.Delivery, 10000)
 	c, err := tr.Consume(testCtx(t, 10*time.Second), queue, opts, func(ctx context.Context, d *transport.Delivery) {

@@ -667,6 +667,10 @@ func (t *Transport) plan(o *transport.Outgoing, now time.Time) (delivery, error)
 		d.exchange = t.opts.DirectExchange
 	}
 	if o.Exchange == transport.Direct && !o.NotBefore.IsZero() && o.NotBefore.After(now) {
+		if t.noDelay {
+			return delivery{}, fmt.Errorf("%w: deferred delivery (NotBefore %s): the transport was dialed without delay levels (DialNoDelay)",
+				transport.ErrNotSupported, o.NotBefore.UTC().Format(time.RFC3339))
+		}
 		delay := o.NotBefore.Sub(now)
 		if delay > t.delays.max() {
 			return delivery{}, fmt.Errorf("%w: a delay of %v is longer than the %v the %d delay levels allow",

@@ -25,6 +25,7 @@ type Transport struct {
 	urls    []string
 	secrets secrets
 	delays  delays
+	noDelay bool // dialed by DialNoDelay: no delay levels, no deferral
 
 	pub, con *link
 	pool     *publisher
@@ -60,6 +61,11 @@ var (
 // running transport. Each URL is tried once: if none answers, or ctx is done
 // first, Dial fails. Errors never contain a password.
 func Dial(ctx context.Context, urls []string, opts Options) (*Transport, error) {
+	return dial(ctx, urls, opts, false)
+}
+
+// dial is Dial, or DialNoDelay with noDelay.
+func dial(ctx context.Context, urls []string, opts Options, noDelay bool) (*Transport, error) {
 	if len(urls) == 0 {
 		return nil, errors.New("amqp: Dial: no broker URL")
 	}
@@ -77,6 +83,7 @@ func Dial(ctx context.Context, urls []string, opts Options) (*Transport, error) 
 		urls:      slices.Clone(urls),
 		secrets:   newSecrets(urls),
 		delays:    newDelays(opts),
+		noDelay:   noDelay,
 		ctl:       make(chan amqpChannel, 4),
 		binds:     make(map[string][]string),
 		consumers: make(map[*consumer]struct{}),
@@ -235,7 +242,14 @@ func (t *Transport) declareExchanges(ch amqpChannel) error {
 			return classify(fmt.Sprintf("amqp: declare exchange %q", x.name), err)
 		}
 	}
+	if t.noDelay {
+		return nil
+	}
 	if err := t.delays.declare(ch); err != nil {
+		var aerr *amqp091.Error
+		if errors.As(err, &aerr) && aerr.Code == amqp091.AccessRefused {
+			return classify("amqp: declare the delay levels (an account that may not configure them can use DialNoDelay)", err)
+		}
 		return classify("amqp: declare the delay levels", err)
 	}
 	return nil
@@ -299,7 +313,7 @@ func (t *Transport) bindAll(ch amqpChannel, tp transport.Topology) error {
 	if err := ch.QueueBind(name, name, t.opts.DirectExchange, false, nil); err != nil {
 		return classify(fmt.Sprintf("amqp: bind queue %q to exchange %q", name, t.opts.DirectExchange), err)
 	}
-	if t.delays.fits(name) {
+	if !t.noDelay && t.delays.fits(name) {
 		if err := ch.QueueBind(name, t.delays.bindingKey(name), t.delays.delivery, false, nil); err != nil {
 			return classify(fmt.Sprintf("amqp: bind queue %q to exchange %q", name, t.delays.delivery), err)
 		}
