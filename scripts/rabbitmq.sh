@@ -7,6 +7,8 @@
 #   scripts/rabbitmq.sh ctl ARGS...     rabbitmqctl against the node (stop_app, start_app, ...)
 #   scripts/rabbitmq.sh kill            kill -9 the node's Erlang VM
 #   scripts/rabbitmq.sh revive          start the node again after kill (same data, same port)
+#   scripts/rabbitmq.sh heal            after a test that disrupted the node: revive it if it is down,
+#                                       start its app if stopped, reset the memory watermark, clear alarms
 #
 # The node runs as a separate Erlang node (its own name, ports, data and log
 # directories under one temporary directory), so it never touches a system
@@ -131,6 +133,31 @@ revive_node() {
 	await_node
 }
 
+# heal_node DIR: undo whatever a test did to the node (stop_app, kill, a
+# memory alarm), so that a test that failed half way leaves it serving.
+heal_node() {
+	local dir=$1
+	node_env "$dir"
+	# rabbit:start() is start_app, and does nothing on a running app; 0.4
+	# is RabbitMQ's default watermark. The alarm clears when it is reset.
+	local fix='ok = rabbit:start(), ok = vm_memory_monitor:set_vm_memory_high_watermark(0.4), rabbit_alarm:get_alarms().'
+	local out
+	if ! out=$(ctl eval "$fix" 2>&1); then
+		log "node $NODE does not answer ($out); reviving it"
+		revive_node "$dir" || return 1
+		out=$(ctl eval "$fix") || return 1
+	fi
+	local deadline=$((SECONDS + 15))
+	until [ "$out" = "[]" ]; do
+		if [ $SECONDS -ge $deadline ]; then
+			log "node $NODE still has alarms: $out"
+			return 1
+		fi
+		sleep 0.5
+		out=$(ctl eval 'rabbit_alarm:get_alarms().') || return 1
+	done
+}
+
 state_dir() { echo "${BUSLINE_RABBITMQ_DIR:-$here/../.rabbitmq}"; }
 
 cmd=${1:-}
@@ -173,8 +200,9 @@ ctl)
 	;;
 kill) kill_node "$(state_dir)" ;;
 revive) revive_node "$(state_dir)" ;;
+heal) heal_node "$(state_dir)" ;;
 *)
-	sed -n '2,20p' "$self" >&2
+	sed -n '2,22p' "$self" >&2
 	exit 2
 	;;
 esac

@@ -30,6 +30,9 @@ func URL(t testing.TB) string {
 //
 // From its first Control call to its end, t holds the broker exclusively:
 // tests of other packages that called [Shared] are not running meanwhile.
+// When t ends, passed or failed half way, the node is healed before the
+// others run again: revived if it is down, its app started if stopped, its
+// memory watermark reset and its alarms cleared (rabbitmq.sh heal).
 func Control(t testing.TB, args ...string) {
 	t.Helper()
 	script := os.Getenv("BUSLINE_RABBITMQ_CTL")
@@ -40,10 +43,24 @@ func Control(t testing.TB, args ...string) {
 		t.Skip("BUSLINE_RABBITMQ_CTL is not set: this test restarts the broker, which needs a node started by scripts/rabbitmq.sh")
 	}
 	lock(t, exclusive)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, script, args...).CombinedOutput()
-	if err != nil {
+	if out, err := run(script, args...); err != nil {
 		t.Fatalf("rabbitmq.sh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+}
+
+// heal undoes what the tests that held the broker exclusively did to it.
+func heal(t testing.TB) {
+	script := os.Getenv("BUSLINE_RABBITMQ_CTL")
+	if script == "" {
+		return
+	}
+	if out, err := run(script, "heal"); err != nil {
+		t.Errorf("brokertest: the node could not be healed after %s disrupted it: %v\n%s", t.Name(), err, out)
+	}
+}
+
+func run(script string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return exec.CommandContext(ctx, script, args...).CombinedOutput()
 }

@@ -11,7 +11,12 @@
 //
 // [Control] stops, kills and revives the node, or changes its settings,
 // through scripts/rabbitmq.sh; tests that do so skip when the node was not
-// started by the script.
+// started by the script. When the last test holding the node exclusively
+// ends, whether it passed or failed half way, the node is healed before
+// anyone else gets it: revived if it is down, its app started if stopped,
+// its memory watermark reset and its alarms cleared. A test that is killed
+// (go test's -timeout) takes the whole run down with it, and the node is
+// stopped by `make test` anyway.
 //
 // # Sharing it
 //

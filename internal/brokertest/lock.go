@@ -90,6 +90,9 @@ func lock(t testing.TB, kind lockKind) {
 		delete(locks.owner, t)
 		locks.n--
 		if locks.n == 0 {
+			if locks.kind == exclusive {
+				heal(t)
+			}
 			locks.f.Close() // releases the lock
 			locks.f = nil
 		}
