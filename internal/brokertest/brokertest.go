@@ -10,7 +10,9 @@ import (
 )
 
 // URL returns the broker address in BUSLINE_AMQP_URL. When it is unset, URL
-// skips the test, or fails it when CI=true.
+// skips the test, or fails it when CI=true. It holds the broker steady for
+// the rest of t, as [Shared] does: a test of another package that restarts
+// the node waits until t ends.
 func URL(t testing.TB) string {
 	t.Helper()
 	url := os.Getenv("BUSLINE_AMQP_URL")
@@ -20,6 +22,7 @@ func URL(t testing.TB) string {
 		}
 		t.Skip("BUSLINE_AMQP_URL is not set: no RabbitMQ to test against (`make test` starts one)")
 	}
+	lock(t, shared)
 	return url
 }
 
@@ -29,7 +32,10 @@ func URL(t testing.TB) string {
 // the script, for example when BUSLINE_AMQP_URL points at a shared broker.
 //
 // From its first Control call to its end, t holds the broker exclusively:
-// tests of other packages that called [Shared] are not running meanwhile.
+// tests of other packages that called [URL] or [Shared] are not running
+// meanwhile, nor other tests of its own package (t waits for them; a test
+// that calls Control must not run in parallel with tests that use the
+// broker, except its own subtests).
 // When t ends, passed or failed half way, the node is healed before the
 // others run again: revived if it is down, its app started if stopped, its
 // memory watermark reset and its alarms cleared (rabbitmq.sh heal).
