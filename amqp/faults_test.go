@@ -442,3 +442,40 @@ func waitFor(t *testing.T, cond func() bool, what func() string) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestFaultCancelWhileWriting: a Dispatch whose context ends while amqp091
+// is writing its message returns only once the write is over, since its
+// caller may reuse the body and headers as soon as Dispatch returns (package
+// bus does).
+func TestFaultCancelWhileWriting(t *testing.T) {
+	b := newFakeBroker()
+	entered, release := make(chan struct{}), make(chan struct{})
+	b.publisher(func(ch *fakeChannel, seq uint64, _ publishCall) {
+		close(entered)
+		<-release
+		ch.ack(seq)
+	})
+	tr := dialFake(t, b)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before Close, which waits for the writer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Dispatch(ctx, outgoing("m")...) }()
+	<-entered
+	cancel()
+	select {
+	case err := <-done:
+		t.Fatalf("Dispatch returned while its message was being written: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	unblock()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Dispatch = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Dispatch did not return once the write was over")
+	}
+}

@@ -130,17 +130,38 @@ type pubReq struct {
 	mandatory     bool
 	msg           amqp091.Publishing
 	ctx           context.Context
-	state         atomic.Int32    // reqQueued, then reqTaken by the writer or reqAbandoned by the caller
+	state         atomic.Int32    // reqQueued, reqTaken, reqWriting, reqWritten or reqAbandoned
 	res           chan error      // receives the outcome once
 	returned      *amqp091.Return // set by the listener, under pmu
 	rkey          string          // returnKey, for mandatory messages
 }
 
+// The states of a pubReq. Its message belongs to the Dispatch call that
+// queued it, whose caller may reuse the body and headers once Dispatch
+// returns: so the writer only writes a request it moved from reqTaken to
+// reqWriting, and a caller that gives up waits while one is reqWriting.
 const (
-	reqQueued int32 = iota
-	reqTaken
-	reqAbandoned
+	reqQueued    int32 = iota // in the writer's queue
+	reqTaken                  // taken by the writer, not written yet
+	reqWriting                // amqp091 is writing its message
+	reqWritten                // written, or failed by the writer without writing
+	reqAbandoned              // given up by its caller before it was written
 )
+
+// abandon gives r up because its caller's context ended with cause, and
+// returns r's error. A request being written is waited for (amqp091 writes
+// a message in microseconds; a write stuck on a dead socket ends when the
+// connection's supervisor closes it), so that Dispatch never returns while
+// a message of its caller is still being read.
+func (r *pubReq) abandon(cause error) error {
+	if r.state.CompareAndSwap(reqQueued, reqAbandoned) || r.state.CompareAndSwap(reqTaken, reqAbandoned) {
+		return fmt.Errorf("amqp: dispatch: not sent: %w", cause)
+	}
+	for r.state.Load() == reqWriting {
+		time.Sleep(20 * time.Microsecond)
+	}
+	return fmt.Errorf("amqp: dispatch: no confirm yet, outcome unknown: %w", cause)
+}
 
 func openPubChannel(t *Transport, s *session) (*pubChannel, error) {
 	ch, err := s.conn.Channel()
@@ -423,6 +444,11 @@ func (pc *pubChannel) send(r *pubReq) {
 		r.res <- fmt.Errorf("amqp: dispatch: not sent: %w", r.ctx.Err())
 		return
 	}
+	if !r.state.CompareAndSwap(reqTaken, reqWriting) {
+		<-pc.window // abandoned by its caller meanwhile
+		return
+	}
+	defer r.state.Store(reqWritten)
 	seq := pc.seq + 1
 	msg := r.msg
 	tag := false
@@ -626,11 +652,7 @@ queue:
 			}
 		case <-ctx.Done():
 			for kk, rr := range reqs[k:] {
-				if rr.state.CompareAndSwap(reqQueued, reqAbandoned) {
-					errs[todo[k+kk]] = fmt.Errorf("amqp: dispatch: not sent: %w", ctx.Err())
-				} else {
-					errs[todo[k+kk]] = fmt.Errorf("amqp: dispatch: no confirm yet, outcome unknown: %w", ctx.Err())
-				}
+				errs[todo[k+kk]] = rr.abandon(ctx.Err())
 			}
 			return nil, s, nil
 		}
