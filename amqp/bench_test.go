@@ -1,7 +1,9 @@
 package amqp_test
 
 import (
+	"bytes"
 	"context"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -56,7 +58,8 @@ var payload = benchPayload{Data: string(make([]byte, 256-len(`{"Data":""}`)))}
 
 func (benchPayload) MessageType() string { return "bench.Payload" }
 
-// capture records the first message a bus dispatches through it.
+// capture records a copy of the first message a bus dispatches through it
+// (the bus reuses its header map and body buffer once Dispatch returns).
 type capture struct {
 	*amqp.Transport
 	mu  sync.Mutex
@@ -67,6 +70,8 @@ func (c *capture) Dispatch(ctx context.Context, msgs ...transport.Outgoing) erro
 	c.mu.Lock()
 	if c.out == nil && len(msgs) > 0 {
 		m := msgs[0]
+		m.Message.Headers = maps.Clone(m.Message.Headers)
+		m.Message.Body = bytes.Clone(m.Message.Body)
 		c.out = &m
 	}
 	c.mu.Unlock()
@@ -93,6 +98,9 @@ func busPublishing(b *testing.B, tr *amqp.Transport, q string) func() amqp091.Pu
 		_ = d.Ack()
 	}
 	m := c.out.Message
+	if len(m.Headers) == 0 {
+		b.Fatal("the bus's message has no headers")
+	}
 	h := amqp091.Table{}
 	for k, v := range m.Headers {
 		h[k] = v
