@@ -39,6 +39,19 @@ func encodeHeaders(h transport.Headers) (amqp091.Table, error) {
 	return amqp091.Table(n), nil
 }
 
+// direct reports whether amqp091 writes every value of h as the canonical
+// form says: no Go int to narrow, no Decimal to convert, no nested table.
+func direct(h transport.Headers) bool {
+	for _, v := range h {
+		switch v.(type) {
+		case string, nil, bool, int8, uint8, int16, uint16, int32, uint32, int64, float32, float64, []byte, time.Time:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // encodeValue converts, in place where it can, a canonical value that
 // amqp091 writes differently; ok reports a replacement.
 func encodeValue(v any) (any, bool) {
@@ -122,11 +135,25 @@ func decodeValue(v any) (any, bool) {
 	return nil, false
 }
 
-// publishing builds the amqp091 message for m. Messages are persistent.
+// publishing builds the amqp091 message for m, which passed
+// [transport.Message.Validate]. Messages are persistent.
+//
+// Headers whose every value amqp091 writes as it is (strings, fixed-size
+// numbers, bools, byte slices, times, nil: the PikaBus headers) go as they
+// are, without a copy: amqp091 only reads them, and only while Dispatch
+// runs, which never returns while one of its messages is being written
+// (see pubReq.abandon). Others are encoded into a copy.
 func publishing(m *transport.Message) (amqp091.Publishing, error) {
-	h, err := encodeHeaders(m.Headers)
-	if err != nil {
-		return amqp091.Publishing{}, err
+	var h amqp091.Table
+	if direct(m.Headers) {
+		if len(m.Headers) > 0 {
+			h = amqp091.Table(m.Headers)
+		}
+	} else {
+		var err error
+		if h, err = encodeHeaders(m.Headers); err != nil {
+			return amqp091.Publishing{}, err
+		}
 	}
 	p := amqp091.Publishing{
 		Headers:         h,

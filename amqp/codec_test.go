@@ -105,3 +105,33 @@ func TestDelayKeys(t *testing.T) {
 		t.Fatalf("bindingKey = %q", d.bindingKey("q.x"))
 	}
 }
+
+// TestPublishingHeaders: headers amqp091 writes as they are (the PikaBus
+// ones) go without a copy; others are encoded into a copy, and the
+// message's own headers are never modified.
+func TestPublishingHeaders(t *testing.T) {
+	plain := transport.Headers{"PikaBus.MessageId": "m-1", "n": int64(3), "ok": true, "raw": []byte("x"),
+		"at": time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("x", 3600)), "nil": nil}
+	p, err := publishing(&transport.Message{Headers: plain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reflect.ValueOf(p.Headers).UnsafePointer() != reflect.ValueOf(plain).UnsafePointer() {
+		t.Error("headers that need no conversion were copied")
+	}
+	if err := p.Headers.Validate(); err != nil {
+		t.Errorf("amqp091 refuses them: %v", err)
+	}
+	if p, err := publishing(&transport.Message{}); err != nil || p.Headers != nil {
+		t.Errorf("no headers: %v, %v", p.Headers, err)
+	}
+	mixed := transport.Headers{"PikaBus.MessageId": "m-1", "n": 3}
+	before := mixed.Clone()
+	p, err = publishing(&transport.Message{Headers: mixed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.Headers["n"].(int32); !ok || !reflect.DeepEqual(mixed, before) {
+		t.Errorf("a Go int: encoded as %T, input now %v", p.Headers["n"], mixed)
+	}
+}

@@ -28,10 +28,10 @@ import (
 // over 10% of its confirmed throughput.
 const seqHeader = "x-busline-publish-seq"
 
-// returnKey identifies the mandatory messages a return could belong to.
-func returnKey(exchange, key, id string) string {
-	return exchange + "\x00" + key + "\x00" + id
-}
+// returnKey identifies the mandatory messages a return could belong to. A
+// struct of the three strings, not their concatenation: it costs no
+// allocation per message.
+type returnKey struct{ exchange, key, id string }
 
 // publisher owns the publishing channels of the publishing connection.
 //
@@ -112,8 +112,8 @@ type pubChannel struct {
 
 	pmu      sync.Mutex // guards pending, inFlight, untagged and deadErr; never held during I/O
 	pending  map[uint64]*pubReq
-	inFlight map[string]int    // returnKey → mandatory messages in flight
-	untagged map[string]uint64 // returnKey → the one sent without seqHeader
+	inFlight map[returnKey]int    // mandatory messages in flight
+	untagged map[returnKey]uint64 // the one sent without seqHeader
 	deadErr  error
 	dead     chan struct{}
 
@@ -133,7 +133,7 @@ type pubReq struct {
 	state         atomic.Int32    // reqQueued, reqTaken, reqWriting, reqWritten or reqAbandoned
 	res           chan error      // receives the outcome once
 	returned      *amqp091.Return // set by the listener, under pmu
-	rkey          string          // returnKey, for mandatory messages
+	rkey          returnKey       // for mandatory messages
 }
 
 // The states of a pubReq. Its message belongs to the Dispatch call that
@@ -179,8 +179,8 @@ func openPubChannel(t *Transport, s *session) (*pubChannel, error) {
 		sess:       s,
 		window:     make(chan struct{}, w),
 		pending:    make(map[uint64]*pubReq, w),
-		inFlight:   make(map[string]int),
-		untagged:   make(map[string]uint64),
+		inFlight:   make(map[returnKey]int),
+		untagged:   make(map[returnKey]uint64),
 		reqs:       make(chan *pubReq, w),
 		writerDone: make(chan struct{}),
 		dead:       make(chan struct{}),
@@ -248,7 +248,7 @@ func (pc *pubChannel) listen() {
 			if s, ok := r.Headers[seqHeader].(int64); ok {
 				seq = uint64(s)
 			} else {
-				seq = pc.untagged[returnKey(r.Exchange, r.RoutingKey, r.MessageId)]
+				seq = pc.untagged[returnKey{r.Exchange, r.RoutingKey, r.MessageId}]
 			}
 			in := pc.pending[seq]
 			if in != nil {
@@ -368,7 +368,7 @@ func (pc *pubChannel) forget(tag uint64) *pubReq {
 		return nil
 	}
 	delete(pc.pending, tag)
-	if r.rkey != "" {
+	if r.mandatory {
 		if n := pc.inFlight[r.rkey] - 1; n > 0 {
 			pc.inFlight[r.rkey] = n
 		} else {
@@ -462,7 +462,7 @@ func (pc *pubChannel) send(r *pubReq) {
 	}
 	pc.pending[seq] = r
 	if r.mandatory {
-		r.rkey = returnKey(r.exchange, r.key, msg.MessageId)
+		r.rkey = returnKey{r.exchange, r.key, msg.MessageId}
 		n := pc.inFlight[r.rkey]
 		pc.inFlight[r.rkey] = n + 1
 		if tag = n > 0; !tag {
