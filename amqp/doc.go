@@ -27,7 +27,10 @@
 // Messages are persistent and published with publisher confirms: Dispatch
 // returns nil only when the broker confirmed every message, and a mandatory
 // message that reached no queue fails with [transport.ErrUnroutable]. A nack
-// fails a message with [transport.ErrRejected].
+// fails a message with [transport.ErrRejected]. Dispatch keeps nothing of
+// the messages it is given once it returns, even when its context ends
+// while one of them is being written: it waits for the write, so that the
+// caller may reuse bodies and header maps at once.
 //
 // Publishing uses one channel by default (Options.PublishChannels) shared by
 // every caller. Each channel has a writer goroutine that publishes the
@@ -120,9 +123,11 @@
 // # Headers
 //
 // Every AMQP field type is accepted in both directions; see the header
-// codec in codec.go. Outgoing values are first normalized
-// ([transport.Headers.Normalize]), so a Go int is never sent as amqp091's
-// 32-bit field and truncated. The message properties message_id,
+// codec in codec.go. Outgoing headers that need a conversion are
+// normalized into a copy ([transport.Headers.Normalize]), so a Go int is
+// never sent as amqp091's 32-bit field and truncated; headers that need
+// none (strings and fixed-size values, such as PikaBus's) are written as
+// they are, read only while Dispatch runs. The message properties message_id,
 // correlation_id, reply_to, content_type, content_encoding, type and
 // timestamp map to the fields of [transport.Message].
 //
