@@ -131,7 +131,7 @@ type meter struct {
 	cpu  time.Duration
 }
 
-func startMeter() meter { return meter{time.Now(), cpuTime()} }
+func startMeter() meter { return meter{time.Now(), amqp.CPUTime()} }
 
 // reportRate reports msg/s, which RabbitMQ bounds and other load on a
 // shared machine lowers, and the client's CPU time per message
@@ -139,7 +139,7 @@ func startMeter() meter { return meter{time.Now(), cpuTime()} }
 // included), which measures the library's own cost.
 func reportRate(b *testing.B, start meter) {
 	b.ReportMetric(float64(b.N)/time.Since(start.wall).Seconds(), "msg/s")
-	if used := cpuTime() - start.cpu; used > 0 {
+	if used := amqp.CPUTime() - start.cpu; used > 0 {
 		b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "client-cpu-ns/msg")
 	}
 }

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package amqp_test
+package amqp
 
 import "time"
 

@@ -17,7 +17,7 @@ import (
 // Fault injection through the fake broker: the failures a real broker
 // produces rarely and at random, made to happen at a chosen moment.
 
-func dialFake(t *testing.T, b *fakeBroker) *Transport {
+func dialFake(t testing.TB, b *fakeBroker) *Transport {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
