@@ -6,12 +6,12 @@ RABBITMQ := scripts/rabbitmq.sh run --
 # Go test flags for the full run; override for a quicker local loop.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all test vet depcheck unit bench demo rabbitmq-start rabbitmq-stop
+.PHONY: all test vet depcheck allocs unit bench demo rabbitmq-start rabbitmq-stop
 
 all: test
 
-## test: vet, import-graph check, and every test with -race against a private RabbitMQ node
-test: vet depcheck
+## test: vet, import-graph check, the allocation tests, and every test with -race against a private RabbitMQ node
+test: vet depcheck allocs
 	$(RABBITMQ) $(GO) test $(TESTFLAGS) ./...
 
 ## unit: every test that needs no broker (the RabbitMQ tests skip)
@@ -23,6 +23,11 @@ vet:
 
 depcheck:
 	scripts/depcheck.sh
+
+## allocs: the tests that count allocations, which skip under -race (the race
+## detector allocates, and sync.Pool drops items), so they run once without it
+allocs:
+	$(GO) test -count=1 -run 'Alloc|NewIDAndTime' ./bus ./memory ./middleware
 
 ## bench: every benchmark, against a private RabbitMQ node where needed
 bench:
