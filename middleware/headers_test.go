@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -120,5 +121,54 @@ func TestTimeFormatAppendFormat(t *testing.T) {
 		if got, want := string(f.AppendFormat([]byte("prefix:"), now)), "prefix:"+f.Format(now); got != want {
 			t.Errorf("%v: AppendFormat gives %q, want %q", f, got, want)
 		}
+	}
+}
+
+// TestTimeFormatIsTimeFormat checks the formats' own digit writing against
+// the time package's layouts, over the whole range of years and in zones
+// other than UTC.
+func TestTimeFormatIsTimeFormat(t *testing.T) {
+	layouts := map[middleware.TimeFormat]string{
+		middleware.TimeRFC3339:  "2006-01-02T15:04:05.000000-07:00",
+		middleware.TimePikaBus1: "01/02/2006 15:04:05",
+	}
+	zones := []*time.Location{time.UTC, time.FixedZone("east", 5*3600+1800), time.FixedZone("west", -11*3600), time.Local}
+	rng := rand.New(rand.NewPCG(1, 2))
+	times := []time.Time{
+		{}, time.Unix(0, 0), time.Now(),
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(-1, 12, 31, 23, 59, 59, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2024, 2, 29, 12, 0, 0, 1000, time.UTC), time.Date(2026, 11, 22, 9, 30, 1, 999, time.UTC),
+	}
+	for range 20000 {
+		times = append(times, time.Unix(rng.Int64N(600e9)-300e9, rng.Int64N(1e9)))
+	}
+	for _, at := range times {
+		for _, z := range zones {
+			at := at.In(z)
+			for f, layout := range layouts {
+				want := at.UTC().Format(layout)
+				if got := f.Format(at); got != want {
+					t.Fatalf("%v.Format(%v) = %q, want %q", f, at, got, want)
+				}
+				if got := string(f.AppendFormat([]byte("x"), at)); got != "x"+want {
+					t.Fatalf("%v.AppendFormat(%v) = %q, want %q", f, at, got, "x"+want)
+				}
+				if f == middleware.TimeRFC3339 {
+					if got := middleware.FormatTime(at); got != want {
+						t.Fatalf("FormatTime(%v) = %q, want %q", at, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkTimeFormat(b *testing.B) {
+	at := time.Now()
+	buf := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for range b.N {
+		buf = middleware.TimeRFC3339.AppendFormat(buf[:0], at)
 	}
 }
