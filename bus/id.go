@@ -3,7 +3,6 @@ package bus
 import (
 	"encoding/binary"
 	"math/rand/v2"
-	"reflect"
 	"time"
 	"unsafe"
 
@@ -50,16 +49,64 @@ func putID(s *[idLen]byte) {
 	}
 }
 
-// newIDAndTime returns a new message id and the TimeSent text of now, and
-// the same two boxed as header values, in two allocations instead of four:
-// both strings share one buffer, never modified once written, and both
-// boxes one array, whose elements reflect hands out without copying them
-// (the array is not addressable).
-func newIDAndTime(now time.Time, f middleware.TimeFormat) (id string, idBox, timeBox any) {
-	buf := make([]byte, idLen, idLen+len("2006-01-02T15:04:05.000000+00:00"))
-	putID((*[idLen]byte)(buf))
-	buf = f.AppendFormat(buf, now)
-	s := unsafe.String(unsafe.SliceData(buf), len(buf))
-	v := reflect.ValueOf([2]string{s[:idLen], s[idLen:]})
-	return s[:idLen], v.Index(0).Interface(), v.Index(1).Interface()
+// maxTimeLen is the longest TimeSent text of a year from 0 to 9999, in
+// any middleware.TimeFormat.
+const maxTimeLen = len("2006-01-02T15:04:05.000000+00:00")
+
+// idTime holds a message id and its TimeSent text, and the two string
+// headers that the header values of both point to.
+type idTime struct {
+	strs [2]string
+	buf  [idLen + maxTimeLen]byte
 }
+
+// newIDAndTime returns a new message id and the TimeSent text of now, and
+// the same two boxed as header values, in one allocation instead of four:
+// both texts and both string headers live in one idTime, never modified
+// once written.
+func newIDAndTime(now time.Time, f middleware.TimeFormat) (id string, idBox, timeBox any) {
+	p := new(idTime)
+	putID((*[idLen]byte)(p.buf[:idLen]))
+	buf := f.AppendFormat(p.buf[:idLen], now)
+	if len(buf) > len(p.buf) || &buf[0] != &p.buf[0] {
+		// A time longer than any of years 0-9999: AppendFormat moved the
+		// text to a larger array of its own.
+		s := string(buf)
+		return s[:idLen], s[:idLen], s[idLen:]
+	}
+	p.strs[0] = unsafe.String(&p.buf[0], idLen)
+	p.strs[1] = unsafe.String(&p.buf[idLen], len(buf)-idLen)
+	return p.strs[0], stringBox(&p.strs[0]), stringBox(&p.strs[1])
+}
+
+// eface is the layout of an interface value without methods: its dynamic
+// type, and a pointer to its value (a string is always held through one).
+type eface struct {
+	typ  unsafe.Pointer
+	data unsafe.Pointer
+}
+
+// stringBox returns the string *s as an interface value that points to *s
+// itself, instead of to a copy made by converting *s to an interface (an
+// allocation). *s must never change afterwards.
+func stringBox(s *string) any {
+	if !sharedBoxes {
+		return *s
+	}
+	v := any("") // the type word of a string, and no allocation
+	(*eface)(unsafe.Pointer(&v)).data = unsafe.Pointer(s)
+	return v
+}
+
+// sharedBoxes reports that interface values have the layout stringBox
+// relies on. Were it otherwise, the probe's type word would have been
+// overwritten and the type assertion would fail (it only compares the type
+// word), and stringBox converts instead.
+var sharedBoxes = func() bool {
+	probe := new(string)
+	*probe = "probe"
+	v := any("")
+	(*eface)(unsafe.Pointer(&v)).data = unsafe.Pointer(probe)
+	s, ok := v.(string)
+	return ok && s == "probe"
+}()

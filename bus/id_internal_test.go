@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/busline/busline/middleware"
 )
@@ -30,11 +31,39 @@ func TestNewIDAndTime(t *testing.T) {
 			}
 		}
 	}
+	// A year past 9999 writes a longer time than the buffer holds.
+	far := time.Date(12026, 11, 22, 9, 30, 1, 0, time.UTC)
+	id, idBox, timeBox := newIDAndTime(far, middleware.TimeRFC3339)
+	if !form.MatchString(id) || idBox != any(id) || timeBox != any(middleware.FormatTime(far)) {
+		t.Errorf("year 12026: %q, %#v, %#v", id, idBox, timeBox)
+	}
+	if !sharedBoxes {
+		t.Error("sharedBoxes is false: interface values do not have the layout stringBox expects")
+	}
 	if raceEnabled {
 		return
 	}
-	if n := testing.AllocsPerRun(100, func() { newIDAndTime(now, middleware.TimeRFC3339) }); n != 2 {
-		t.Errorf("newIDAndTime: %v allocations, want 2", n)
+	if n := testing.AllocsPerRun(100, func() { newIDAndTime(now, middleware.TimeRFC3339) }); n != 1 {
+		t.Errorf("newIDAndTime: %v allocations, want 1", n)
+	}
+}
+
+// TestStringBox checks that a box made by stringBox holds the string, as a
+// string, compares and hashes as one made by a conversion does, and points
+// to the string given.
+func TestStringBox(t *testing.T) {
+	s := new(string)
+	*s = "PikaBus"
+	v := stringBox(s)
+	if got, ok := v.(string); !ok || got != "PikaBus" || v != any("PikaBus") {
+		t.Fatalf("stringBox = %#v", v)
+	}
+	m := map[any]int{any("PikaBus"): 1}
+	if m[v] != 1 {
+		t.Error("a shared box does not find the map entry of an equal string")
+	}
+	if (*eface)(unsafe.Pointer(&v)).data != unsafe.Pointer(s) {
+		t.Error("the box does not point to the string given")
 	}
 }
 
