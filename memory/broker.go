@@ -669,14 +669,15 @@ func (b *Broker) Publish(exchangeName, key string, msg transport.Message, opts P
 		return fmt.Errorf("memory: %s: %w", op, err)
 	}
 	e := newEntry()
-	defer e.release() // the queues and the journal hold their own references
 	if err := e.set(&msg); err != nil {
+		e.release()
 		return fmt.Errorf("memory: %s: %w", op, err)
 	}
 	e.exchange, e.key = exchangeName, key
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.errClosedLocked(op); err != nil {
+		e.release()
 		return err
 	}
 	if err := b.publishLocked(nil, e, opts.Mandatory, opts.NotBefore, b.stamp()); err != nil {
@@ -700,9 +701,10 @@ func (b *Broker) stamp() stamp {
 }
 
 // publishLocked routes and enqueues e (its message normalized and copied,
-// its exchange and key set; the queues, the scheduler and the journal take
-// references of their own), or schedules it when notBefore is in the
-// future. from is the publishing connection,
+// its exchange and key set), or schedules it when notBefore is in the
+// future. It takes over the caller's reference to e, whatever happens: the
+// first queue or the scheduler keeps it, so that a message that goes to one
+// queue costs no reference counting. from is the publishing connection,
 // nil for Broker.Publish; now stamps the journal. The error wraps a
 // sentinel and says no more than why.
 func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore time.Time, now stamp) error {
@@ -712,6 +714,7 @@ func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore t
 		x := r.extras()
 		x.err, x.notBefore = err, notBefore
 		b.journal.add(&r, now)
+		e.release()
 		return err
 	}
 	if b.failN > 0 {
@@ -730,7 +733,8 @@ func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore t
 			return fail(fmt.Errorf("%w: no queue is bound under this routing key", transport.ErrUnroutable))
 		}
 		b.seq++
-		e.retain() // the scheduler's, handed to the queues when it is due
+		// The caller's reference becomes the scheduler's, handed to the
+		// queues when the message is due.
 		b.sched.addLocked(b, &deferred{due: notBefore, seq: b.seq, from: from, e: e})
 		r.extras().notBefore = notBefore
 		b.journal.add(&r, now)
@@ -746,9 +750,16 @@ func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore t
 	return nil
 }
 
-// enqueueLocked puts e on the first of qs and copies of it on the others;
-// each queue takes a reference.
+// enqueueLocked puts e on the first of qs and copies of it on the others.
+// The first queue takes over the caller's reference to e (released if qs is
+// empty); each copy belongs to its queue. The lock keeps e alive while it
+// is copied: only a settle, under the lock, drops the first queue's
+// reference.
 func (b *Broker) enqueueLocked(ex *exchange, e *entry, qs []*queue, now stamp) {
+	if len(qs) == 0 {
+		e.release()
+		return
+	}
 	e.kind = transport.Direct
 	if ex != nil && ex.kind == ExchangeTopic {
 		e.kind = transport.Topic
@@ -757,8 +768,6 @@ func (b *Broker) enqueueLocked(ex *exchange, e *entry, qs []*queue, now stamp) {
 		qe := e
 		if i > 0 {
 			qe = e.clone()
-		} else {
-			e.retain()
 		}
 		b.seq++
 		qe.seq = b.seq

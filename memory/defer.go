@@ -101,8 +101,7 @@ func (b *Broker) fireDue() {
 		r.extras().notBefore = d.due
 		r.setQueues(qs)
 		b.journal.add(&r, st)
-		b.enqueueLocked(ex, e, qs, st)
-		e.release() // the scheduler's reference
+		b.enqueueLocked(ex, e, qs, st) // takes over the scheduler's reference
 	}
 	b.sched.armLocked(b)
 	b.checkIdleLocked()

@@ -16,7 +16,8 @@ import (
 //
 // Entries are recycled. refs counts what refers to one: the caller that
 // made it until it is published, the queue that holds it (ready or
-// delivered and not settled) or the scheduler, each journal record, and
+// delivered and not settled) or the scheduler, the journal's records (one
+// reference for all of them), and
 // each delivery whose handler's copy is being made. The last release puts it
 // back in entryPool. A path that drops an entry without releasing it (a
 // deleted queue, a consumer that stopped) only leaves it to the garbage
@@ -32,6 +33,9 @@ type entry struct {
 
 	buf  []byte // msg.Body's backing array, kept when e is recycled
 	refs atomic.Int32
+	// jrefs counts the journal's records of e, under the broker's lock;
+	// together they hold one reference in refs (see journal).
+	jrefs int32
 }
 
 // header is one header of an entry. A flat slice is cheaper to fill and to

@@ -172,13 +172,22 @@ func (r *record) export(started time.Time) Record {
 const journalChunk = 256
 
 // journal keeps the newest records in chunks, so that neither growing nor
-// dropping the oldest copies records around.
+// dropping the oldest copies records around. It drops the oldest records a
+// chunk at a time, once the whole chunk is older than the limit: the
+// entries they release were made thousands of messages earlier and are no
+// longer in the processor's caches, and a loop over a chunk waits for them
+// together instead of one after the other. Until then it holds up to a
+// chunk more than the limit, which it never shows.
+//
+// The records of an entry count their references to it in entry.jrefs,
+// under the broker's lock, and hold one reference (the atomic kind) between
+// them: one atomic operation when the first is made and one when the last
+// is dropped, instead of one for each.
 type journal struct {
 	limit  int // < 0: no limit; 0: off
 	seq    uint64
 	chunks [][]record
-	skip   int // records of chunks[0] dropped already
-	n      int
+	n      int // records held, up to a chunk more than limit
 	spare  []record
 }
 
@@ -190,8 +199,11 @@ func (j *journal) add(r *record, now stamp) {
 		return
 	}
 	r.seq, r.at = j.seq, now
-	if r.e != nil {
-		r.e.retain()
+	if e := r.e; e != nil {
+		if e.jrefs == 0 {
+			e.retain()
+		}
+		e.jrefs++
 	}
 	j.push(r)
 }
@@ -208,45 +220,75 @@ func (j *journal) push(r *record) {
 	last := len(j.chunks) - 1
 	j.chunks[last] = append(j.chunks[last], *r)
 	j.n++
-	if j.limit > 0 && j.n > j.limit {
-		if e := j.chunks[0][j.skip].e; e != nil {
-			e.release()
-		}
-		j.chunks[0][j.skip] = record{}
-		j.skip++
-		j.n--
-		if j.skip == journalChunk {
-			j.spare = j.chunks[0][:0]
-			j.chunks[0] = nil
-			j.chunks = j.chunks[1:]
-			j.skip = 0
-		}
+	if j.limit > 0 && j.n-len(j.chunks[0]) >= j.limit {
+		j.dropFirst()
 	}
 }
 
-func (j *journal) ordered() []record {
-	out := make([]record, 0, j.n)
-	for i, c := range j.chunks {
-		if i == 0 {
-			c = c[j.skip:]
+// dropFirst drops the oldest chunk.
+func (j *journal) dropFirst() {
+	c := j.chunks[0]
+	dropRecords(c)
+	j.n -= len(c)
+	j.chunks[0] = nil
+	j.chunks = j.chunks[1:]
+	if cap(c) == journalChunk {
+		j.spare = c[:0]
+	}
+}
+
+// dropRecords drops the references of the records in c and zeroes them.
+// The first pass only counts, so that the processor can fetch the entries
+// it misses in its caches all at once; the second releases each entry at
+// the last of its records (never touching an entry after releasing it: it
+// may be reused at once).
+func dropRecords(c []record) {
+	const last = 1 << 7 // in record.op: this record held e's last reference
+	for i := range c {
+		if e := c[i].e; e != nil {
+			e.jrefs--
+			if e.jrefs == 0 {
+				c[i].op |= last
+			}
 		}
-		out = append(out, c...)
+	}
+	for i := range c {
+		if c[i].op&last != 0 {
+			c[i].e.release()
+		}
+	}
+	clear(c)
+}
+
+// newest returns the records the journal shows: the newest limit of those
+// it holds.
+func (j *journal) newest() []record {
+	skip := 0
+	if j.limit > 0 && j.n > j.limit {
+		skip = j.n - j.limit
+	}
+	out := make([]record, 0, j.n-skip)
+	for _, c := range j.chunks {
+		if skip >= len(c) {
+			skip -= len(c)
+			continue
+		}
+		out = append(out, c[skip:]...)
+		skip = 0
 	}
 	return out
 }
 
 // reset drops every record.
 func (j *journal) reset() {
-	for _, r := range j.ordered() {
-		if r.e != nil {
-			r.e.release()
-		}
+	for _, c := range j.chunks {
+		dropRecords(c)
 	}
 	j.clear()
 }
 
 func (j *journal) clear() {
-	j.chunks, j.skip, j.n, j.spare = nil, 0, 0, nil
+	j.chunks, j.n, j.spare = nil, 0, nil
 }
 
 func (j *journal) setLimit(n int) {
@@ -255,7 +297,10 @@ func (j *journal) setLimit(n int) {
 		j.limit = 0
 		return
 	}
-	old := j.ordered()
+	var old []record
+	for _, c := range j.chunks {
+		old = append(old, c...)
+	}
 	j.clear()
 	j.limit = n
 	for i := range old {
@@ -269,7 +314,7 @@ func (j *journal) setLimit(n int) {
 func (b *Broker) Journal() []Record {
 	b.mu.Lock()
 	defer b.mu.Unlock() // the entries are recycled once no record holds them
-	recs := b.journal.ordered()
+	recs := b.journal.newest()
 	out := make([]Record, len(recs))
 	for i := range recs {
 		out[i] = recs[i].export(b.started)

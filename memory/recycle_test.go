@@ -96,3 +96,54 @@ func TestRecycledCopiesFanOut(t *testing.T) {
 		checkMessage(t, "in b", m)
 	}
 }
+
+// TestRecycledCopiesJournalLimit runs many messages through a journal
+// whose limit is not a multiple of the chunks it drops its oldest records
+// by: it shows exactly the newest records, numbered without gaps, each
+// with its message as it was sent, although the copies the records no
+// longer hold have been recycled for newer messages.
+func TestRecycledCopiesJournalLimit(t *testing.T) {
+	tr := newTransport(t, memory.Options{})
+	const limit = 301
+	tr.Broker().SetJournalLimit(limit)
+	declare(t, tr, "q")
+	for i := range 1000 {
+		id := fmt.Sprint("m", i)
+		err := tr.Dispatch(ctxT(t), transport.Outgoing{RoutingKey: "q", Message: transport.Message{
+			ID: id, Body: []byte("body of " + id),
+			Headers: transport.Headers{"id": id, "n": i, "bytes": []byte(id), "table": map[string]any{"id": id}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 {
+			continue // left in the queue for a while
+		}
+		for range 2 {
+			d, ok, err := tr.Get(ctxT(t), "q")
+			if err != nil || !ok {
+				t.Fatalf("get: %v %v", ok, err)
+			}
+			checkMessage(t, "delivered", d.Message)
+			if err := d.Ack(); err != nil {
+				t.Fatal(err)
+			}
+			if tr.Broker().Depth("q") == 0 {
+				break
+			}
+		}
+		recs := tr.Broker().Journal()
+		if len(recs) > limit {
+			t.Fatalf("%d records, limit %d", len(recs), limit)
+		}
+		for k, r := range recs {
+			if k > 0 && r.Seq != recs[k-1].Seq+1 {
+				t.Fatalf("record %d has seq %d after %d", k, r.Seq, recs[k-1].Seq)
+			}
+			checkMessage(t, r.Op.String(), r.Message)
+		}
+		if i > limit && len(recs) != limit {
+			t.Fatalf("%d records, want %d", len(recs), limit)
+		}
+	}
+}

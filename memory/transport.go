@@ -304,12 +304,12 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 	var errs []error
 	for i := range msgs {
 		o := &msgs[i]
+		// publishLocked takes over the reference to es[i].
 		if err := t.b.publishLocked(t.cn, es[i], o.Mandatory, o.NotBefore, stamp); err != nil {
 			errs = append(errs, t.dispatchError(i, o, err))
 		}
 	}
 	t.b.mu.Unlock()
-	release() // the queues and the journal hold their own references
 	if errs == nil {
 		return nil
 	}
