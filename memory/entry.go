@@ -64,15 +64,19 @@ func (e *entry) release() {
 	if e.refs.Add(-1) != 0 {
 		return
 	}
-	buf, hdrs := e.buf[:0], e.hdrs[:0]
-	if cap(buf) > maxPooledBody {
-		buf = nil
+	if cap(e.buf) > maxPooledBody {
+		e.buf, e.msg.Body = nil, nil
 	}
 	clear(e.hdrs)
-	if cap(hdrs) > 64 {
-		hdrs = nil
+	e.hdrs = e.hdrs[:0]
+	if cap(e.hdrs) > 64 {
+		e.hdrs = nil
 	}
-	*e = entry{buf: buf, hdrs: hdrs}
+	// The message, exchange and key stay until set or clone overwrites
+	// them: zeroing them too would double the pointer writes, which cost
+	// write barriers while the garbage collector marks (much of the time
+	// at a message's rate of allocation).
+	e.seq, e.redelivered, e.kind = 0, false, 0
 	entryPool.Put(e)
 }
 

@@ -237,7 +237,10 @@ func (j *journal) dropFirst() {
 	}
 }
 
-// dropRecords drops the references of the records in c and zeroes them.
+// dropRecords drops the references of the records in c. It leaves them as
+// they are: a chunk is either garbage or the spare, whose records append
+// overwrites (zeroing them first would double the pointer writes, and the
+// write barriers they cost while the garbage collector marks).
 // The first pass only counts, so that the processor can fetch the entries
 // it misses in its caches all at once; the second releases each entry at
 // the last of its records (never touching an entry after releasing it: it
@@ -257,7 +260,6 @@ func dropRecords(c []record) {
 			c[i].e.release()
 		}
 	}
-	clear(c)
 }
 
 // newest returns the records the journal shows: the newest limit of those
