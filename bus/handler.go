@@ -50,7 +50,7 @@ func Handle[T any](b *Bus, h func(ctx context.Context, msg T) error, opts ...Han
 		}
 		name, derived = info.name, info.derived
 	}
-	th := &typedHandler[T]{fn: h}
+	th := &typedHandler[T]{fn: h, plan: newJSONPlan(t)}
 	th.pool.New = func() any { return new(T) }
 	return b.register(name, handlerEntry{call: th.handle, goType: t, derived: derived})
 }
@@ -159,21 +159,35 @@ func (b *Bus) register(name string, e handlerEntry) error {
 // saves an allocation per message: the handler owns its copy, and the
 // pooled value is zeroed before each decode so that nothing the handler
 // kept (slices, maps) is decoded into again.
+//
+// A JSON body is decoded by the plan, when T has one (see [jsonPlan]) and
+// it takes the body, else by the codec.
 type typedHandler[T any] struct {
 	fn   func(ctx context.Context, msg T) error
 	pool sync.Pool
+	plan *jsonPlan // nil if T has none
 }
 
 func (th *typedHandler[T]) handle(ctx context.Context, b *Bus, m *transport.Message) error {
+	var zero T
 	p := th.pool.Get().(*T)
-	if err := b.decode(m, p); err != nil {
-		var zero T
+	c, err := b.codecFor(m)
+	if err == nil {
+		_, isJSON := c.(jsonCodec)
+		planned := isJSON && th.plan != nil
+		if !planned || !th.plan.decode(m.Body, reflect.ValueOf(p).Elem()) {
+			if planned {
+				*p = zero // what the plan set before it declined
+			}
+			err = b.decodeWith(c, m, p)
+		}
+	}
+	if err != nil {
 		*p = zero
 		th.pool.Put(p)
 		return err
 	}
 	v := *p
-	var zero T
 	*p = zero
 	th.pool.Put(p)
 	return th.fn(ctx, v)
@@ -181,14 +195,28 @@ func (th *typedHandler[T]) handle(ctx context.Context, b *Bus, m *transport.Mess
 
 // decode decodes m into v with the codec of its content type.
 func (b *Bus) decode(m *transport.Message, v any) error {
+	c, err := b.codecFor(m)
+	if err != nil {
+		return err
+	}
+	return b.decodeWith(c, m, v)
+}
+
+// codecFor returns the codec of m's content type.
+func (b *Bus) codecFor(m *transport.Message) (Codec, error) {
 	ct := m.ContentType
 	if s, ok := middleware.HeaderString(m.Headers[b.names.ContentType]); ok && s != "" {
 		ct = s
 	}
 	c, ok := b.codecs.forContentType(ct)
 	if !ok {
-		return fmt.Errorf("%w: no codec for content type %q", ErrUndecodable, ct)
+		return nil, fmt.Errorf("%w: no codec for content type %q", ErrUndecodable, ct)
 	}
+	return c, nil
+}
+
+// decodeWith decodes m into v with c.
+func (b *Bus) decodeWith(c Codec, m *transport.Message, v any) error {
 	if err := c.Decode(m, v); err != nil {
 		return fmt.Errorf("%w: decoding %s as %s into %T: %v", ErrUndecodable, b.messageTypeOf(m), mediaType(c.ContentType()), v, err)
 	}

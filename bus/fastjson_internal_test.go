@@ -1,0 +1,232 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/busline/busline/memory"
+	"github.com/busline/busline/transport"
+)
+
+type planFlat struct {
+	ID   string
+	Data string
+}
+
+type planName string
+
+type planKinds struct {
+	S       string `json:"s"`
+	B       bool   `json:"b,omitempty"`
+	I       int
+	I8      int8
+	I64     int64 `json:"i64"`
+	U16     uint16
+	U       uint64
+	F       float64
+	F32     float32
+	N       planName
+	hidden  string
+	Ignored int `json:"-"`
+	Up      string
+	UP      string
+}
+
+type planEmbedded struct {
+	planFlat
+	X int
+}
+
+type planText struct{ X int }
+
+func (p *planText) UnmarshalText([]byte) error { return nil }
+
+// planTypes are the types the plan is checked on, each as a fresh value.
+var planTypes = []func() any{
+	func() any { return new(planFlat) },
+	func() any { return new(planKinds) },
+}
+
+// TestJSONPlanTypes checks which types get a plan: the flat ones, not
+// those encoding/json decodes by rules the plan does not follow.
+func TestJSONPlanTypes(t *testing.T) {
+	for _, v := range []any{planFlat{}, planKinds{}, struct {
+		A string `json:"a,omitempty,omitzero"`
+	}{}} {
+		if newJSONPlan(reflect.TypeOf(v)) == nil {
+			t.Errorf("%T has no plan", v)
+		}
+	}
+	for _, v := range []any{
+		planEmbedded{}, planText{}, 0, "", []planFlat{}, &planFlat{}, struct{}{},
+		struct{ T time.Time }{}, struct{ N json.Number }{}, struct{ P *string }{}, struct{ S []string }{},
+		struct{ M map[string]string }{}, struct{ A any }{}, struct{ R json.RawMessage }{},
+		struct {
+			A int `json:"a,string"`
+		}{},
+		struct {
+			A string `json:"x-y"`
+		}{},
+		struct {
+			A string
+			B string `json:"A"`
+		}{},
+		struct{ T planText }{},
+	} {
+		if newJSONPlan(reflect.TypeOf(v)) != nil {
+			t.Errorf("%T has a plan", v)
+		}
+	}
+}
+
+// checkPlan decodes body with the plan of each type and, where the plan
+// takes it, checks that json.Unmarshal takes it too and gives the same
+// value. It returns how many types took it.
+func checkPlan(t *testing.T, body []byte) int {
+	t.Helper()
+	took := 0
+	for _, newV := range planTypes {
+		got, want := newV(), newV()
+		pl := newJSONPlan(reflect.TypeOf(got).Elem())
+		if !pl.decode(body, reflect.ValueOf(got).Elem()) {
+			continue
+		}
+		took++
+		if err := json.Unmarshal(body, want); err != nil {
+			t.Fatalf("%q into %T: the plan took it, json.Unmarshal: %v", body, got, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q into %T: plan %+v, json.Unmarshal %+v", body, got, got, want)
+		}
+	}
+	return took
+}
+
+var planSeeds = []string{
+	`{"ID":"0123456789abcdef","Data":"xxxxxxxx"}`,
+	` {"ID" : "a" , "Data":"b"} ` + "\n",
+	`{}`, ` { } `, `{"ID":"é😀"}`, `{"ID":"\u00e9"}`, `{"ID":"a\"b"}`, `{"ID":"` + "\xff" + `"}`, `{"ID":"` + "\xed\xa0\x80" + `"}`,
+	`{"ID":"a","ID":"b"}`, `{"id":"a"}`, `{"Other":1}`, `{"ID":null}`, `{"ID":1}`, `{"ID":"a",}`, `{"ID":"a"}x`, `{"ID":"a"}{}`,
+	`{"ID":"a"`, `{"ID"`, `{"ID":`, `{`, ``, `null`, `[]`, `"x"`, "{\"ID\":\"a\tb\"}", `{"ID":"a"} `, "\t{\r\n}\n",
+	`{"s":"x","b":true,"I":-12,"I8":127,"i64":-9223372036854775808,"U16":65535,"U":18446744073709551615,"F":1.5e-3,"F32":3.4e38,"N":"n","Up":"u","UP":"U"}`,
+	`{"b":false,"I":0,"I8":-128,"U16":0,"F":-0,"F32":1e39}`, `{"I8":128}`, `{"U16":65536}`, `{"U":-1}`, `{"U":-0}`, `{"I":-0}`,
+	`{"I":01}`, `{"I":1.0}`, `{"I":1e2}`, `{"I":-}`, `{"F":.5}`, `{"F":1.}`, `{"F":1e}`, `{"F":1e+}`, `{"F":-1.25E+2}`, `{"F":1e400}`,
+	`{"b":tru}`, `{"b":truex}`, `{"b":true1}`, `{"b":"true"}`, `{"I":123456789012345678}`, `{"I":1234567890123456789}`,
+	`{"hidden":"x"}`, `{"Ignored":1}`, `{"-":1}`, `{"S":"x"}`, `{"up":"x"}`, `{"Up":"x","UP":"y"}`, `{"U":12345678901234567890}`,
+}
+
+func TestJSONPlanIsUnmarshal(t *testing.T) {
+	for _, s := range planSeeds {
+		checkPlan(t, []byte(s))
+	}
+	for _, s := range []string{planSeeds[0], planSeeds[1], `{}`, `{"ID":"é😀"}`, `{"ID":"a","ID":"b"}`} {
+		if checkPlan(t, []byte(s)) == 0 {
+			t.Errorf("the plan declines %q", s)
+		}
+	}
+	for _, s := range planSeeds {
+		if strings.HasPrefix(s, `{"s":"x","b":true`) && checkPlan(t, []byte(s)) == 0 {
+			t.Errorf("the plan declines %q", s)
+		}
+	}
+	// Mutations of the seeds: bytes changed, removed, doubled.
+	rng := rand.New(rand.NewPCG(3, 4))
+	const alphabet = "{}[]\":,.-+eE0123456789 \t\n\\uabtrufslnIDSFU\xc3\xa9\xff"
+	for range 200000 {
+		b := []byte(planSeeds[rng.IntN(len(planSeeds))])
+		for range 1 + rng.IntN(3) {
+			if len(b) == 0 {
+				break
+			}
+			i := rng.IntN(len(b))
+			switch rng.IntN(3) {
+			case 0:
+				b[i] = alphabet[rng.IntN(len(alphabet))]
+			case 1:
+				b = append(b[:i], b[i+1:]...)
+			case 2:
+				b = append(b[:i+1], b[i:]...)
+			}
+		}
+		checkPlan(t, b)
+	}
+}
+
+func FuzzJSONPlan(f *testing.F) {
+	for _, s := range planSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) { checkPlan(t, body) })
+}
+
+// TestTypedHandlerPlan checks what a typed handler receives, through the
+// plan or, for a body the plan declines after setting fields, afresh from
+// encoding/json: nothing the plan set is left, and errors are the codec's.
+func TestTypedHandlerPlan(t *testing.T) {
+	tr := memory.New(memory.Options{})
+	defer tr.Close()
+	b, err := New(tr, "plan", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var got []planKinds
+	th := &typedHandler[planKinds]{plan: newJSONPlan(reflect.TypeFor[planKinds]()), fn: func(_ context.Context, v planKinds) error {
+		got = append(got, v)
+		return nil
+	}}
+	th.pool.New = func() any { return new(planKinds) }
+	var v planKinds
+	if th.plan.decode([]byte(`{"s":"set","I":1,"unknown":2}`), reflect.ValueOf(&v).Elem()) || v.S != "set" {
+		t.Fatal("the plan took an unknown key, or declined before setting s")
+	}
+	for _, body := range []string{`{"s":"one","I":1}`, `{"s":"set","I":1,"unknown":2}`, `{"s":"x","b":true,"U":7,"F":2.5}`, `{"s":"set","I":"two"}`, `{"s":"set"`} {
+		got = nil
+		var want planKinds
+		wantErr := JSON.Decode(&transport.Message{Body: []byte(body)}, &want)
+		err := th.handle(context.Background(), b, &transport.Message{Body: []byte(body), ContentType: "application/json"})
+		switch {
+		case wantErr != nil:
+			if !errors.Is(err, ErrUndecodable) || !strings.Contains(err.Error(), wantErr.Error()) {
+				t.Errorf("%s: error %v, want ErrUndecodable and %v", body, err, wantErr)
+			}
+		case err != nil || len(got) != 1 || got[0] != want:
+			t.Errorf("%s: handler got %+v (error %v), want %+v", body, got, err, want)
+		}
+	}
+}
+
+// BenchmarkJSONPlan compares the plan with the codec on the body of
+// BenchmarkBus.
+func BenchmarkJSONPlan(b *testing.B) {
+	body := []byte(`{"ID":"0123456789abcdef","Data":"` + strings.Repeat("x", 256-35) + `"}`)
+	if len(body) != 256 {
+		b.Fatal(len(body))
+	}
+	m := &transport.Message{Body: body}
+	pl := newJSONPlan(reflect.TypeFor[planFlat]())
+	b.Run("plan", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			var v planFlat
+			if !pl.decode(body, reflect.ValueOf(&v).Elem()) {
+				b.Fatal("declined")
+			}
+		}
+	})
+	b.Run("codec", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			var v planFlat
+			if err := JSON.Decode(m, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
