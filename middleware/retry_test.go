@@ -418,6 +418,23 @@ func TestRetryOptions(t *testing.T) {
 		}
 	})
 
+	// A backoff of zero (or less) sends the copy at once: no NotBefore, so
+	// that a transport never schedules it; DeferredTime says when it was due.
+	for _, d := range []time.Duration{0, -time.Second} {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBroker("orders")
+			mw, _ := middleware.Retry(delaying{b}, middleware.RetryOptions{Backoff: func(int) time.Duration { return d }})
+			start := time.Now()
+			if err := mw(failWith(errors.New("no")))(t.Context(), &middleware.Message{Message: order("m1"), Queue: "orders"}); err != nil {
+				t.Fatal(err)
+			}
+			o := b.sent[0]
+			if !o.NotBefore.IsZero() || o.Message.Headers[names.DeferredTime] != middleware.FormatTime(start) {
+				t.Fatalf("backoff %v: NotBefore %v, DeferredTime %v; want zero and now", d, o.NotBefore, o.Message.Headers[names.DeferredTime])
+			}
+		})
+	}
+
 	// No delayed retries: the error goes on after the immediate ones, and
 	// no Delayer is needed.
 	mw, err := middleware.Retry(plain{b}, middleware.RetryOptions{MaxRetries: -1, Immediate: 1})
@@ -584,4 +601,40 @@ func TestStagesLogDecisions(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The error queue is dispatched mandatory: a missing error queue is a
+// ForwardError (the message goes back to its queue), never a message lost.
+func TestMissingErrorQueueIsAForwardError(t *testing.T) {
+	b := newBroker("orders") // no "error" queue
+	mw, err := middleware.ErrorQueue(plain{b}, middleware.ErrorQueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = mw(failWith(errors.New("bad")))(t.Context(), &middleware.Message{Message: order("m1"), Queue: "orders"})
+	var fe *middleware.ForwardError
+	if !errors.As(err, &fe) || !errors.Is(err, transport.ErrUnroutable) || fe.Queue != middleware.DefaultErrorQueue {
+		t.Fatalf("forward to a missing error queue returned %v; want a ForwardError wrapping ErrUnroutable", err)
+	}
+}
+
+// ErrorDetails is cut to DefaultMaxErrorDetails by default, to MaxDetails
+// when set.
+func TestErrorDetailsBound(t *testing.T) {
+	long := errors.New(strings.Repeat("x", 3*middleware.DefaultMaxErrorDetails))
+	for _, tc := range []struct{ max, want int }{{0, middleware.DefaultMaxErrorDetails}, {100, 100}} {
+		b := newBroker("orders", "error")
+		mw, err := middleware.ErrorQueue(plain{b}, middleware.ErrorQueueOptions{MaxDetails: tc.max})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mw(failWith(long))(t.Context(), &middleware.Message{Message: order("m1"), Queue: "orders"}); err != nil {
+			t.Fatal(err)
+		}
+		details, _ := b.messages("error")[0].Headers[names.ErrorDetails].(string)
+		if len(details) != tc.want || !strings.HasSuffix(details, "(truncated)") {
+			t.Errorf("MaxDetails %d: ErrorDetails of %d bytes ending %q, want %d bytes marked truncated",
+				tc.max, len(details), details[max(0, len(details)-20):], tc.want)
+		}
+	}
 }
