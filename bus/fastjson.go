@@ -204,15 +204,20 @@ func (f *jsonField) decode(data []byte, i int, v reflect.Value) (int, bool) {
 			return 0, false
 		}
 		j, ascii := i+1, true
-		for ; j < len(data) && data[j] != '"'; j++ {
-			switch c := data[j]; {
-			case c < ' ' || c == '\\':
-				return 0, false
-			case c >= utf8.RuneSelf:
-				ascii = false
+		for {
+			for j < len(data) && plainByte[data[j]] {
+				j++
 			}
+			if j >= len(data) || data[j] < ' ' || data[j] == '\\' {
+				return 0, false
+			}
+			if data[j] == '"' {
+				break
+			}
+			ascii = false
+			j++
 		}
-		if j >= len(data) || !ascii && !utf8.Valid(data[i+1:j]) {
+		if !ascii && !utf8.Valid(data[i+1:j]) {
 			return 0, false
 		}
 		v.SetString(string(data[i+1 : j]))
@@ -267,6 +272,15 @@ func (f *jsonField) decode(data []byte, i int, v reflect.Value) (int, bool) {
 	}
 	return 0, false
 }
+
+// plainByte marks the ASCII bytes a JSON string holds as they are: all but
+// control characters, the quote and the backslash.
+var plainByte = func() (t [256]bool) {
+	for c := ' '; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func hasPrefix(b []byte, s string) bool {
 	return len(b) >= len(s) && string(b[:len(s)]) == s
