@@ -61,8 +61,20 @@ func (jsonCodec) Encode(v any, m *transport.Message) error {
 // buffer instead of a new slice: m.Body is valid until buf is given to
 // releaseBody, which the Bus does once Dispatch returned (Dispatch does not
 // keep bodies).
-func encodeJSON(v any, m *transport.Message) (buf *bytes.Buffer, err error) {
+//
+// With a plan for v's type (nil for none), the plan encodes v if it can.
+func encodeJSON(v any, m *transport.Message, plan *jsonEncodePlan) (buf *bytes.Buffer, err error) {
 	buf = jsonBodies.Get().(*bytes.Buffer)
+	if plan != nil {
+		if b, ok := plan.appendJSON(buf.AvailableBuffer(), v); ok {
+			buf.Write(b)
+			body := buf.Bytes()
+			m.Body = body[:len(body):len(body)]
+			m.ContentType = "application/json"
+			m.ContentEncoding = "utf-8"
+			return buf, nil
+		}
+	}
 	// Encode writes what Marshal returns (same escaping, same errors), and
 	// a newline.
 	if err := json.NewEncoder(buf).Encode(v); err != nil {

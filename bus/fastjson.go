@@ -27,9 +27,11 @@ type jsonPlan struct {
 }
 
 type jsonField struct {
-	name  string
-	index int
-	kind  reflect.Kind
+	name      string
+	index     int
+	kind      reflect.Kind
+	omitEmpty bool
+	omitZero  bool
 }
 
 var (
@@ -73,9 +75,15 @@ func newJSONPlan(t reflect.Type) *jsonPlan {
 			continue
 		}
 		name, opts, _ := strings.Cut(tag, ",")
+		var omitEmpty, omitZero bool
 		for o := range strings.SplitSeq(opts, ",") {
-			if o == "string" {
+			switch o {
+			case "string":
 				return nil
+			case "omitempty":
+				omitEmpty = true
+			case "omitzero":
+				omitZero = true
 			}
 		}
 		if name == "" {
@@ -98,7 +106,7 @@ func newJSONPlan(t reflect.Type) *jsonPlan {
 			return nil // encoding/json's rules for duplicate names
 		}
 		seen[name] = true
-		pl.fields = append(pl.fields, jsonField{name: name, index: i, kind: f.Type.Kind()})
+		pl.fields = append(pl.fields, jsonField{name: name, index: i, kind: f.Type.Kind(), omitEmpty: omitEmpty, omitZero: omitZero})
 	}
 	if len(pl.fields) == 0 || len(pl.fields) > maxPlanFields {
 		return nil
@@ -341,3 +349,103 @@ func number(data []byte, i int) (int, bool) {
 	}
 	return j, true
 }
+
+var (
+	jsonMarshalerType = reflect.TypeFor[json.Marshaler]()
+	textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
+)
+
+// customEncoding reports whether encoding/json encodes t (or *t) with
+// methods of its own.
+func customEncoding(t reflect.Type) bool {
+	p := reflect.PointerTo(t)
+	return t.Implements(jsonMarshalerType) || t.Implements(textMarshalerType) ||
+		p.Implements(jsonMarshalerType) || p.Implements(textMarshalerType)
+}
+
+// jsonEncodePlan encodes values of one struct type as json.Marshal does,
+// for the values where that is simple: [newJSONPlan]'s struct types
+// without floats (whose text encoding/json chooses by rules of its own),
+// without ",omitzero" and without custom encoding, whose strings are
+// printable ASCII that encoding/json writes as they are (no quote,
+// backslash, or <, > and &, which it escapes for HTML). Any other string
+// makes appendJSON decline, and the message is encoded by encoding/json.
+type jsonEncodePlan struct {
+	t      reflect.Type
+	fields []jsonField
+}
+
+// newJSONEncodePlan returns the plan for t, or nil.
+func newJSONEncodePlan(t reflect.Type) *jsonEncodePlan {
+	pl := newJSONPlan(t)
+	if pl == nil || customEncoding(t) {
+		return nil
+	}
+	for _, f := range pl.fields {
+		if f.kind == reflect.Float32 || f.kind == reflect.Float64 || f.omitZero || customEncoding(t.Field(f.index).Type) {
+			return nil
+		}
+	}
+	return &jsonEncodePlan{t: t, fields: pl.fields}
+}
+
+// appendJSON appends the JSON of v, a value of the plan's type or a
+// non-nil pointer to one, to b, and reports whether it did.
+func (pl *jsonEncodePlan) appendJSON(b []byte, v any) ([]byte, bool) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Pointer {
+		if rv.IsNil() {
+			return b, false
+		}
+		rv = rv.Elem()
+	}
+	if rv.Type() != pl.t {
+		return b, false
+	}
+	b = append(b, '{')
+	first := true
+	for k := range pl.fields {
+		f := &pl.fields[k]
+		fv := rv.Field(f.index)
+		if f.omitEmpty && fv.IsZero() {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, f.name...)
+		b = append(b, '"', ':')
+		switch f.kind {
+		case reflect.String:
+			str := fv.String()
+			for i := 0; i < len(str); i++ {
+				if !plainOutByte[str[i]] {
+					return b, false
+				}
+			}
+			b = append(b, '"')
+			b = append(b, str...)
+			b = append(b, '"')
+		case reflect.Bool:
+			b = strconv.AppendBool(b, fv.Bool())
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			b = strconv.AppendInt(b, fv.Int(), 10)
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+			b = strconv.AppendUint(b, fv.Uint(), 10)
+		default:
+			return b, false
+		}
+	}
+	return append(b, '}'), true
+}
+
+// plainOutByte marks the bytes encoding/json writes into a string as they
+// are: printable ASCII but the quote, the backslash, and <, > and &.
+var plainOutByte = func() (t [256]bool) {
+	for c := ' '; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()

@@ -230,3 +230,116 @@ func BenchmarkJSONPlan(b *testing.B) {
 		}
 	})
 }
+
+type planEnc struct {
+	S      string `json:"s"`
+	E      string `json:"e,omitempty"`
+	B      bool   `json:"b,omitempty"`
+	T      bool
+	I      int
+	I8     int8 `json:",omitempty"`
+	I64    int64
+	U16    uint16
+	U      uint64 `json:"u,omitempty"`
+	N      planName
+	hidden string
+	Skip   string `json:"-"`
+}
+
+func TestJSONEncodePlanTypes(t *testing.T) {
+	for _, v := range []any{planFlat{}, planEnc{}} {
+		if newJSONEncodePlan(reflect.TypeOf(v)) == nil {
+			t.Errorf("%T has no encode plan", v)
+		}
+	}
+	for _, v := range []any{
+		planKinds{}, marshalsItself{}, struct{ F float64 }{}, struct {
+			A int `json:"a,omitzero"`
+		}{}, struct{ T planText }{}, planEmbedded{},
+	} {
+		if newJSONEncodePlan(reflect.TypeOf(v)) != nil {
+			t.Errorf("%T has an encode plan", v)
+		}
+	}
+}
+
+// TestJSONEncodePlanIsMarshal checks encodeJSON with a plan against
+// json.Marshal on random values, strings that the plan declines included.
+func TestJSONEncodePlanIsMarshal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const chars = "ab Z09_-\"\\<>&\x00\x1f\x7fé\u2028\xff{}:,"
+	str := func() string {
+		b := make([]byte, rng.IntN(12))
+		for i := range b {
+			if rng.IntN(4) == 0 {
+				b[i] = chars[rng.IntN(len(chars))]
+			} else {
+				b[i] = byte('a' + rng.IntN(26))
+			}
+		}
+		return string(b)
+	}
+	num := func() int64 {
+		switch rng.IntN(4) {
+		case 0:
+			return 0
+		case 1:
+			return -rng.Int64()
+		}
+		return rng.Int64N(1000)
+	}
+	planned := 0
+	for i := range 20000 {
+		e := planEnc{S: str(), E: str(), B: rng.IntN(2) == 0, T: rng.IntN(2) == 0, I: int(num()), I8: int8(num()),
+			I64: num(), U16: uint16(num()), U: uint64(num()), N: planName(str()), hidden: str(), Skip: str()}
+		values := []any{e, &e, planFlat{ID: str(), Data: str()}, (*planEnc)(nil)}
+		for _, v := range values {
+			want, wantErr := json.Marshal(v)
+			info, err := typeInfoOf(reflect.TypeOf(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := info.json.appendJSON(nil, v); ok {
+				planned++
+			}
+			var m transport.Message
+			buf, err := encodeJSON(v, &m, info.json)
+			if wantErr != nil || err != nil || string(m.Body) != string(want) || m.ContentType != "application/json" || m.ContentEncoding != "utf-8" {
+				t.Fatalf("%d: %#v: encodeJSON %q (%v), json.Marshal %q (%v)", i, v, m.Body, err, want, wantErr)
+			}
+			if cap(m.Body) != len(m.Body) {
+				t.Fatalf("%#v: the body's capacity reaches into the pooled buffer", v)
+			}
+			releaseBody(buf)
+		}
+	}
+	if planned < 10000 {
+		t.Errorf("the plan encoded %d values of 80000", planned)
+	}
+}
+
+// BenchmarkJSONEncodePlan compares encodeJSON with and without the plan on
+// the payload of BenchmarkBus.
+func BenchmarkJSONEncodePlan(b *testing.B) {
+	v := any(planFlat{ID: "0123456789abcdef", Data: strings.Repeat("x", 256-35)})
+	info, err := typeInfoOf(reflect.TypeOf(v))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		plan *jsonEncodePlan
+	}{{"plan", info.json}, {"encoder", nil}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				var m transport.Message
+				buf, err := encodeJSON(v, &m, c.plan)
+				if err != nil || len(m.Body) != 256 {
+					b.Fatal(err, len(m.Body))
+				}
+				releaseBody(buf)
+			}
+		})
+	}
+}
