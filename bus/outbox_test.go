@@ -232,3 +232,39 @@ func TestTransactionInsideHandler(t *testing.T) {
 		}
 	})
 }
+
+// ErrScopeEnded and sends nothing, instead of losing its messages silently.
+func TestNestedTransactionCommittingAfterTheHandler(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		b := e.bus("orders", bus.Options{})
+		must(t, e.tr.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: "billing"}}))
+		begun, release := make(chan struct{}), make(chan struct{})
+		result := make(chan error, 1)
+		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
+			go func() {
+				result <- b.Transaction(ctx, func(ctx context.Context) error {
+					close(begun)
+					if err := b.Send(ctx, "billing", PlaceOrder{ID: "late"}); err != nil {
+						return err
+					}
+					<-release // the handler returns meanwhile
+					return nil
+				})
+			}()
+			<-begun
+			return nil
+		}))
+		e.start(b)
+		must(t, b.Send(ctx, "orders", PlaceOrder{}))
+		idle()
+		close(release)
+		if err := <-result; !errors.Is(err, bus.ErrScopeEnded) {
+			t.Errorf("transaction committed after its handler returned: %v, want ErrScopeEnded", err)
+		}
+		idle()
+		if got := sentTo(e, "billing"); len(got) != 0 {
+			t.Errorf("dispatched %q", got)
+		}
+	})
+}
+

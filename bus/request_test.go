@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -225,6 +226,72 @@ func TestRequestInsideHandlerSendsAtOnce(t *testing.T) {
 		}
 		if reqCorr == "" || reqCorr == corr {
 			t.Errorf("request correlation id %q, must be its own (handled message's is %q)", reqCorr, corr)
+		}
+	})
+}
+
+// A transaction begun inside a handler that commits after the handler
+// returned cannot join the handler's outbox any more: it fails with
+// Reply to a message that has no correlation id correlates the reply with
+// the message's own id.
+func TestReplyCorrelatesWithTheMessageIDWhenThereIsNoCorrelationID(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		server := e.bus("server", bus.Options{})
+		must(t, bus.Handle(server, func(ctx context.Context, p Ping) error { return server.Reply(ctx, Pong{p.N}) }))
+		e.start(server)
+		client := e.bus("client", bus.Options{})
+		var pongs recorder[Pong]
+		must(t, bus.Handle(client, pongs.handle))
+		e.start(client)
+		must(t, e.tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "server", Mandatory: true, Message: transport.Message{
+			ID: "foreign-1", ReplyTo: "client", Type: "bus_test.Ping", Body: []byte(`{"N":3}`),
+		}}))
+		idle()
+		if in := pongs.incoming(); len(in) != 1 || in[0].CorrelationID != "foreign-1" || in[0].Message.CorrelationID != "foreign-1" {
+			t.Fatalf("replies %+v, want one correlated with foreign-1", in)
+		}
+	})
+}
+
+// A reply from a responder that sets only the AMQP correlation_id property
+// (no CorrelationId header, as a plain AMQP client replies) reaches its
+// Request.
+func TestRequestMatchesTheCorrelationIDProperty(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		must(t, e.tr.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: "plain"}}))
+		_, err := e.tr.Consume(ctx, "plain", transport.ConsumeOptions{}, func(ctx context.Context, d *transport.Delivery) {
+			must(t, e.tr.Dispatch(ctx, transport.Outgoing{RoutingKey: d.ReplyTo, Mandatory: true, Message: transport.Message{
+				ID: "reply-1", CorrelationID: d.ID, ContentType: "application/json", Body: []byte(`{"N":42}`),
+			}}))
+			must(t, d.Ack())
+		})
+		must(t, err)
+		client := e.bus("client", bus.Options{})
+		r, err := bus.Request[Pong](after(t, time.Minute), client, "plain", Ping{1})
+		if err != nil || r.N != 42 {
+			t.Fatalf("Request = %v, %v; want the plain reply 42", r, err)
+		}
+	})
+}
+
+// Two requests waiting with one message id would steal each other's reply:
+// the second is refused at once.
+func TestConcurrentRequestsWithOneMessageID(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		must(t, e.tr.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: "silent"}})) // never answers
+		client := e.bus("client", bus.Options{})
+		first := make(chan error, 1)
+		go func() {
+			_, err := bus.Request[Pong](after(t, time.Minute), client, "silent", Ping{}, bus.WithMessageID("same"))
+			first <- err
+		}()
+		idle()
+		_, err := bus.Request[Pong](after(t, time.Minute), client, "silent", Ping{}, bus.WithMessageID("same"))
+		if err == nil || !strings.Contains(err.Error(), "another request") {
+			t.Errorf("second request with the same id: %v, want a refusal", err)
+		}
+		if err := <-first; !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("first request: %v, want its deadline", err)
 		}
 	})
 }
