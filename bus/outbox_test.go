@@ -267,4 +267,3 @@ func TestNestedTransactionCommittingAfterTheHandler(t *testing.T) {
 		}
 	})
 }
-
