@@ -670,14 +670,14 @@ func (b *Broker) Publish(exchangeName, key string, msg transport.Message, opts P
 	}
 	e := newEntry()
 	if err := e.set(&msg); err != nil {
-		e.release()
+		e.free()
 		return fmt.Errorf("memory: %s: %w", op, err)
 	}
 	e.exchange, e.key = exchangeName, key
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.errClosedLocked(op); err != nil {
-		e.release()
+		e.free()
 		return err
 	}
 	if err := b.publishLocked(nil, e, opts.Mandatory, opts.NotBefore, b.stamp()); err != nil {
@@ -714,7 +714,7 @@ func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore t
 		x := r.extras()
 		x.err, x.notBefore = err, notBefore
 		b.journal.add(&r, now)
-		e.release()
+		b.releaseLocked(e)
 		return err
 	}
 	if b.failN > 0 {
@@ -757,7 +757,7 @@ func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore t
 // reference.
 func (b *Broker) enqueueLocked(ex *exchange, e *entry, qs []*queue, now stamp) {
 	if len(qs) == 0 {
-		e.release()
+		b.releaseLocked(e)
 		return
 	}
 	e.kind = transport.Direct

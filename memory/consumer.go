@@ -155,7 +155,7 @@ func (dl *delivery) handlerDelivery() *transport.Delivery {
 	d, body := newHandlerDelivery(len(e.msg.Body))
 	e.copyMessage(&d.Message, body)
 	d.Exchange, d.RoutingKey = e.kind, e.key
-	e.release()
+	dl.c.b.release(e)
 	d.Queue = dl.q.name
 	d.Redelivered = dl.redelivered
 	d.Tag = dl.tag
@@ -246,7 +246,7 @@ func (b *Broker) settle(dl *delivery, tag uint64, ack, requeue bool) error {
 	if requeue {
 		q.nackRequeue(b, e)
 	} else {
-		e.release() // the queue's reference: the message is gone
+		b.releaseLocked(e) // the queue's reference: the message is gone
 	}
 	if c.q != nil {
 		c.q.pumpLocked(b, now) // c has room again
@@ -404,8 +404,8 @@ func (c *consumer) handle(dl *delivery) {
 	c.b.running.Add(1)
 	defer c.b.handlerDone()
 	if dl.state.Load() != statePending {
-		dl.e.release() // the reference for the handler's copy
-		return         // requeued while it waited in ch
+		c.b.release(dl.e) // the reference for the handler's copy
+		return            // requeued while it waited in ch
 	}
 	c.h(c.ctx, dl.handlerDelivery())
 }

@@ -14,12 +14,13 @@ import (
 // the journal). Its message is never modified while anything refers to it:
 // deliveries, the journal and the broker's accessors get copies.
 //
-// Entries are recycled. refs counts what refers to one: the caller that
-// made it until it is published, the queue that holds it (ready or
-// delivered and not settled) or the scheduler, the journal's records (one
-// reference for all of them), and
-// each delivery whose handler's copy is being made. The last release puts it
-// back in entryPool. A path that drops an entry without releasing it (a
+// Entries are recycled. refs counts what holds one: the caller that made
+// it until it is published, the queue that holds it (ready or delivered
+// and not settled) or the scheduler, and each delivery whose handler's copy
+// is being made. The journal's records hold none: when the last reference
+// goes, an entry that records the journal still holds refer to (jlast) is
+// kept by the journal until it drops them, and only then recycled (see
+// journal.retire). A path that drops an entry without releasing it (a
 // deleted queue, a consumer that stopped) only leaves it to the garbage
 // collector; releasing too early is the mistake to avoid.
 type entry struct {
@@ -33,9 +34,9 @@ type entry struct {
 
 	buf  []byte // msg.Body's backing array, kept when e is recycled
 	refs atomic.Int32
-	// jrefs counts the journal's records of e, under the broker's lock;
-	// together they hold one reference in refs (see journal).
-	jrefs int32
+	// jlast is the sequence number of the newest journal record of e,
+	// zero if none; guarded by the broker's lock.
+	jlast uint64
 }
 
 // header is one header of an entry. A flat slice is cheaper to fill and to
@@ -51,19 +52,16 @@ const maxPooledBody = 64 << 10
 var entryPool = sync.Pool{New: func() any { return new(entry) }}
 
 // newEntry returns an empty entry holding one reference, its caller's.
+//
+// A recycled entry is cleaned here rather than when it is recycled: one
+// the journal kept was made thousands of messages earlier and has left the
+// processor's caches, and the broker recycles it under its lock, which a
+// cache miss per message would lengthen; here the caller writes it anyway.
+// Its message, exchange and key stay until set or clone overwrites them
+// (zeroing them too would double the pointer writes, which cost write
+// barriers while the garbage collector marks).
 func newEntry() *entry {
 	e := entryPool.Get().(*entry)
-	e.refs.Store(1)
-	return e
-}
-
-func (e *entry) retain() { e.refs.Add(1) }
-
-// release drops a reference; the last one recycles e.
-func (e *entry) release() {
-	if e.refs.Add(-1) != 0 {
-		return
-	}
 	if cap(e.buf) > maxPooledBody {
 		e.buf, e.msg.Body = nil, nil
 	}
@@ -72,12 +70,32 @@ func (e *entry) release() {
 	if cap(e.hdrs) > 64 {
 		e.hdrs = nil
 	}
-	// The message, exchange and key stay until set or clone overwrites
-	// them: zeroing them too would double the pointer writes, which cost
-	// write barriers while the garbage collector marks (much of the time
-	// at a message's rate of allocation).
-	e.seq, e.redelivered, e.kind = 0, false, 0
-	entryPool.Put(e)
+	e.seq, e.redelivered, e.kind, e.jlast = 0, false, 0, 0
+	e.refs.Store(1)
+	return e
+}
+
+func (e *entry) retain() { e.refs.Add(1) }
+
+// free recycles an entry that nothing else refers to and that the journal
+// never recorded (or whose records it dropped).
+func (e *entry) free() { entryPool.Put(e) }
+
+// releaseLocked drops a reference to e; the last one retires it.
+func (b *Broker) releaseLocked(e *entry) {
+	if e.refs.Add(-1) == 0 {
+		b.journal.retire(e)
+	}
+}
+
+// release is releaseLocked for a caller without the lock, which it takes
+// only for the last reference.
+func (b *Broker) release(e *entry) {
+	if e.refs.Add(-1) == 0 {
+		b.mu.Lock()
+		b.journal.retire(e)
+		b.mu.Unlock()
+	}
 }
 
 // set makes e hold a normalized copy of m, as [transport.Message.Normalized]

@@ -173,40 +173,54 @@ const journalChunk = 256
 
 // journal keeps the newest records in chunks, so that neither growing nor
 // dropping the oldest copies records around. It drops the oldest records a
-// chunk at a time, once the whole chunk is older than the limit: the
-// entries they release were made thousands of messages earlier and are no
-// longer in the processor's caches, and a loop over a chunk waits for them
-// together instead of one after the other. Until then it holds up to a
-// chunk more than the limit, which it never shows.
+// chunk at a time, once the whole chunk is older than the limit; until then
+// it holds up to a chunk more than the limit, which it never shows.
 //
-// The records of an entry count their references to it in entry.jrefs,
-// under the broker's lock, and hold one reference (the atomic kind) between
-// them: one atomic operation when the first is made and one when the last
-// is dropped, instead of one for each.
+// Records refer to their entries without holding references: an entry
+// whose last reference goes while records the journal holds still refer to
+// it is retired to held, in the order entries retire, and recycled once the
+// journal has dropped its newest record (entry.jlast). So recording costs
+// no atomic operation, and dropping records touches neither the records nor
+// their entries (made thousands of messages earlier and no longer in the
+// processor's caches): only held, in order.
 type journal struct {
 	limit  int // < 0: no limit; 0: off
 	seq    uint64
 	chunks [][]record
 	n      int // records held, up to a chunk more than limit
 	spare  []record
+	// held are the retired entries records may still refer to, mostly in
+	// the order of their jlast; held[heldHead:] are live.
+	held     []*entry
+	heldHead int
 }
 
-// add records r. The record holds a reference to its entry until it is
-// dropped.
+// add records r, which refers to its entry until it is dropped.
 func (j *journal) add(r *record, now stamp) {
 	j.seq++
 	if j.limit == 0 {
 		return
 	}
 	r.seq, r.at = j.seq, now
-	if e := r.e; e != nil {
-		if e.jrefs == 0 {
-			e.retain()
-		}
-		e.jrefs++
+	if r.e != nil {
+		r.e.jlast = j.seq
 	}
 	j.push(r)
 }
+
+// retire recycles e, which nothing holds any longer, or keeps it while
+// records refer to it.
+func (j *journal) retire(e *entry) {
+	if e.jlast == 0 || e.jlast < j.first() {
+		e.free()
+		return
+	}
+	j.held = append(j.held, e)
+}
+
+// first is the sequence number of the oldest record held; every record
+// from it to seq is held.
+func (j *journal) first() uint64 { return j.seq - uint64(j.n) + 1 }
 
 func (j *journal) push(r *record) {
 	if len(j.chunks) == 0 || len(j.chunks[len(j.chunks)-1]) == journalChunk {
@@ -225,40 +239,38 @@ func (j *journal) push(r *record) {
 	}
 }
 
-// dropFirst drops the oldest chunk.
+// dropFirst drops the oldest chunk, and recycles the retired entries only
+// it referred to. The chunk's records are left as they are: the chunk is
+// either garbage or the spare, whose records append overwrites (zeroing
+// them first would double the pointer writes, and the write barriers they
+// cost while the garbage collector marks).
 func (j *journal) dropFirst() {
 	c := j.chunks[0]
-	dropRecords(c)
 	j.n -= len(c)
 	j.chunks[0] = nil
 	j.chunks = j.chunks[1:]
 	if cap(c) == journalChunk {
 		j.spare = c[:0]
 	}
+	j.recycleHeld(j.first())
 }
 
-// dropRecords drops the references of the records in c. It leaves them as
-// they are: a chunk is either garbage or the spare, whose records append
-// overwrites (zeroing them first would double the pointer writes, and the
-// write barriers they cost while the garbage collector marks).
-// The first pass only counts, so that the processor can fetch the entries
-// it misses in its caches all at once; the second releases each entry at
-// the last of its records (never touching an entry after releasing it: it
-// may be reused at once).
-func dropRecords(c []record) {
-	const last = 1 << 7 // in record.op: this record held e's last reference
-	for i := range c {
-		if e := c[i].e; e != nil {
-			e.jrefs--
-			if e.jrefs == 0 {
-				c[i].op |= last
-			}
-		}
+// recycleHeld recycles the held entries, from the oldest retired, whose
+// newest record is older than first. An entry retired out of order waits
+// for those before it, which only delays its reuse.
+func (j *journal) recycleHeld(first uint64) {
+	i := j.heldHead
+	for ; i < len(j.held) && j.held[i].jlast < first; i++ {
+		j.held[i].free()
+		j.held[i] = nil
 	}
-	for i := range c {
-		if c[i].op&last != 0 {
-			c[i].e.release()
-		}
+	j.heldHead = i
+	if i == len(j.held) {
+		j.held, j.heldHead = j.held[:0], 0
+	} else if i > len(j.held)/2 && i >= journalChunk {
+		n := copy(j.held, j.held[i:])
+		clear(j.held[n:])
+		j.held, j.heldHead = j.held[:n], 0
 	}
 }
 
@@ -283,14 +295,8 @@ func (j *journal) newest() []record {
 
 // reset drops every record.
 func (j *journal) reset() {
-	for _, c := range j.chunks {
-		dropRecords(c)
-	}
-	j.clear()
-}
-
-func (j *journal) clear() {
 	j.chunks, j.n, j.spare = nil, 0, nil
+	j.recycleHeld(j.seq + 1)
 }
 
 func (j *journal) setLimit(n int) {
@@ -303,11 +309,16 @@ func (j *journal) setLimit(n int) {
 	for _, c := range j.chunks {
 		old = append(old, c...)
 	}
-	j.clear()
-	j.limit = n
+	j.chunks, j.n, j.spare = nil, 0, nil
+	j.limit = -1 // dropping needs every record back to know which is first
 	for i := range old {
-		j.push(&old[i]) // keeps the references, or drops the oldest
+		j.push(&old[i])
 	}
+	j.limit = n
+	for n > 0 && len(j.chunks) > 0 && j.n-len(j.chunks[0]) >= n {
+		j.dropFirst()
+	}
+	j.recycleHeld(j.first())
 }
 
 // Journal returns the records of what the broker did, oldest first: the

@@ -142,8 +142,82 @@ func TestRecycledCopiesJournalLimit(t *testing.T) {
 			}
 			checkMessage(t, r.Op.String(), r.Message)
 		}
+		checkDispatchOrder(t, recs)
 		if i > limit && len(recs) != limit {
 			t.Fatalf("%d records, want %d", len(recs), limit)
 		}
+	}
+}
+
+// TestRecycledCopiesJournalShrink lowers the journal's limit, clears it and
+// turns it off and on while messages go through, checking every record's
+// message each time: the copies the journal no longer needs are recycled,
+// the others are not.
+func TestRecycledCopiesJournalShrink(t *testing.T) {
+	tr := newTransport(t, memory.Options{})
+	b := tr.Broker()
+	b.SetJournalLimit(-1)
+	declare(t, tr, "q")
+	n := 0
+	run := func(count int) {
+		t.Helper()
+		for range count {
+			id := fmt.Sprint("m", n)
+			n++
+			err := tr.Dispatch(ctxT(t), transport.Outgoing{RoutingKey: "q", Message: transport.Message{
+				ID: id, Body: []byte("body of " + id),
+				Headers: transport.Headers{"id": id, "n": n, "bytes": []byte(id), "table": map[string]any{"id": id}},
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, ok, err := tr.Get(ctxT(t), "q")
+			if err != nil || !ok {
+				t.Fatalf("get: %v %v", ok, err)
+			}
+			if err := d.Ack(); err != nil {
+				t.Fatal(err)
+			}
+			if n%50 == 0 {
+				recs := b.Journal()
+				for _, r := range recs {
+					checkMessage(t, r.Op.String(), r.Message)
+				}
+				checkDispatchOrder(t, recs)
+			}
+		}
+	}
+	run(600)
+	b.SetJournalLimit(300)
+	run(600)
+	if got := len(b.Journal()); got != 300 {
+		t.Fatalf("%d records, want 300", got)
+	}
+	b.ClearJournal()
+	run(100)
+	b.SetJournalLimit(0)
+	run(100)
+	b.SetJournalLimit(1000)
+	run(600)
+	if got := len(b.Journal()); got != 1000 {
+		t.Fatalf("%d records, want 1000", got)
+	}
+}
+
+// checkDispatchOrder checks that the Dispatched records show the messages
+// m0, m1, ... in the order they were sent: a record whose copy was recycled
+// for a newer message would show that one.
+func checkDispatchOrder(t *testing.T, recs []memory.Record) {
+	t.Helper()
+	last := -1
+	for _, r := range recs {
+		if r.Op != memory.Dispatched {
+			continue
+		}
+		var k int
+		if _, err := fmt.Sscanf(r.Message.ID, "m%d", &k); err != nil || k <= last {
+			t.Fatalf("dispatched record %d shows %s after m%d", r.Seq, r.Message.ID, last)
+		}
+		last = k
 	}
 }

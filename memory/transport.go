@@ -264,9 +264,9 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 	if len(msgs) > 1 {
 		es = make([]*entry, 0, len(msgs))
 	}
-	release := func() {
+	release := func() { // before publishing: nothing else has seen them
 		for _, e := range es {
-			e.release()
+			e.free()
 		}
 	}
 	for i := range msgs {
