@@ -104,10 +104,12 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 	if b.opts.Prefetch < b.opts.Concurrency {
 		b.opts.Prefetch = b.opts.Concurrency
 	}
-	switch opts.QueueType {
-	case "", transport.Quorum, transport.Classic:
-	default:
-		return nil, fmt.Errorf("bus.New: unknown queue type %q", opts.QueueType)
+	for _, qt := range []transport.QueueType{opts.QueueType, opts.ErrorQueueType} {
+		switch qt {
+		case "", transport.Quorum, transport.Classic:
+		default:
+			return nil, fmt.Errorf("bus.New: unknown queue type %q", qt)
+		}
 	}
 	if opts.Unhandled > UnhandledDiscard {
 		return nil, fmt.Errorf("bus.New: unknown Unhandled policy %d", opts.Unhandled)
@@ -291,7 +293,8 @@ func (s replaySender) Dispatch(ctx context.Context, msgs ...transport.Outgoing) 
 // the queue ([Options.QueueType], quorum by default) bound on the direct
 // exchange under its own name and on the topic exchange under
 // [Options.Subscriptions] and the patterns given to Subscribe before Start;
-// and the error queue, as a shared queue. A send-only Bus declares nothing.
+// and the error queue, as a shared queue ([Options.ErrorQueueType], classic
+// by default, if Start creates it). A send-only Bus declares nothing.
 // Start may be called once; ctx bounds it.
 func (b *Bus) Start(ctx context.Context) error {
 	b.opMu.Lock()
@@ -314,7 +317,7 @@ func (b *Bus) Start(ctx context.Context) error {
 			return fmt.Errorf("%s: start: declaring the endpoint queue: %w", b.name, err)
 		}
 		if err := b.t.Declare(ctx, transport.Topology{
-			Queue: transport.Queue{Name: b.errorQueue, Type: b.queueType(), Shared: true},
+			Queue: transport.Queue{Name: b.errorQueue, Type: b.errorQueueType(), Shared: true},
 		}); err != nil {
 			return fmt.Errorf("%s: start: declaring the error queue %q: %w", b.name, b.errorQueue, err)
 		}
@@ -353,6 +356,13 @@ func (b *Bus) queueType() transport.QueueType {
 		return transport.Quorum
 	}
 	return b.opts.QueueType
+}
+
+func (b *Bus) errorQueueType() transport.QueueType {
+	if b.opts.ErrorQueueType == "" {
+		return transport.Classic
+	}
+	return b.opts.ErrorQueueType
 }
 
 func (b *Bus) consume(ctx context.Context) (transport.Consumer, error) {

@@ -37,6 +37,7 @@ func TestNewRefusesBadArguments(t *testing.T) {
 		{"no Delayer for the standard pipeline", noDelay{tr}, "orders", bus.Options{}, bus.ErrNotSupported},
 		{"negative concurrency", tr, "orders", bus.Options{Concurrency: -1}, nil},
 		{"unknown queue type", tr, "orders", bus.Options{QueueType: "stream"}, nil},
+		{"unknown error queue type", tr, "orders", bus.Options{ErrorQueueType: "stream"}, nil},
 		{"unknown unhandled policy", tr, "orders", bus.Options{Unhandled: 9}, nil},
 		{"two codecs for one content type", tr, "orders", bus.Options{Codecs: []bus.Codec{bus.JSON}}, nil},
 		{"nil codec", tr, "orders", bus.Options{Codecs: []bus.Codec{nil}}, nil},
@@ -121,6 +122,36 @@ func sameBindings(got, want []memory.Binding) bool {
 	slices.Sort(g)
 	slices.Sort(w)
 	return slices.Equal(g, w)
+}
+
+// Start creates a missing error queue as a classic queue, the type PikaBus 2
+// declares it with (durable, no arguments) each time one of its handlers
+// fails: on RabbitMQ 3.x that declaration of a quorum "error" fails with
+// "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'error':
+// received none but current is the value 'quorum'" (observed with
+// scripts/pikabus-interop.sh), and the Python service then redelivers the
+// failed message forever. Options.ErrorQueueType chooses otherwise.
+func TestStartCreatesClassicErrorQueue(t *testing.T) {
+	for _, c := range []struct {
+		opts bus.Options
+		want transport.QueueType
+	}{
+		{bus.Options{}, transport.Classic},
+		{bus.Options{QueueType: transport.Quorum}, transport.Classic},
+		{bus.Options{ErrorQueueType: transport.Quorum}, transport.Quorum},
+	} {
+		bubble(t, func(t *testing.T, e *env) {
+			e.start(e.bus("orders", c.opts))
+			st, err := e.broker.Stats("error")
+			must(t, err)
+			if st.Type != c.want {
+				t.Errorf("%+v: error queue created as %q, want %q", c.opts, st.Type, c.want)
+			}
+			if st, err := e.broker.Stats("orders"); err != nil || st.Type != transport.Quorum {
+				t.Errorf("%+v: endpoint queue %+v %v, want quorum", c.opts, st, err)
+			}
+		})
+	}
 }
 
 func TestStartUsesExistingErrorQueue(t *testing.T) {

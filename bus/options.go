@@ -33,8 +33,18 @@ type Options struct {
 
 	// ErrorQueue is the queue failed messages go to. Empty means "error",
 	// which PikaBus services share. Start declares it as a shared queue:
-	// used as found if it exists.
+	// used as found if it exists, created with ErrorQueueType if not.
 	ErrorQueue string
+
+	// ErrorQueueType is the type of the error queue when Start creates
+	// it. Empty means transport.Classic, the type PikaBus 2 declares it
+	// with (durable, no arguments) whenever one of its handlers fails: on
+	// RabbitMQ before 4.0 a quorum "error" makes that declaration fail
+	// with PRECONDITION_FAILED, and the failed message then loops on the
+	// Python service. Choose transport.Quorum where no PikaBus service
+	// shares the error queue, or where they declare it as a quorum queue
+	// too. It has no effect on an error queue that exists.
+	ErrorQueueType transport.QueueType
 
 	// QueuePrefix is prepended to the endpoint's queue name, to the
 	// destination queue of Send, Defer and Request, to the error queue and
