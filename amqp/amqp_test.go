@@ -280,11 +280,30 @@ func TestTemporaryQueue(t *testing.T) {
 	}
 	next(t, got, 10*time.Second)
 
-	other := dial(t, amqp.Options{})
-	err := other.Declare(testCtx(t, 10*time.Second), transport.Topology{Queue: transport.Queue{Name: q, Temporary: true}})
-	if !errors.Is(err, transport.ErrTopologyConflict) {
-		t.Fatalf("Declare of another connection's temporary queue = %v, want ErrTopologyConflict", err)
+	// A PikaBus 2 service replying to a Request does this on a connection
+	// of its own: bind the reply queue on the direct exchange under its
+	// name (PikaBusSetup._BindDestination), then publish. On an exclusive
+	// queue the bind failed with RESOURCE_LOCKED.
+	raw, err := amqp091.Dial(brokertest.URL(t))
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer raw.Close()
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q, q, "PikaBusDirect", false, nil); err != nil {
+		t.Fatalf("another connection binding the temporary queue, as PikaBus 2 does: %v", err)
+	}
+	if err := ch.PublishWithContext(testCtx(t, 10*time.Second), "PikaBusDirect", q, true, false, amqp091.Publishing{MessageId: "py"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := next(t, got, 10*time.Second); d.ID != "py" {
+		t.Fatalf("got %q, want the message published by the other connection", d.ID)
+	}
+
+	other := dial(t, amqp.Options{})
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,12 @@
 // fails with [transport.ErrTopologyConflict], naming the queue and the
 // argument RabbitMQ reported; RabbitMQ compares the arguments it knows
 // (x-queue-type, x-message-ttl, x-max-length, dead-lettering and the like)
-// and ignores others. A temporary queue is a classic, non-durable,
-// exclusive, auto-delete queue, redeclared after a reconnection.
+// and ignores others. A temporary queue is a classic, non-durable queue,
+// redeclared after a reconnection and deleted on Close (or by RabbitMQ a
+// minute after its transport went away without closing, x-expires). It is
+// not exclusive: a PikaBus 2 service replying to a Request binds the reply
+// queue on the direct exchange, which RabbitMQ refuses on another
+// connection's exclusive queue (RESOURCE_LOCKED).
 //
 // # Delivery semantics
 //

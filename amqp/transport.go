@@ -262,6 +262,12 @@ func (t *Transport) queueArgs(q transport.Queue) (amqp091.Table, error) {
 		return nil, err
 	}
 	if q.Temporary {
+		if _, ok := args["x-expires"]; !ok {
+			if args == nil {
+				args = amqp091.Table{}
+			}
+			args["x-expires"] = int32(temporaryExpiry / time.Millisecond)
+		}
 		return args, nil
 	}
 	typ := q.Type
@@ -285,7 +291,16 @@ func (t *Transport) declare(ch amqpChannel, tp transport.Topology) error {
 	}
 	switch {
 	case q.Temporary:
-		_, err = ch.QueueDeclare(q.Name, false, true, true, false, args)
+		// Not exclusive: a PikaBus 2 service binds the queue it replies to
+		// on the direct exchange before publishing, and RabbitMQ refuses
+		// that bind on another connection's exclusive queue with
+		// RESOURCE_LOCKED, which closes the Python service's channel and
+		// makes it redeliver the request forever (seen with
+		// scripts/pikabus-interop.sh). Not auto-deleted either, so that a
+		// consumer's channel closing does not delete the queue under its
+		// resubscription: Close deletes it, and x-expires does when the
+		// process went away without closing.
+		_, err = ch.QueueDeclare(q.Name, false, false, false, false, args)
 	case q.Shared:
 		if _, err = ch.QueueDeclarePassive(q.Name, true, false, false, false, nil); err == nil {
 			break
@@ -418,8 +433,11 @@ func (t *Transport) checkOpen() error {
 
 // Declare implements [transport.Transport.Declare]. Queues are quorum
 // queues unless Options.QueueType or the topology says otherwise; a
-// temporary queue is a classic, non-durable, exclusive, auto-delete queue
-// that the transport redeclares after a reconnection. Every declared queue
+// temporary queue is a classic, non-durable queue that the transport
+// redeclares after a reconnection and deletes on Close, with an x-expires of
+// one minute for a transport that never closes. It is not exclusive, so that
+// other connections may bind it: a PikaBus 2 service binds the queue it
+// replies to. Every declared queue
 // is also bound on the delay levels' delivery exchange.
 func (t *Transport) Declare(ctx context.Context, tp transport.Topology) error {
 	if err := tp.Validate(); err != nil {
@@ -629,6 +647,7 @@ func (t *Transport) Close() error {
 	for _, c := range cs {
 		_ = c.Close()
 	}
+	t.deleteTemporary()
 	t.getter.close()
 	t.pool.close()
 	t.pub.close()
@@ -648,6 +667,47 @@ func (t *Transport) Close() error {
 	t.wg.Wait()
 	t.events.close()
 	return nil
+}
+
+// temporaryExpiry is the x-expires of temporary queues: how long RabbitMQ
+// keeps one that nobody consumes, once its transport went away without
+// Close (a crash, a lost connection that did not come back).
+const temporaryExpiry = time.Minute
+
+// temporaryDeleteTimeout bounds Close's deletion of the temporary queues.
+const temporaryDeleteTimeout = 2 * time.Second
+
+// deleteTemporary deletes the temporary queues for Close, best effort and
+// bounded: after a failure x-expires deletes them.
+func (t *Transport) deleteTemporary() {
+	t.mu.Lock()
+	var qs []string
+	for _, tp := range t.topo {
+		if tp.Queue.Temporary {
+			qs = append(qs, tp.Queue.Name)
+		}
+	}
+	t.mu.Unlock()
+	if len(qs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), temporaryDeleteTimeout)
+	defer cancel()
+	s, err := t.con.wait(ctx, nil)
+	if err != nil {
+		return
+	}
+	err = t.onChannel(ctx, s, func(ch amqpChannel) error {
+		for _, q := range qs {
+			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.log("deleting the temporary queues failed; they expire", "queues", qs, "error", err)
+	}
 }
 
 // spawn runs f on a goroutine Close waits for, unless Close is already

@@ -30,9 +30,13 @@ type Queue struct {
 	// if it exists it is used as found, whatever its type and arguments;
 	// if not it is created as described.
 	Shared bool
-	// Temporary makes a queue that lives only as long as the transport's
-	// connection, for replies to this one process (a non-durable, exclusive,
-	// auto-deleted classic queue on RabbitMQ). Type is ignored.
+	// Temporary makes a queue that lives only as long as the transport,
+	// for replies to this one process (a non-durable classic queue on
+	// RabbitMQ, deleted on Close). Type is ignored. Other transports may
+	// publish to it; whether they may also bind it is the transport's
+	// choice: the RabbitMQ transport lets them, because a PikaBus 2
+	// service binds the queue it replies to, and the memory broker does
+	// not, as for RabbitMQ's exclusive queues.
 	Temporary bool
 }
 
