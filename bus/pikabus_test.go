@@ -180,3 +180,49 @@ func TestPikaBusEventsToFallback(t *testing.T) {
 		}
 	})
 }
+
+// A message a PikaBus 2 service moved to the error queue, with the headers
+// scripts/pikabus-interop.sh saw on it: PikaBus writes ErrorRetries as a
+// Python int, which pamqp encodes as a short-short ('b', int8 in amqp091),
+// keeps the DeferredTime of its last retry and puts a Python traceback in
+// ErrorDetails. busline's replay sends it back to the PikaBus service's
+// queue with a fresh retry count and everything else as it was.
+func TestPikaBusErrorQueueReplay(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		python := e.transport("python")
+		must(t, python.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: "pyservice"}}))
+		must(t, python.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: "error", Type: transport.Classic}}))
+		failed := pikaBusSend("2026-11-22T10:50:35.768520+00:00", "")
+		failed.Headers["PikaBus.ErrorRetries"] = int8(3)
+		failed.Headers["PikaBus.DeferredTime"] = "2026-11-22T10:50:38.775396+00:00"
+		failed.Headers["PikaBus.SourceQueue"] = "pyservice"
+		failed.Headers["PikaBus.ErrorDetails"] = "Traceback (most recent call last):\n  ...\nRuntimeError: python handler failure\n"
+		must(t, python.Dispatch(ctx, transport.Outgoing{RoutingKey: "error", Mandatory: true, Message: failed}))
+
+		ops := e.bus("", bus.Options{}) // an operations tool: a send-only Bus
+		res, err := ops.ReplayErrors(ctx, middleware.ReplayOptions{})
+		must(t, err)
+		if len(res.Replayed) != 1 || res.Replayed[0].SourceQueue != "pyservice" {
+			t.Fatalf("replayed %+v", res)
+		}
+		d, ok, err := python.Get(ctx, "pyservice")
+		if err != nil || !ok {
+			t.Fatalf("nothing back in pyservice: %v", err)
+		}
+		must(t, d.Ack())
+		// PikaBus reads the count with int(headers[key]) when the header is
+		// there, and counts from 0 when it is not.
+		if r, ok := d.Message.Headers["PikaBus.ErrorRetries"]; ok {
+			if n, _, err := middleware.HeaderInt(r); err != nil || n != 0 {
+				t.Errorf("replayed with ErrorRetries %v (%T), want a fresh count", r, r)
+			}
+		}
+		if d.Message.ID != failed.ID || d.Message.Headers["PikaBus.MessageId"] != failed.ID ||
+			d.Message.Headers["PikaBus.CorrelationId"] != failed.CorrelationID || string(d.Message.Body) != string(failed.Body) {
+			t.Errorf("replayed %+v", d.Message)
+		}
+		if n := len(errorQueue(e)); n != 0 {
+			t.Errorf("%d messages left in the error queue", n)
+		}
+	})
+}
