@@ -12,7 +12,8 @@
 # Without BUSLINE_AMQP_URL the script starts a private node with
 # scripts/rabbitmq.sh and stops it afterwards. Use a broker (or vhost) with no
 # other PikaBus traffic: the check uses the queues py.interop, go.default,
-# go.interop, interop.tap and the shared error queue.
+# go.interop (deleted at the end), interop.tap (exclusive) and the shared
+# error queue (its two failed messages are replayed).
 #
 # It starts scripts/pikabus-interop/pysvc.py (a PikaBus service written
 # against PikaBus's public API) and runs scripts/pikabus-interop (Go, busline)
@@ -45,6 +46,8 @@ work=$(mktemp -d)
 pylog="$work/py.jsonl"
 cleanup() {
 	if [ -n "${pypid:-}" ]; then kill "$pypid" 2>/dev/null || true; wait "$pypid" 2>/dev/null || true; fi
+	# The endpoint queues go; what the check left on the error queue stays.
+	[ -x "$work/interop" ] && "$work/interop" -amqp "$BUSLINE_AMQP_URL" -cleanup || true
 	echo "pikabus-interop: Python service log in $work" >&2
 }
 trap cleanup EXIT

@@ -241,7 +241,15 @@ func main() {
 	url := flag.String("amqp", "amqp://guest:guest@localhost:5672/", "the broker the Python service uses")
 	pyLog := flag.String("pylog", "", "the Python service's log (PY_LOG)")
 	verbose := flag.Bool("v", false, "log busline's endpoint events")
+	cleanup := flag.Bool("cleanup", false, "delete the check's endpoint queues and exit (run it once the Python service stopped)")
 	flag.Parse()
+	if *cleanup {
+		if err := deleteQueues(*url, pyQueue, goQueue, goUntyped); err != nil {
+			fmt.Fprintln(os.Stderr, "pikabus-interop: cleanup:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	if *pyLog == "" {
 		fmt.Fprintln(os.Stderr, "pikabus-interop: -pylog is required")
 		os.Exit(2)
@@ -599,10 +607,9 @@ func tap(c *amqp091.Connection) error {
 		return err
 	}
 	defer ch.Close()
-	if _, err := ch.QueueDeclare(tapQueue, false, false, false, false, amqp091.Table{"x-queue-type": "classic"}); err != nil {
-		return err
-	}
-	if _, err := ch.QueuePurge(tapQueue, false); err != nil {
+	// Exclusive: it goes with the driver's connection, so that its "#"
+	// binding never outlives the run (it would make every event routable).
+	if _, err := ch.QueueDeclare(tapQueue, false, true, true, false, amqp091.Table{"x-queue-type": "classic"}); err != nil {
 		return err
 	}
 	for _, k := range []string{pyQueue, goQueue, goUntyped, "error"} {
@@ -651,4 +658,24 @@ func topology(c *amqp091.Connection) {
 		return err
 	})
 	fmt.Printf("  declaring PikaBus's listener queue as a busline quorum endpoint: %v\n", err)
+}
+
+// deleteQueues deletes queues, with their messages and bindings.
+func deleteQueues(url string, queues ...string) error {
+	c, err := amqp091.Dial(url)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ch, err := c.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	for _, q := range queues {
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			return fmt.Errorf("delete %s: %w", q, err)
+		}
+	}
+	return nil
 }
