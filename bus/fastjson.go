@@ -126,9 +126,26 @@ func plainName(s string) bool {
 	return s != ""
 }
 
+// maxSharedStrings bounds the string fields of one message that decode
+// puts in one allocation: a string the handler keeps holds at most this
+// much of its siblings' text in memory.
+const maxSharedStrings = 512
+
+// span is where the text of a string field is in the body; ok is false if
+// the body did not set the field.
+type span struct {
+	i, j int
+	ok   bool
+}
+
 // decode decodes data into v, a zero struct of the plan's type, and
 // reports whether it did. When it declines, v may have been partly set.
+//
+// The string fields are set once the whole body has been read, all in one
+// allocation when together they are at most maxSharedStrings bytes long
+// (encoding/json allocates each).
 func (pl *jsonPlan) decode(data []byte, v reflect.Value) bool {
+	var spans [maxPlanFields]span
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return false
@@ -151,8 +168,8 @@ func (pl *jsonPlan) decode(data []byte, v reflect.Value) bool {
 		if j >= len(data) {
 			return false
 		}
-		f := pl.field(data[i+1 : j])
-		if f == nil {
+		k := pl.field(data[i+1 : j])
+		if k < 0 {
 			return false
 		}
 		i = skipSpace(data, j+1)
@@ -160,8 +177,17 @@ func (pl *jsonPlan) decode(data []byte, v reflect.Value) bool {
 			return false
 		}
 		i = skipSpace(data, i+1)
+		f := &pl.fields[k]
 		var ok bool
-		if i, ok = f.decode(data, i, v.Field(f.index)); !ok {
+		if f.kind == reflect.String {
+			// A repeated key's last value wins, as in encoding/json.
+			spans[k].i = i + 1
+			i, ok = stringEnd(data, i)
+			spans[k].j, spans[k].ok = i-1, ok
+		} else {
+			i, ok = f.decode(data, i, v.Field(f.index))
+		}
+		if !ok {
 			return false
 		}
 		i = skipSpace(data, i)
@@ -172,20 +198,58 @@ func (pl *jsonPlan) decode(data []byte, v reflect.Value) bool {
 		case ',':
 			i = skipSpace(data, i+1)
 		case '}':
-			return skipSpace(data, i+1) == len(data)
+			if skipSpace(data, i+1) != len(data) {
+				return false
+			}
+			pl.setStrings(data, spans[:len(pl.fields)], v)
+			return true
 		default:
 			return false
 		}
 	}
 }
 
-func (pl *jsonPlan) field(key []byte) *jsonField {
-	for k := range pl.fields {
-		if pl.fields[k].name == string(key) {
-			return &pl.fields[k]
+// setStrings sets the string fields the body set.
+func (pl *jsonPlan) setStrings(data []byte, spans []span, v reflect.Value) {
+	n := 0
+	for _, s := range spans {
+		if s.ok {
+			n += s.j - s.i
 		}
 	}
-	return nil
+	if n > maxSharedStrings {
+		for k, s := range spans {
+			if s.ok {
+				v.Field(pl.fields[k].index).SetString(string(data[s.i:s.j]))
+			}
+		}
+		return
+	}
+	var buf [maxSharedStrings]byte
+	n = 0
+	for _, s := range spans {
+		if s.ok {
+			n += copy(buf[n:], data[s.i:s.j])
+		}
+	}
+	all := string(buf[:n])
+	n = 0
+	for k, s := range spans {
+		if s.ok {
+			v.Field(pl.fields[k].index).SetString(all[n : n+s.j-s.i])
+			n += s.j - s.i
+		}
+	}
+}
+
+// field returns the index in pl.fields of the field named key, or -1.
+func (pl *jsonPlan) field(key []byte) int {
+	for k := range pl.fields {
+		if pl.fields[k].name == string(key) {
+			return k
+		}
+	}
+	return -1
 }
 
 func skipSpace(data []byte, i int) int {
@@ -207,29 +271,6 @@ func (f *jsonField) decode(data []byte, i int, v reflect.Value) (int, bool) {
 		return 0, false
 	}
 	switch f.kind {
-	case reflect.String:
-		if data[i] != '"' {
-			return 0, false
-		}
-		j, ascii := i+1, true
-		for {
-			for j < len(data) && plainByte[data[j]] {
-				j++
-			}
-			if j >= len(data) || data[j] < ' ' || data[j] == '\\' {
-				return 0, false
-			}
-			if data[j] == '"' {
-				break
-			}
-			ascii = false
-			j++
-		}
-		if !ascii && !utf8.Valid(data[i+1:j]) {
-			return 0, false
-		}
-		v.SetString(string(data[i+1 : j]))
-		return j + 1, true
 	case reflect.Bool:
 		switch {
 		case hasPrefix(data[i:], "true"):
@@ -279,6 +320,32 @@ func (f *jsonField) decode(data []byte, i int, v reflect.Value) (int, bool) {
 		return k, true
 	}
 	return 0, false
+}
+
+// stringEnd reads a JSON string without escapes at data[i:], of valid
+// UTF-8, and returns the index after its closing quote.
+func stringEnd(data []byte, i int) (int, bool) {
+	if i >= len(data) || data[i] != '"' {
+		return 0, false
+	}
+	j, ascii := i+1, true
+	for {
+		for j < len(data) && plainByte[data[j]] {
+			j++
+		}
+		if j >= len(data) || data[j] < ' ' || data[j] == '\\' {
+			return 0, false
+		}
+		if data[j] == '"' {
+			break
+		}
+		ascii = false
+		j++
+	}
+	if !ascii && !utf8.Valid(data[i+1:j]) {
+		return 0, false
+	}
+	return j + 1, true
 }
 
 // plainByte marks the ASCII bytes a JSON string holds as they are: all but

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/busline/busline/memory"
 	"github.com/busline/busline/transport"
@@ -118,7 +119,7 @@ var planSeeds = []string{
 	`{"b":false,"I":0,"I8":-128,"U16":0,"F":-0,"F32":1e39}`, `{"I8":128}`, `{"U16":65536}`, `{"U":-1}`, `{"U":-0}`, `{"I":-0}`,
 	`{"I":01}`, `{"I":1.0}`, `{"I":1e2}`, `{"I":-}`, `{"F":.5}`, `{"F":1.}`, `{"F":1e}`, `{"F":1e+}`, `{"F":-1.25E+2}`, `{"F":1e400}`,
 	`{"b":tru}`, `{"b":truex}`, `{"b":true1}`, `{"b":"true"}`, `{"I":123456789012345678}`, `{"I":1234567890123456789}`,
-	`{"hidden":"x"}`, `{"Ignored":1}`, `{"-":1}`, `{"S":"x"}`, `{"up":"x"}`, `{"Up":"x","UP":"y"}`, `{"U":12345678901234567890}`,
+	`{"Data":"` + strings.Repeat("d", 600) + `","ID":"i","Data":"` + strings.Repeat("e", 500) + `"}`, `{"hidden":"x"}`, `{"Ignored":1}`, `{"-":1}`, `{"S":"x"}`, `{"up":"x"}`, `{"Up":"x","UP":"y"}`, `{"U":12345678901234567890}`,
 }
 
 func TestJSONPlanIsUnmarshal(t *testing.T) {
@@ -183,10 +184,10 @@ func TestTypedHandlerPlan(t *testing.T) {
 	}}
 	th.pool.New = func() any { return new(planKinds) }
 	var v planKinds
-	if th.plan.decode([]byte(`{"s":"set","I":1,"unknown":2}`), reflect.ValueOf(&v).Elem()) || v.S != "set" {
-		t.Fatal("the plan took an unknown key, or declined before setting s")
+	if th.plan.decode([]byte(`{"s":"set","I":1,"unknown":2}`), reflect.ValueOf(&v).Elem()) || v.I != 1 {
+		t.Fatal("the plan took an unknown key, or declined before setting I")
 	}
-	for _, body := range []string{`{"s":"one","I":1}`, `{"s":"set","I":1,"unknown":2}`, `{"s":"x","b":true,"U":7,"F":2.5}`, `{"s":"set","I":"two"}`, `{"s":"set"`} {
+	for _, body := range []string{`{"s":"one","I":1}`, `{"s":"set","I":1,"unknown":2}`, `{"I":3,"s":"set","I8":1000}`, `{"s":"x","b":true,"U":7,"F":2.5}`, `{"s":"set","I":"two"}`, `{"s":"set"`} {
 		got = nil
 		var want planKinds
 		wantErr := JSON.Decode(&transport.Message{Body: []byte(body)}, &want)
@@ -341,5 +342,36 @@ func BenchmarkJSONEncodePlan(b *testing.B) {
 				releaseBody(buf)
 			}
 		})
+	}
+}
+
+// TestJSONPlanSharedStrings checks that the string fields of one body share
+// one allocation up to maxSharedStrings bytes, and are allocated one by one
+// beyond, with the same values as encoding/json's either way.
+func TestJSONPlanSharedStrings(t *testing.T) {
+	pl := newJSONPlan(reflect.TypeFor[planFlat]())
+	for _, n := range []int{0, 10, maxSharedStrings - 16, maxSharedStrings - 15, 2000} {
+		body := []byte(`{"Data":"` + strings.Repeat("y", n) + `","ID":"0123456789abcdef"}`)
+		var got, want planFlat
+		if !pl.decode(body, reflect.ValueOf(&got).Elem()) {
+			t.Fatalf("%d: declined", n)
+		}
+		if err := json.Unmarshal(body, &want); err != nil || got != want {
+			t.Fatalf("%d: plan %+v, json.Unmarshal %+v (%v)", n, got, want, err)
+		}
+		// In the order of the fields: ID, then Data.
+		adjacent := n > 0 && uintptr(unsafe.Pointer(unsafe.StringData(got.ID)))+16 == uintptr(unsafe.Pointer(unsafe.StringData(got.Data)))
+		if wantShared := n > 0 && n+16 <= maxSharedStrings; adjacent != wantShared {
+			t.Errorf("%d bytes of strings: shared %v, want %v", n, adjacent, wantShared)
+		}
+	}
+	if raceEnabled {
+		return
+	}
+	body := []byte(`{"ID":"0123456789abcdef","Data":"` + strings.Repeat("x", 221) + `"}`)
+	var v planFlat
+	rv := reflect.ValueOf(&v).Elem()
+	if n := testing.AllocsPerRun(100, func() { pl.decode(body, rv) }); n != 1 {
+		t.Errorf("decoding two strings: %v allocations, want 1", n)
 	}
 }
