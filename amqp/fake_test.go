@@ -207,6 +207,9 @@ func (ch *fakeChannel) confirm(c amqp091.Confirmation) {
 
 // ret returns p as unroutable; the confirm must follow.
 func (ch *fakeChannel) ret(p publishCall) {
+	if !p.mandatory {
+		return // RabbitMQ drops an unroutable message that is not mandatory
+	}
 	ch.c.emit(func() {
 		ch.mu.Lock()
 		ls := ch.returns
