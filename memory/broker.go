@@ -708,7 +708,7 @@ func (b *Broker) stamp() stamp {
 // nil for Broker.Publish; now stamps the journal. The error wraps a
 // sentinel and says no more than why.
 func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore time.Time, now stamp) error {
-	r := record{op: Dispatched, cn: from, e: e}
+	r := record{op: Dispatched, c: from.publisher(), e: e}
 	fail := func(err error) error {
 		r.op = Failed
 		x := r.extras()

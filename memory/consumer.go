@@ -140,7 +140,7 @@ func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry, now stamp) *deli
 	c.unacked.push(dl)
 	q.unacked++
 	if b.journal.limit != 0 {
-		b.journal.add(&record{op: Delivered, cn: c.cn, c: c, e: e, q: q, redelivered: e.redelivered}, now)
+		b.journal.add(&record{op: Delivered, c: c, e: e, q: q, redelivered: e.redelivered}, now)
 	}
 	if c.ch != nil {
 		c.ch <- dl
@@ -237,7 +237,7 @@ func (b *Broker) settle(dl *delivery, tag uint64, ack, requeue bool) error {
 		return fmt.Errorf("memory: %s delivery %d of queue %q: %w: the queue was deleted", verb, tag, q.name, transport.ErrNotFound)
 	}
 	q.unacked--
-	r := record{op: Acked, cn: c.cn, c: c, e: e, q: q, redelivered: dl.redelivered}
+	r := record{op: Acked, c: c, e: e, q: q, redelivered: dl.redelivered}
 	if !ack {
 		r.op, r.requeue = Nacked, requeue
 	}
@@ -294,7 +294,7 @@ func (c *consumer) returnOneLocked(dl *delivery, state uint32, now stamp) {
 	dl.state.Store(state)
 	q.unacked--
 	q.requeue(dl.e)
-	c.b.journal.add(&record{op: Requeued, cn: c.cn, c: c, e: dl.e, q: q, redelivered: dl.redelivered}, now)
+	c.b.journal.add(&record{op: Requeued, c: c, e: dl.e, q: q, redelivered: dl.redelivered}, now)
 }
 
 // drainLocked empties ch: deliveries no handler has taken yet.

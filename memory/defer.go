@@ -97,7 +97,7 @@ func (b *Broker) fireDue() {
 		if ex != nil || e.exchange == "" {
 			qs = b.routeLocked(ex, e.key)
 		}
-		r := record{op: Due, cn: d.from, e: e}
+		r := record{op: Due, c: d.from.publisher(), e: e}
 		r.extras().notBefore = d.due
 		r.setQueues(qs)
 		b.journal.add(&r, st)

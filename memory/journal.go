@@ -96,19 +96,35 @@ type Record struct {
 // every step of every message: the exchange, routing key and message come
 // from the entry (whose message is never modified, and copied only when the
 // journal is read), the rare fields from extra.
+//
+// It has neither a sequence number (the journal's records are numbered
+// without gaps, so their place gives it) nor a connection (the consumer's):
+// 48 bytes with four pointers, which the garbage collector scans in every
+// record it keeps, and which cost write barriers when it is copied in while
+// the collector marks.
 type record struct {
 	op          Op
 	redelivered bool
 	requeue     bool
-	seq         uint64
 	at          stamp
 	e           *entry
-	cn          *conn // the connection involved, if any
-	c           *consumer
+	// c is the consumer of a delivery's record, the connection's getter
+	// (whose tag is empty) for a Get; for a publish, the getter of the
+	// publishing connection, if any, which names it.
+	c *consumer
 	// q is the Queue of a delivery's record, or the one queue a Dispatched
 	// or Due message entered.
 	q     *queue
 	extra *recordExtra
+}
+
+// publisher returns what a record of a message published on cn keeps to
+// name it: its getter.
+func (cn *conn) publisher() *consumer {
+	if cn == nil {
+		return nil
+	}
+	return cn.getter
 }
 
 // stamp is a time on the broker's clock: how long after the broker started.
@@ -141,17 +157,14 @@ func (r *record) setQueues(qs []*queue) {
 	}
 }
 
-func (r *record) export(started time.Time) Record {
+func (r *record) export(started time.Time, seq uint64) Record {
 	out := Record{
-		Seq: r.seq, Op: r.op, Time: started.Add(time.Duration(r.at)).Round(0),
+		Seq: seq, Op: r.op, Time: started.Add(time.Duration(r.at)).Round(0),
 		Exchange: r.e.exchange, RoutingKey: r.e.key,
 		Redelivered: r.redelivered, Requeue: r.requeue, Message: r.e.message(),
 	}
-	if r.cn != nil {
-		out.Connection = r.cn.name
-	}
 	if r.c != nil {
-		out.Consumer = r.c.tag
+		out.Connection, out.Consumer = r.c.cn.name, r.c.tag
 	}
 	switch {
 	case r.q == nil:
@@ -201,7 +214,7 @@ func (j *journal) add(r *record, now stamp) {
 	if j.limit == 0 {
 		return
 	}
-	r.seq, r.at = j.seq, now
+	r.at = now
 	if r.e != nil {
 		r.e.jlast = j.seq
 	}
@@ -274,9 +287,9 @@ func (j *journal) recycleHeld(first uint64) {
 	}
 }
 
-// newest returns the records the journal shows: the newest limit of those
-// it holds.
-func (j *journal) newest() []record {
+// newest returns the records the journal shows, the newest limit of those
+// it holds, and the sequence number of the first.
+func (j *journal) newest() ([]record, uint64) {
 	skip := 0
 	if j.limit > 0 && j.n > j.limit {
 		skip = j.n - j.limit
@@ -290,7 +303,7 @@ func (j *journal) newest() []record {
 		out = append(out, c[skip:]...)
 		skip = 0
 	}
-	return out
+	return out, j.seq - uint64(len(out)) + 1
 }
 
 // reset drops every record.
@@ -327,10 +340,10 @@ func (j *journal) setLimit(n int) {
 func (b *Broker) Journal() []Record {
 	b.mu.Lock()
 	defer b.mu.Unlock() // the entries are recycled once no record holds them
-	recs := b.journal.newest()
+	recs, first := b.journal.newest()
 	out := make([]Record, len(recs))
 	for i := range recs {
-		out[i] = recs[i].export(b.started)
+		out[i] = recs[i].export(b.started, first+uint64(i))
 	}
 	return out
 }
