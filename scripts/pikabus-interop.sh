@@ -27,7 +27,7 @@
 # calls it makes work on 8.2.5), against PikaBus 2.0.0 (commit 0ecf8d7):
 #   PYTHON=/usr/bin/python3 PIKABUS_DIR=/tmp/pikabus \
 #   BUSLINE_AMQP_URL=amqp://guest:guest@127.0.0.1:5820/ scripts/pikabus-interop.sh
-# 26 checks passed. Before the fixes it found, a Request to PikaBus timed out
+# 29 checks passed. Before the fixes it found, a Request to PikaBus timed out
 # (its Reply could not bind busline's exclusive reply queue) and PikaBus
 # could not declare a quorum "error" queue busline had created.
 set -euo pipefail

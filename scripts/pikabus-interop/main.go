@@ -504,6 +504,31 @@ func run(ctx context.Context, url, pyLog string, verbose bool) error {
 		check("busline replayed its own failed message after PikaBus read it", err == nil && ok && m.handler == "Fail", "%+v, error %v", res, err)
 	}
 
+	fmt.Println("\n== 4b. A message busline deferred (RabbitMQ's x-death headers on it) fails in PikaBus")
+	{
+		id := key("s4b-deferred-fail")
+		if err := gb.Defer(ctx, time.Second, pyQueue, Ctl{Action: "fail", Key: id}); err != nil {
+			return err
+		}
+		inErr, ok := getError(ctx, raw, func(d amqp091.Delivery) bool { return strings.Contains(string(d.Body), id) }, wait)
+		check("PikaBus put the deferred message in the error queue, x-death and all", ok && inErr.Headers["x-death"] != nil, "")
+		if ok {
+			fmt.Printf("  error queue copy from PikaBus, as amqp091 reads it:\n%s", dump(inErr))
+		}
+		if err := toPy(Ctl{Action: "heal", Key: id}); err != nil {
+			return err
+		}
+		waitPy(pyLog, wait, func(e pyEntry) bool { return e.payload()["action"] == "heal" && e.payload()["key"] == id })
+		res, err := gb.ReplayErrors(ctx, middleware.ReplayOptions{SourceQueues: []string{pyQueue}})
+		check("busline replayed it", err == nil && len(res.Replayed) == 1, "%+v, error %v", res, err)
+		n := 0
+		_, ok = waitPy(pyLog, wait, func(e pyEntry) bool {
+			n = countPy(pyLog, func(e pyEntry) bool { return e.payload()["key"] == id && e.payload()["action"] == "fail" })
+			return n == 4
+		})
+		check("  Python handled it: 1 + 2 retries + 1 replayed", ok, "%d", n)
+	}
+
 	fmt.Println("\n== 5. Shared topology")
 	topology(raw)
 
