@@ -13,7 +13,7 @@
 # scripts/rabbitmq.sh and stops it afterwards. Use a broker (or vhost) with no
 # other PikaBus traffic: the check uses the queues py.interop, go.default,
 # go.interop (deleted at the end), interop.tap (exclusive) and the shared
-# error queue (its two failed messages are replayed).
+# error queue (the check replays the messages it fails there).
 #
 # It starts scripts/pikabus-interop/pysvc.py (a PikaBus service written
 # against PikaBus's public API) and runs scripts/pikabus-interop (Go, busline)
