@@ -57,7 +57,7 @@ func TestDeferIsNeverEarly(t *testing.T) {
 			id  string
 			due time.Duration
 		}{{"delay", 30 * time.Second}, {"at", time.Minute}, {"defer", 90 * time.Second}} {
-			time.Sleep(start.Add(c.due).Sub(time.Now()) - time.Millisecond)
+			time.Sleep(time.Until(start.Add(c.due)) - time.Millisecond)
 			idle()
 			if _, ok := a.when(c.id); ok {
 				t.Errorf("%s handled before it was due", c.id)

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -149,19 +148,13 @@ func build(t *testing.T) string {
 		if race {
 			args = append(args, "-race")
 		}
-		built.out, built.err = exec.Command(goTool(), append(args, "./...")...).CombinedOutput()
+		// go test puts its own GOROOT/bin first on the PATH of its tests.
+		built.out, built.err = exec.Command("go", append(args, "./...")...).CombinedOutput()
 	})
 	if built.err != nil {
 		t.Fatalf("go build: %v\n%s", built.err, built.out)
 	}
 	return built.dir
-}
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 
 // runExample runs the example at path with args and returns its output

@@ -64,18 +64,6 @@ func (c collector) next(t *testing.T) *transport.Delivery {
 	}
 }
 
-// none checks that nothing more is delivered. It runs in a synctest
-// bubble, where synctest.Wait lets every handler goroutine run first.
-func (c collector) none(t *testing.T) {
-	t.Helper()
-	synctest.Wait()
-	select {
-	case d := <-c:
-		t.Fatalf("unexpected delivery %q", d.ID)
-	default:
-	}
-}
-
 func ids(ds ...*transport.Delivery) string {
 	s := ""
 	for _, d := range ds {

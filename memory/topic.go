@@ -178,26 +178,3 @@ func (n *topicNode) match(epoch uint64, words []string, i int, rs *routeSet) {
 		n.star.match(epoch, words, i+1, rs)
 	}
 }
-
-// each calls f for every binding in the trie.
-func (t *topicTrie) each(f func(pattern string, q *queue)) {
-	var walk func(n *topicNode, path []string)
-	walk = func(n *topicNode, path []string) {
-		if len(n.queues) > 0 {
-			p := strings.Join(path, ".")
-			for _, q := range n.queues {
-				f(p, q)
-			}
-		}
-		for w, c := range n.words {
-			walk(c, append(path, w))
-		}
-		if n.star != nil {
-			walk(n.star, append(path, "*"))
-		}
-		if n.hash != nil {
-			walk(n.hash, append(path, "#"))
-		}
-	}
-	walk(t.root, nil)
-}
