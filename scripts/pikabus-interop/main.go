@@ -676,6 +676,7 @@ func topology(c *amqp091.Connection) {
 		fmt.Printf("  error queue: %d messages\n", q.Messages)
 		return err
 	})
+	check("error queue found by a passive declaration", err == nil, "%v", err)
 	// The Python listener queue is a classic queue with no arguments: a
 	// quorum declaration of it (a Go endpoint of the same name) conflicts.
 	err = try(pyQueue, func(ch *amqp091.Channel) error {
