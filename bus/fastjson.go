@@ -48,7 +48,8 @@ func customDecoding(t reflect.Type) bool {
 		p.Implements(jsonUnmarshalerType) || p.Implements(textUnmarshalerType)
 }
 
-// maxPlanFields keeps the linear search for a key short.
+// maxPlanFields keeps the linear search for a key short, and the spans
+// of the string fields of a body on decode's stack.
 const maxPlanFields = 16
 
 // newJSONPlan returns the plan for t, or nil if t is not a struct that the
