@@ -31,13 +31,24 @@ sbin=/usr/lib/rabbitmq/bin
 
 log() { echo "rabbitmq.sh: $*" >&2; }
 
+# as_caller CMD...: run CMD with the caller's HOME (node_env replaces it with
+# the node's directory, which stop_node deletes), unset if the caller had none.
+as_caller() {
+	if [ -n "$caller_home" ]; then
+		HOME="$caller_home" "$@"
+	else
+		env -u HOME "$@"
+	fi
+}
+
 install_server() {
 	[ -x "$sbin/rabbitmq-server" ] && return 0
 	log "rabbitmq-server is not installed; installing Debian's package"
 	local sudo=""
 	if [ "$(id -u)" != 0 ]; then
 		command -v sudo >/dev/null || { log "not root and no sudo: cannot install rabbitmq-server"; return 1; }
-		sudo="sudo"
+		# -n: fail rather than wait for a password nobody can type (CI has no terminal).
+		sudo="sudo -n"
 	fi
 	export DEBIAN_FRONTEND=noninteractive
 	$sudo apt-get update -q >&2 || return 1
@@ -176,7 +187,7 @@ run)
 		BUSLINE_AMQP_URL=$(cat "$dir/url")
 		export BUSLINE_RABBITMQ_DIR="$dir" BUSLINE_RABBITMQ_CTL="$self"
 		status=0
-		( cd "$here/.." && HOME="$caller_home" "$@" ) || status=$?
+		( cd "$here/.." && as_caller "$@" ) || status=$?
 		exit $status
 	fi
 	stop_node "$dir"
@@ -185,7 +196,7 @@ run)
 		exit 1
 	fi
 	log "could not start RabbitMQ: the RabbitMQ tests will skip"
-	exec "$@"
+	as_caller "$@"
 	;;
 start)
 	dir=$(state_dir)
