@@ -11,6 +11,7 @@ import (
 
 	"github.com/busline/busline/amqp"
 	"github.com/busline/busline/bus"
+	"github.com/busline/busline/middleware"
 	"github.com/busline/busline/transport"
 )
 
@@ -74,6 +75,38 @@ func Example_bus() {
 	if err := orders.Defer(ctx, time.Minute, "orders", PlaceOrder{OrderID: "42"}); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// An endpoint on an account that may not configure the delay levels'
+// exchanges and queues: DialNoDelay declares none, and the bus runs the
+// standard stages without deferral and without delayed retries (a failed
+// message goes to the error queue after one immediate retry). (Not run: it
+// needs a broker.)
+func ExampleDialNoDelay() {
+	ctx := context.Background()
+	t, err := amqp.DialNoDelay(ctx, []string{"amqp://orders:secret@localhost:5672/"}, amqp.Options{ConnectionName: "orders"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer t.Close()
+
+	orders, err := bus.New(t, "orders", bus.Options{
+		Pipeline: func(b *bus.Bus) (middleware.Middleware, error) {
+			return middleware.Standard(b.Sender(), middleware.StandardOptions{
+				NoDeferral: true,
+				ErrorQueue: middleware.ErrorQueueOptions{Queue: b.ErrorQueue(), OnForward: b.OnForward},
+				Retry:      middleware.RetryOptions{Immediate: 1, MaxRetries: -1},
+				Headers:    b.HeaderNames(),
+			})
+		},
+	})
+	if err != nil {
+		log.Fatal(err) // without Pipeline: ErrNotSupported, the transport is no transport.Delayer
+	}
+	if err := orders.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer orders.Shutdown(context.WithoutCancel(ctx))
 }
 
 // Options choose classic queues and TLS; the zero value is PikaBus's
