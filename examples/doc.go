@@ -4,8 +4,9 @@
 // # The programs
 //
 // Each (but invoices, a package with tests) is a main package that plays
-// its scenario, prints what happened and exits by itself: status 0 when the scenario completed, 1 with a message
-// when it did not within -timeout (30 s by default).
+// its scenario, prints what happened and exits by itself: status 0 when
+// the scenario completed, 1 with a message when it did not within -timeout
+// (30 s by default).
 //
 //	demo                     the tour `make demo` runs: send, publish, defer, reply, request, retries, replay
 //	pikabus/basic            send, defer, publish and reply on one endpoint (PikaBus's basic_example.py)
