@@ -40,6 +40,13 @@ type Codec interface {
 
 // JSON is the default codec: encoding/json, content type
 // "application/json", content encoding "utf-8", as PikaBus writes.
+//
+// When JSON is the Bus's codec, Send and the other calls encode a flat
+// struct (fields of string, bool and integer kinds, no custom marshalers)
+// themselves, and typed handlers decode such structs (floats too)
+// themselves, for the common messages: plain ASCII strings, exact key
+// names. The bytes and values are those encoding/json gives; every other
+// message goes through encoding/json.
 var JSON Codec = jsonCodec{}
 
 type jsonCodec struct{}
