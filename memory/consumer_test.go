@@ -200,3 +200,25 @@ func TestWatchStop(t *testing.T) {
 		}
 	})
 }
+
+// A settled delivery's acknowledger and tag cannot settle the delivery that
+// reuses its place: the broker recycles its delivery records, and only the
+// tag tells a stale Ack from the current one.
+func TestStaleDeliveryCannotSettleItsSuccessor(t *testing.T) {
+	tr := newTransport(t, memory.Options{})
+	declare(t, tr, "q")
+	c := newCollector()
+	_, err := tr.Consume(ctxT(t), "q", transport.ConsumeOptions{Prefetch: 1}, c.handle)
+	must(t, err)
+	send(t, tr, "q", "first", "second")
+	first := c.next(t)
+	ack, tag := first.Acknowledger, first.Tag
+	must(t, first.Ack())
+	second := c.next(t)
+	if err := ack.Ack(tag); !errors.Is(err, transport.ErrSettled) {
+		t.Fatalf("Ack of a stale copy of the first delivery = %v, want ErrSettled", err)
+	}
+	if err := second.Ack(); err != nil {
+		t.Fatalf("the second delivery was settled by the stale Ack: its own Ack = %v", err)
+	}
+}
