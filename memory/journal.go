@@ -357,7 +357,8 @@ func (b *Broker) ClearJournal() {
 
 // SetJournalLimit makes the journal keep the n newest records; 0 turns it
 // off and a negative n keeps every record (memory grows with every message,
-// so only for bounded tests).
+// so only for bounded tests). The journal drops its oldest records 256 at a
+// time, so it may hold up to 255 more (and their messages) than it shows.
 func (b *Broker) SetJournalLimit(n int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
