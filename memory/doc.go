@@ -48,7 +48,9 @@
 // Queue arguments are stored and compared on a redeclare the way RabbitMQ
 // compares them (only the arguments RabbitMQ checks, integers of any width
 // by value), but they are not enforced: there is no length limit, message
-// TTL or dead-lettering.
+// TTL or dead-lettering. Nor does the broker add the header RabbitMQ adds
+// to a quorum queue's redeliveries, x-delivery-count: a handler that counts
+// deliveries by it sees none on the memory broker.
 //
 // # Connections
 //
