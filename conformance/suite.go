@@ -310,6 +310,7 @@ func closeBounded(tr transport.Transport, timeout time.Duration) error {
 	case err := <-done:
 		return err
 	case <-timer.C:
+		//lint:ignore ST1005 the error begins with the method's name
 		return fmt.Errorf("Close did not return within %v", timeout)
 	}
 }
