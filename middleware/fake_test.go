@@ -24,6 +24,10 @@ type broker struct {
 	fail func(ctx context.Context, o transport.Outgoing) error
 	// onDispatch, if set, runs after a message is enqueued.
 	onDispatch func(b *broker, o transport.Outgoing)
+	// delivered counts the messages deliver handed to a handler, so that
+	// a test looping until the queue is empty fails when messages keep
+	// coming back instead of looping until go test's timeout.
+	delivered int
 }
 
 type entry struct {

@@ -42,8 +42,19 @@ func deliver(t *testing.T, ctx context.Context, b *broker, queue string, h middl
 	if !ok {
 		return at, nil, false
 	}
+	b.mu.Lock()
+	b.delivered++
+	n := b.delivered
+	b.mu.Unlock()
+	if n > maxDeliveries {
+		t.Fatalf("%s: more than %d deliveries: messages keep coming back", queue, maxDeliveries)
+	}
 	return at, h(ctx, &middleware.Message{Message: m, Queue: queue}), true
 }
+
+// maxDeliveries bounds the deliveries of one fake broker: far more than any
+// test makes, far fewer than an endless retry loop.
+const maxDeliveries = 1000
 
 func standard(t *testing.T, s middleware.Sender, opts middleware.StandardOptions) middleware.Middleware {
 	t.Helper()
