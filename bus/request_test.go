@@ -142,6 +142,9 @@ func TestRequestTimeoutAndLateReply(t *testing.T) {
 		if err != nil || r.N != 10 {
 			t.Errorf("next request: %v, %v", r, err)
 		}
+		// The server acks the request after dispatching its reply, so
+		// Request may return before that ack: wait for it.
+		idle()
 		for _, q := range e.broker.Queues() {
 			if n := e.broker.Depth(q); n != 0 && q != "error" {
 				t.Errorf("%d messages left in %q", n, q)
