@@ -2,11 +2,14 @@ package conformance_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -61,11 +64,11 @@ var forever = make(chan struct{})
 
 func harness(how string) conformance.Harness {
 	h := conformance.Harness{
-		New: func(context.Context, testing.TB) (transport.Transport, error) {
+		New: func(_ context.Context, t testing.TB) (transport.Transport, error) {
 			if how == "leak-goroutine" {
 				go func() { <-forever }()
 			}
-			return &broken{Transport: memory.New(memory.Options{}), how: how}, nil
+			return &broken{Transport: newMemory(t), how: how}, nil
 		},
 	}
 	switch how {
@@ -171,12 +174,44 @@ func (w withoutDelayer) Dispatch(ctx context.Context, msgs ...transport.Outgoing
 // transport.Delayer: the subtests that need deferral skip, the others pass.
 func TestWithoutDelayer(t *testing.T) {
 	h := conformance.Harness{
-		New: func(context.Context, testing.TB) (transport.Transport, error) {
-			m := memory.New(memory.Options{})
+		New: func(_ context.Context, t testing.TB) (transport.Transport, error) {
+			m := newMemory(t)
 			return withoutDelayer{Transport: m, QueueDeleter: m}, nil
 		},
 		Bubble: synctest.Test,
 	}
 	t.Run("Transport", func(t *testing.T) { conformance.RunTransport(t, h) })
 	t.Run("Bus", func(t *testing.T) { conformance.RunBus(t, h) })
+}
+
+var (
+	brokersMu sync.Mutex
+	brokers   = map[testing.TB]*memory.Broker{}
+)
+
+// newMemory returns a memory transport for the subtest t: the transports of
+// one subtest share a broker, as connections to one RabbitMQ node do, each
+// with exchanges of its own (see [conformance.Harness.New]).
+func newMemory(t testing.TB) *memory.Transport {
+	brokersMu.Lock()
+	b, ok := brokers[t]
+	if !ok {
+		b = memory.NewBroker()
+		brokers[t] = b
+		t.Cleanup(func() {
+			brokersMu.Lock()
+			delete(brokers, t)
+			brokersMu.Unlock()
+			b.Close()
+		})
+	}
+	brokersMu.Unlock()
+	var s [4]byte
+	_, _ = rand.Read(s[:])
+	suffix := "-" + hex.EncodeToString(s[:])
+	return memory.New(memory.Options{
+		Broker:         b,
+		DirectExchange: transport.DefaultDirectExchange + suffix,
+		TopicExchange:  transport.DefaultTopicExchange + suffix,
+	})
 }

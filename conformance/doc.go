@@ -68,7 +68,7 @@
 //	Declare/KeepsBindings     declaring again adds topic bindings, keeps the old ones
 //	Declare/Conflict          other arguments or another queue type: ErrTopologyConflict
 //	Declare/Shared            a Shared queue is used as found, or created
-//	Declare/Temporary         a Temporary queue works and ends with its transport
+//	Declare/Temporary         a Temporary queue works, another transport may bind it and publish to it, and it ends with its transport
 //	Declare/Canceled          a canceled context gives a context error
 //	Bind/MissingQueue         ErrNotFound
 //	Bind/Twice                binding twice delivers one copy

@@ -17,8 +17,10 @@ type Harness struct {
 	// subtest (and once more, first, to discover the transport's optional
 	// capabilities), and close every transport it returns.
 	//
-	// Transports returned by different calls must not see each other's topic
-	// routing: the routing subtests bind queues under patterns such as "#"
+	// Transports returned for one t must be connections to one broker: a
+	// subtest may declare a queue with one and bind or publish to it with
+	// another. Transports returned by different calls must not see each
+	// other's topic routing: the routing subtests bind queues under patterns such as "#"
 	// and expect a mandatory message that matches none of their own patterns
 	// to be unroutable. On a shared broker, give each transport exchanges of
 	// its own (for example the default names plus a random suffix) and

@@ -111,6 +111,24 @@ func (s *suite) declareGroup(t *testing.T) {
 		e.send(q, "direct")
 		e.dispatch(transport.Outgoing{Exchange: transport.Topic, RoutingKey: "temp.t", Mandatory: true, Message: msg("topic")})
 		in.expect("direct", "topic")
+
+		// Another transport may bind it and publish to it, as a PikaBus 2
+		// service replying to a Request does (it binds the reply queue
+		// before publishing).
+		peer := e.newTransport()
+		if err := peer.Bind(e.ctx(), q, "temp.peer"); err != nil {
+			t.Errorf("another transport's Bind(%q): %v", q, err)
+		} else {
+			if err := peer.Dispatch(e.ctx(), transport.Outgoing{Exchange: transport.Topic, RoutingKey: "temp.peer", Mandatory: true, Message: msg("peer")}); err != nil {
+				t.Errorf("another transport's Dispatch through its binding: %v", err)
+			} else {
+				in.expect("peer")
+			}
+		}
+		if err := closeBounded(peer, s.h.Timeout); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+
 		if err := e.bounded("Consumer.Close", in.c.Close); err != nil {
 			t.Fatal(err)
 		}

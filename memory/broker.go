@@ -318,9 +318,6 @@ func (b *Broker) declareQueueLocked(op string, spec transport.Queue, owner *conn
 		spec.Type = transport.Classic
 	}
 	if q, ok := b.queues[spec.Name]; ok {
-		if q.owner != nil && q.owner != owner {
-			return nil, lockedError(op)
-		}
 		if spec.Shared {
 			return q, nil
 		}

@@ -2,6 +2,9 @@ package memory_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
 	"testing"
 	"testing/synctest"
 
@@ -13,10 +16,37 @@ import (
 // TestConformance runs the transport conformance suite against the memory
 // transport, each subtest in a synctest bubble so that its waits pass in
 // fake time and its goroutines must all end.
+//
+// The transports of one subtest are connections to one broker, as the
+// RabbitMQ transports of a subtest are to one node, each with exchanges of
+// its own (see [conformance.Harness.New]), so that what one transport
+// declares is there for another.
 func TestConformance(t *testing.T) {
+	var mu sync.Mutex
+	brokers := map[testing.TB]*memory.Broker{}
 	conformance.RunTransport(t, conformance.Harness{
-		New: func(context.Context, testing.TB) (transport.Transport, error) {
-			return memory.New(memory.Options{}), nil
+		New: func(_ context.Context, t testing.TB) (transport.Transport, error) {
+			mu.Lock()
+			b, ok := brokers[t]
+			if !ok {
+				b = memory.NewBroker()
+				brokers[t] = b
+				t.Cleanup(func() {
+					mu.Lock()
+					delete(brokers, t)
+					mu.Unlock()
+					b.Close()
+				})
+			}
+			mu.Unlock()
+			var s [4]byte
+			_, _ = rand.Read(s[:])
+			suffix := "-" + hex.EncodeToString(s[:])
+			return memory.New(memory.Options{
+				Broker:         b,
+				DirectExchange: transport.DefaultDirectExchange + suffix,
+				TopicExchange:  transport.DefaultTopicExchange + suffix,
+			}), nil
 		},
 		Bubble: synctest.Test,
 	})

@@ -154,7 +154,7 @@ func (cn *conn) recoverLocked() {
 	cn.t.declareExchangesLocked()
 	for _, lt := range cn.lostTemps {
 		q, err := b.declareQueueLocked("recover temporary queue", lt.spec, cn)
-		if err != nil {
+		if err != nil || q.owner != cn {
 			continue // someone else took the name meanwhile
 		}
 		cn.temps[q.name] = q
@@ -165,7 +165,7 @@ func (cn *conn) recoverLocked() {
 	cn.lostTemps = nil
 	for _, c := range cn.sortedConsumersLocked() {
 		q, ok := b.queues[c.queue]
-		if !ok || (q.owner != nil && q.owner != cn) {
+		if !ok {
 			err := fmt.Errorf("memory: resume consumer of queue %q: %w", c.queue, transport.ErrNotFound)
 			cn.t.log.Warn("memory: consumer not resumed", "connection", cn.name, "queue", c.queue, "error", err)
 			c.failLocked(err)

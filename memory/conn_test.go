@@ -194,30 +194,38 @@ func TestTemporaryQueueBelongsToItsTransport(t *testing.T) {
 		defer c.Close()
 		tmp := transport.Topology{Queue: transport.Queue{Name: "tmp", Temporary: true}}
 		must(t, a.Declare(ctxT(t), tmp))
-		must(t, a.Declare(ctxT(t), tmp)) // idempotent for its owner
-		mustIs(t, c.Declare(ctxT(t), tmp), transport.ErrTopologyConflict)
-		_, err := c.Consume(ctxT(t), "tmp", transport.ConsumeOptions{}, func(context.Context, *transport.Delivery) {})
-		mustIs(t, err, transport.ErrTopologyConflict)
+		must(t, a.Declare(ctxT(t), tmp)) // idempotent
+		must(t, c.Declare(ctxT(t), tmp)) // as on RabbitMQ: it is not exclusive
 		mustIs(t, a.Declare(ctxT(t), transport.Topology{Queue: transport.Queue{Name: "tmp"}}), transport.ErrTopologyConflict)
-		// Like RabbitMQ's exclusive queues, only its owner may use it...
-		mustIs(t, c.Bind(ctxT(t), "tmp", "x"), transport.ErrTopologyConflict)
-		mustIs(t, c.Unbind(ctxT(t), "tmp", "x"), transport.ErrTopologyConflict)
-		_, _, err = c.Get(ctxT(t), "tmp")
-		mustIs(t, err, transport.ErrTopologyConflict)
-		_, err = c.Inspect(ctxT(t), "tmp")
-		mustIs(t, err, transport.ErrTopologyConflict)
-		mustIs(t, c.DeleteQueue(ctxT(t), "tmp"), transport.ErrTopologyConflict)
-		must(t, a.Bind(ctxT(t), "tmp", "x"))
-		// ... but anyone may send to it.
+		// Another transport binds it, as a PikaBus 2 service does before
+		// replying, sends to it, reads it, and unbinds it.
+		must(t, c.Bind(ctxT(t), "tmp", "x"))
 		send(t, c, "tmp", "r")
-		if st, err := b.Stats("tmp"); err != nil || !st.Temporary || st.Type != transport.Classic || st.Ready != 1 {
+		must(t, c.Dispatch(ctxT(t), transport.Outgoing{Exchange: transport.Topic, RoutingKey: "x", Mandatory: true, Message: transport.Message{ID: "via-x"}}))
+		if st, err := b.Stats("tmp"); err != nil || !st.Temporary || st.Type != transport.Classic || st.Ready != 2 {
 			t.Fatalf("stats %+v %v", st, err)
+		}
+		if qi, err := c.Inspect(ctxT(t), "tmp"); err != nil || qi.Messages != 2 {
+			t.Fatalf("Inspect by another transport: %+v, %v", qi, err)
+		}
+		d, ok, err := c.Get(ctxT(t), "tmp")
+		if err != nil || !ok || d.Message.ID != "r" {
+			t.Fatalf("Get by another transport: %v %v %v", d, ok, err)
+		}
+		must(t, d.Nack(true))
+		must(t, c.Unbind(ctxT(t), "tmp", "x"))
+		// Closing the other transport leaves it: it belongs to a.
+		must(t, c.Close())
+		if !slices.Contains(b.Queues(), "tmp") {
+			t.Fatal("temporary queue deleted with a transport that did not declare it first")
 		}
 		must(t, a.Close())
 		if slices.Contains(b.Queues(), "tmp") {
 			t.Fatal("temporary queue outlived its transport")
 		}
-		must(t, c.Declare(ctxT(t), tmp)) // the name is free again
+		c2 := memory.New(memory.Options{Broker: b})
+		defer c2.Close()
+		must(t, c2.Declare(ctxT(t), transport.Topology{Queue: transport.Queue{Name: "tmp"}})) // the name is free again
 	})
 }
 

@@ -55,11 +55,15 @@
 // # Connections
 //
 // Each [Transport] is one connection to its broker. The temporary queues
-// ([transport.Queue.Temporary]) it declares are RabbitMQ's exclusive
-// queues: other transports may publish to them but get an error wrapping
-// [transport.ErrTopologyConflict] (RabbitMQ's RESOURCE_LOCKED) for anything
-// else. Closing a transport closes its consumers (requeueing what they had
-// not settled) and deletes its temporary queues.
+// ([transport.Queue.Temporary]) it declares belong to it: closing the
+// transport deletes them, as it closes its consumers (requeueing what they
+// had not settled). Other transports may bind, publish to and consume them,
+// as on RabbitMQ, where the RabbitMQ transport's temporary queues are not
+// exclusive (a PikaBus 2 service binds the queue it replies to). One
+// difference remains: a temporary queue is deleted here when its
+// connection is lost, with what it held, and declared again empty when the
+// connection returns; on RabbitMQ it survives an outage of up to a minute
+// with its messages (x-expires).
 //
 // [Broker.Disconnect], [Broker.Reconnect], [Broker.DropConnections] and
 // their per-transport versions [Transport.Disconnect] and

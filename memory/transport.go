@@ -143,8 +143,10 @@ func (t *Transport) exchangeName(e transport.Exchange) string {
 
 // Declare implements [transport.Transport]. A Temporary queue belongs to
 // this transport: it is deleted when the transport closes or loses its
-// connection, declared again when the connection returns, and other
-// transports can neither declare nor consume it.
+// connection, and declared again when the connection returns. Other
+// transports may use it as any queue (bind it, publish to it, consume it),
+// as they may on RabbitMQ, where the RabbitMQ transport's temporary queues
+// are not exclusive.
 func (t *Transport) Declare(ctx context.Context, top transport.Topology) error {
 	op := fmt.Sprintf("declare queue %q", top.Queue.Name)
 	if err := t.checkOpen(op); err != nil {
@@ -169,7 +171,7 @@ func (t *Transport) Declare(ctx context.Context, top transport.Topology) error {
 	if err != nil {
 		return err
 	}
-	if owner != nil {
+	if owner != nil && q.owner == owner {
 		t.cn.temps[q.name] = q
 	}
 	if err := b.bindLocked(op, t.direct, q.name, q.name); err != nil {
@@ -243,9 +245,6 @@ func (t *Transport) Unbind(ctx context.Context, queue, pattern string) error {
 		return err
 	}
 	defer t.b.mu.Unlock()
-	if q, ok := t.b.queues[queue]; ok && q.owner != nil && q.owner != t.cn {
-		return lockedError(op)
-	}
 	t.b.unbindLocked(t.topic, queue, pattern)
 	return nil
 }
@@ -393,22 +392,13 @@ func (t *Transport) Consume(ctx context.Context, queue string, opts transport.Co
 	return c, nil
 }
 
-// queueLocked finds a queue this connection may use.
+// queueLocked finds a queue.
 func (t *Transport) queueLocked(op, name string) (*queue, error) {
 	q, ok := t.b.queues[name]
 	if !ok {
 		return nil, fmt.Errorf("memory: %s: %w: no queue %q", op, transport.ErrNotFound, name)
 	}
-	if q.owner != nil && q.owner != t.cn {
-		return nil, lockedError(op)
-	}
 	return q, nil
-}
-
-// lockedError is RabbitMQ's RESOURCE_LOCKED: only the connection that
-// declared a temporary (exclusive) queue may use it, except to publish.
-func lockedError(op string) error {
-	return fmt.Errorf("memory: %s: %w: the queue is temporary and belongs to another connection (RabbitMQ's RESOURCE_LOCKED)", op, transport.ErrTopologyConflict)
 }
 
 // Close implements [transport.Transport]: it closes the transport's
@@ -544,9 +534,6 @@ func (t *Transport) DeleteQueue(ctx context.Context, queue string) error {
 	q, ok := t.b.queues[queue]
 	if !ok {
 		return nil
-	}
-	if q.owner != nil && q.owner != t.cn {
-		return lockedError(op)
 	}
 	t.b.deleteQueueLocked(q)
 	return nil

@@ -33,10 +33,10 @@ type Queue struct {
 	// Temporary makes a queue that lives only as long as the transport,
 	// for replies to this one process (a non-durable classic queue on
 	// RabbitMQ, deleted on Close). Type is ignored. Other transports may
-	// publish to it; whether they may also bind it is the transport's
-	// choice: the RabbitMQ transport lets them, because a PikaBus 2
-	// service binds the queue it replies to, and the memory broker does
-	// not, as for RabbitMQ's exclusive queues.
+	// publish to it and bind it: a PikaBus 2 service binds the queue it
+	// replies to on the direct exchange before publishing, so a transport
+	// must not refuse that bind (as RabbitMQ refuses it on an exclusive
+	// queue) if busline's Request is to work with PikaBus services.
 	Temporary bool
 }
 
