@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -438,6 +439,59 @@ func (s *suite) settleGroup(t *testing.T) {
 		}
 		in.empty("after acking the redelivery")
 	})
+	s.leaf(t, "DeliveryCount", func(e *env) {
+		// RabbitMQ adds x-delivery-count to the deliveries of a quorum
+		// queue (RabbitMQ 3.10): the number of times the message went
+		// back to the queue, from the first redelivery to a consumer, and
+		// on every basic.get (0 on the first). Classic queues add nothing.
+		t := e.t
+		quorum := s.h.QueueType != transport.Classic
+		want := func(d *transport.Delivery, n int64, onFirst bool) {
+			t.Helper()
+			v, ok := d.Headers["x-delivery-count"]
+			switch {
+			case !quorum && ok:
+				t.Errorf("classic queue: x-delivery-count = %v, want none", show(v))
+			case quorum && n == 0 && !onFirst && ok:
+				t.Errorf("quorum queue, first delivery: x-delivery-count = %v, want none", show(v))
+			case quorum && (n > 0 || onFirst) && v != n:
+				t.Errorf("quorum queue: x-delivery-count = %s, want int64 %d", show(v), n)
+			}
+		}
+		q := e.queue("q")
+		in := e.inbox(q, transport.ConsumeOptions{Prefetch: 1})
+		e.send(q, "m")
+		for n := range int64(3) {
+			d := in.next()
+			want(d, n, false)
+			if err := d.Nack(n < 2); err != nil {
+				t.Fatalf("Nack: %v", err)
+			}
+		}
+		if !s.caps.getter {
+			return
+		}
+		if err := e.bounded("Consumer.Close", in.c.Close); err != nil {
+			t.Fatal(err)
+		}
+		g := e.tr.(transport.Getter)
+		e.send(q, "g")
+		for n := range int64(2) {
+			var d *transport.Delivery
+			var ok bool
+			var err error
+			if !poll(e, func() bool {
+				d, ok, err = g.Get(e.ctx(), q)
+				return err != nil || ok
+			}) || err != nil {
+				t.Fatalf("Get(%q) = %v, %v; want a message", q, ok, err)
+			}
+			want(d, n, true)
+			if err := d.Nack(n < 1); err != nil {
+				t.Fatalf("Nack: %v", err)
+			}
+		}
+	})
 	s.leaf(t, "ConsumerCloseRequeues", func(e *env) {
 		t := e.t
 		q := e.queue("q")
@@ -457,6 +511,11 @@ func (s *suite) settleGroup(t *testing.T) {
 		for _, d := range got {
 			if !d.Redelivered {
 				t.Errorf("message %q requeued by a closing consumer arrived without Redelivered", d.ID)
+			}
+			// A return counts on a quorum queue (see DeliveryCount).
+			v, ok := d.Headers["x-delivery-count"]
+			if s.h.QueueType == transport.Classic && ok || s.h.QueueType != transport.Classic && v != int64(1) {
+				t.Errorf("message %q requeued by a closing consumer: x-delivery-count = %s on a %s queue", d.ID, show(v), cmp.Or(s.h.QueueType, transport.Quorum))
 			}
 		}
 		is(t, held[0].Ack(), transport.ErrClosed, "Ack of a delivery whose consumer was closed")

@@ -103,6 +103,7 @@
 //	Settle/Twice              settling twice gives ErrSettled
 //	Settle/NackDrop           Nack without requeue drops
 //	Settle/NackRequeue        Nack with requeue redelivers, Redelivered set, message intact
+//	Settle/DeliveryCount      quorum queues add x-delivery-count (int64) to redeliveries and to every Get, as RabbitMQ; classic queues do not
 //	Settle/ConsumerCloseRequeues unsettled deliveries of a closed consumer go to another, redelivered
 //	Deferral/NotBefore        deferred messages arrive after NotBefore, within the tolerance, intact
 //	Deferral/Past             a NotBefore in the past delivers at once

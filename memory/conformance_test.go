@@ -22,9 +22,19 @@ import (
 // its own (see [conformance.Harness.New]), so that what one transport
 // declares is there for another.
 func TestConformance(t *testing.T) {
+	conformance.RunTransport(t, harness(""))
+}
+
+// TestConformanceClassic runs the suite on classic queues, whose requeue
+// position and headers differ from quorum queues' (the default).
+func TestConformanceClassic(t *testing.T) {
+	conformance.RunTransport(t, harness(transport.Classic))
+}
+
+func harness(typ transport.QueueType) conformance.Harness {
 	var mu sync.Mutex
 	brokers := map[testing.TB]*memory.Broker{}
-	conformance.RunTransport(t, conformance.Harness{
+	return conformance.Harness{
 		New: func(_ context.Context, t testing.TB) (transport.Transport, error) {
 			mu.Lock()
 			b, ok := brokers[t]
@@ -48,6 +58,7 @@ func TestConformance(t *testing.T) {
 				TopicExchange:  transport.DefaultTopicExchange + suffix,
 			}), nil
 		},
-		Bubble: synctest.Test,
-	})
+		Bubble:    synctest.Test,
+		QueueType: typ,
+	}
 }

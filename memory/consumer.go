@@ -67,6 +67,12 @@ type delivery struct {
 	state atomic.Uint32
 	// redelivered is the delivery's Redelivered flag.
 	redelivered bool
+	// deliveryCount is the x-delivery-count header of the delivery, or -1
+	// for none: what RabbitMQ adds to the deliveries of a quorum queue, the
+	// number of times the message went back to the queue, present from the
+	// first redelivery to a consumer and on every basic.get (0 on the
+	// first), as measured on RabbitMQ 3.10.8.
+	deliveryCount int64
 
 	prev, next *delivery // in c.unacked, or c.free
 }
@@ -135,6 +141,10 @@ func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry, now stamp) *deli
 	dl.c, dl.q, dl.e = c, q, e
 	dl.tag = c.nextTag
 	dl.redelivered = e.redelivered
+	dl.deliveryCount = -1
+	if q.spec.Type == transport.Quorum && (e.returns > 0 || c == c.cn.getter) {
+		dl.deliveryCount = e.returns
+	}
 	dl.state.Store(statePending)
 	e.retain() // for the handler's copy, released once it is made
 	c.unacked.push(dl)
@@ -148,12 +158,22 @@ func (c *consumer) deliverLocked(b *Broker, q *queue, e *entry, now stamp) *deli
 	return dl
 }
 
+// deliveryCountHeader is the header RabbitMQ adds to the redeliveries of a
+// quorum queue.
+const deliveryCountHeader = "x-delivery-count"
+
 // handlerDelivery returns the transport.Delivery of dl for the handler, with
 // a copy of the message of its own (the body in the same allocation).
 func (dl *delivery) handlerDelivery() *transport.Delivery {
 	e := dl.e
 	d, body := newHandlerDelivery(len(e.msg.Body))
 	e.copyMessage(&d.Message, body)
+	if dl.deliveryCount >= 0 {
+		if d.Message.Headers == nil {
+			d.Message.Headers = make(transport.Headers, 1)
+		}
+		d.Message.Headers[deliveryCountHeader] = dl.deliveryCount
+	}
 	d.Exchange, d.RoutingKey = e.kind, e.key
 	dl.c.b.release(e)
 	d.Queue = dl.q.name

@@ -48,9 +48,12 @@
 // Queue arguments are stored and compared on a redeclare the way RabbitMQ
 // compares them (only the arguments RabbitMQ checks, integers of any width
 // by value), but they are not enforced: there is no length limit, message
-// TTL or dead-lettering. Nor does the broker add the header RabbitMQ adds
-// to a quorum queue's redeliveries, x-delivery-count: a handler that counts
-// deliveries by it sees none on the memory broker.
+// TTL or dead-lettering. Like RabbitMQ 3.10, the broker adds the header
+// x-delivery-count (an int64) to the deliveries of a quorum queue: the
+// number of times the message went back to the queue (nacked with
+// requeue, or unsettled when its consumer stopped or its connection was
+// lost), from the first redelivery to a consumer on, and on every Get (0
+// on the first). Classic queues add no such header.
 //
 // # Connections
 //

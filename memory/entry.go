@@ -31,6 +31,10 @@ type entry struct {
 	kind        transport.Exchange
 	key         string
 	redelivered bool
+	// returns counts the times the message went back to a quorum queue
+	// (nacked with requeue, or unsettled when its consumer stopped): the
+	// x-delivery-count header RabbitMQ adds to its later deliveries.
+	returns int64
 
 	buf  []byte // msg.Body's backing array, kept when e is recycled
 	refs atomic.Int32
@@ -70,7 +74,7 @@ func newEntry() *entry {
 	if cap(e.hdrs) > 64 {
 		e.hdrs = nil
 	}
-	e.seq, e.redelivered, e.kind, e.jlast = 0, false, 0, 0
+	e.seq, e.redelivered, e.kind, e.jlast, e.returns = 0, false, 0, 0, 0
 	e.refs.Store(1)
 	return e
 }

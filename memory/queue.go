@@ -36,6 +36,9 @@ func (q *queue) popFront() *entry { return q.ready.popFront() }
 // connection, and with every requeued message of a classic queue.
 func (q *queue) requeue(e *entry) {
 	e.redelivered = true
+	if q.spec.Type == transport.Quorum {
+		e.returns++
+	}
 	d := &q.ready
 	i := sort.Search(d.n, func(i int) bool { return d.at(i).seq > e.seq })
 	d.insert(i, e)
@@ -51,6 +54,7 @@ func (q *queue) nackRequeue(b *Broker, e *entry) {
 		return
 	}
 	e.redelivered = true
+	e.returns++
 	b.seq++
 	e.seq = b.seq
 	q.pushBack(e)

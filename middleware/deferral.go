@@ -122,12 +122,16 @@ func (d *deferral) check(ctx context.Context, m *Message, v any, next Handler) e
 		notBefore = now.Add(max)
 	}
 	id := messageID(&m.Message, d.names)
+	msg := m.Message
+	if _, ok := msg.Headers[deliveryCountHeader]; ok {
+		msg.Headers = forwardHeaders(msg.Headers, 0)
+	}
 	if ferr := forward(ctx, d.sender, d.timeout, transport.Outgoing{
 		Exchange:   transport.Direct,
 		RoutingKey: m.Queue,
 		Mandatory:  true,
 		NotBefore:  notBefore,
-		Message:    m.Message,
+		Message:    msg,
 	}); ferr != nil {
 		d.log.ErrorContext(ctx, "cannot reschedule deferred message; it goes back to its queue",
 			"message_id", id, "queue", m.Queue, "due", due, "error", ferr)

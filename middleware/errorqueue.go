@@ -127,7 +127,7 @@ func (e *errorQueue) forward(ctx context.Context, m *Message, err error) error {
 		e.log.WarnContext(ctx, "unreadable retry count; counting from zero",
 			"message_id", id, "queue", m.Queue, "header", e.names.ErrorRetries, "error", rerr)
 	}
-	h := withHeaders(m.Headers, 3)
+	h := forwardHeaders(m.Headers, 3)
 	h[e.names.ErrorDetails] = ErrorDetails(err, e.max)
 	h[e.names.SourceQueue] = m.Queue
 	h[e.names.ErrorRetries] = retryValue(done + 1)

@@ -206,7 +206,7 @@ func Replay(ctx context.Context, s Sender, opts ReplayOptions) (res ReplayResult
 			continue
 		}
 		out := d.Message
-		out.Headers = withHeaders(d.Headers, 0)
+		out.Headers = forwardHeaders(d.Headers, 0)
 		delete(out.Headers, names.ErrorRetries)
 		delete(out.Headers, names.DeferredTime)
 		delete(out.Headers, names.ErrorDetails)

@@ -237,7 +237,7 @@ func (r *retry) failed(ctx context.Context, m *Message, next Handler, err error)
 	if delay == 0 {
 		notBefore = time.Time{}
 	}
-	h := withHeaders(m.Headers, 2)
+	h := forwardHeaders(m.Headers, 2)
 	h[r.names.ErrorRetries] = retryValue(n)
 	h[r.names.DeferredTime] = FormatTime(due)
 	out := m.Message

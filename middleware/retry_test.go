@@ -649,3 +649,42 @@ func TestErrorDetailsBound(t *testing.T) {
 		}
 	}
 }
+
+// The copies that Retry and ErrorQueue dispatch leave out x-delivery-count,
+// which RabbitMQ (and the memory broker) add to one delivery from a quorum
+// queue; every other header goes along.
+func TestForwardedCopiesDropDeliveryCount(t *testing.T) {
+	in := order("m1")
+	in.Headers["x-delivery-count"] = int64(3)
+	check := func(what string, m transport.Message) {
+		t.Helper()
+		if _, ok := m.Headers["x-delivery-count"]; ok {
+			t.Errorf("%s carries x-delivery-count", what)
+		}
+		if _, ok := m.Headers["x-foreign"]; !ok {
+			t.Errorf("%s lost the header x-foreign", what)
+		}
+	}
+	b := newBroker("orders", "error")
+	eq, err := middleware.ErrorQueue(plain{b}, middleware.ErrorQueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eq(failWith(errors.New("bad")))(t.Context(), &middleware.Message{Message: in, Queue: "orders"}); err != nil {
+		t.Fatal(err)
+	}
+	check("the error queue's copy", b.messages("error")[0])
+	synctest.Test(t, func(t *testing.T) {
+		rt, err := middleware.Retry(delaying{b}, middleware.RetryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rt(failWith(errors.New("no")))(t.Context(), &middleware.Message{Message: in, Queue: "orders"}); err != nil {
+			t.Fatal(err)
+		}
+		check("the retry's copy", b.messages("orders")[0])
+	})
+	if _, ok := in.Headers["x-delivery-count"]; !ok {
+		t.Error("the stages changed the headers of the message they were given")
+	}
+}

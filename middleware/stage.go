@@ -172,6 +172,20 @@ func withHeaders(h transport.Headers, extra int) transport.Headers {
 	return c
 }
 
+// deliveryCountHeader is the header RabbitMQ adds to the deliveries of a
+// quorum queue (and the memory broker with it): it describes one delivery,
+// so the copies a stage forwards (a retry, the error queue's copy, a
+// deferred or replayed message) leave it out.
+const deliveryCountHeader = "x-delivery-count"
+
+// forwardHeaders is withHeaders for the copy of a received message that a
+// stage dispatches again: without the headers that describe its delivery.
+func forwardHeaders(h transport.Headers, extra int) transport.Headers {
+	c := withHeaders(h, extra)
+	delete(c, deliveryCountHeader)
+	return c
+}
+
 // retryCount reads the ErrorRetries header: the number of delayed retries a
 // message has had. An absent, negative or unreadable count is 0; err says why
 // a present one could not be read.
