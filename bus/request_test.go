@@ -256,6 +256,50 @@ func TestReplyCorrelatesWithTheMessageIDWhenThereIsNoCorrelationID(t *testing.T)
 	})
 }
 
+// A message sent by a handler inherits the correlation id as Incoming
+// reads it, and as Reply correlates: the CorrelationId header when it is
+// text (an AMQP long string may arrive as bytes), else the correlation_id
+// property, as when the header is of another type or empty.
+func TestSendInHandlerInheritsTheCorrelationID(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header any
+		want   string
+	}{
+		{"bytes", []byte("from-header"), "from-header"},
+		{"integer", int32(7), "from-property"},
+		{"empty", "", "from-property"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bubble(t, func(t *testing.T, e *env) {
+				server := e.bus("server", bus.Options{})
+				var seen string
+				must(t, bus.Handle(server, func(ctx context.Context, p Ping) error {
+					in, _ := bus.IncomingFrom(ctx)
+					seen = in.CorrelationID
+					return server.Send(ctx, "client", Pong{p.N})
+				}))
+				e.start(server)
+				client := e.bus("client", bus.Options{})
+				var pongs recorder[Pong]
+				must(t, bus.Handle(client, pongs.handle))
+				e.start(client)
+				must(t, e.tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "server", Mandatory: true, Message: transport.Message{
+					ID: "foreign-1", CorrelationID: "from-property", ReplyTo: "client", Type: "bus_test.Ping",
+					Headers: transport.Headers{"PikaBus.CorrelationId": tc.header}, Body: []byte(`{"N":3}`),
+				}}))
+				idle()
+				if seen != tc.want {
+					t.Errorf("Incoming.CorrelationID = %q, want %q", seen, tc.want)
+				}
+				if in := pongs.incoming(); len(in) != 1 || in[0].CorrelationID != tc.want || in[0].Message.CorrelationID != tc.want {
+					t.Fatalf("replies %+v, want one correlated with %q", in, tc.want)
+				}
+			})
+		})
+	}
+}
+
 // A reply from a responder that sets only the AMQP correlation_id property
 // (no CorrelationId header, as a plain AMQP client replies) reaches its
 // Request.

@@ -300,19 +300,16 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 	corr, corrBox, convBox := id, idBox, idBox
 	if hs := s.handlingScope(); hs != nil {
 		in := hs.in
-		if v, ok := in.Headers[n.CorrelationID]; ok {
-			if str, ok := v.(string); ok && str != "" {
-				corr, corrBox = str, v
-			}
+		// As Incoming reads them: the header, else the property.
+		if v, ok := stringHeader(in.Headers, n.CorrelationID); ok {
+			corr, corrBox = v.(string), v
 		} else if in.CorrelationID != "" {
 			corr = in.CorrelationID
 			corrBox = corr
 		}
 		convBox = corrBox
-		if v, ok := in.Headers[n.ConversationID]; ok {
-			if str, ok := v.(string); ok && str != "" {
-				convBox = v
-			}
+		if v, ok := stringHeader(in.Headers, n.ConversationID); ok {
+			convBox = v
 		}
 		if v, ok := in.Headers[middleware.TraceParentHeader]; ok {
 			h[middleware.TraceParentHeader] = v
@@ -433,4 +430,21 @@ func (b *Bus) mirror(m *transport.Message) {
 	if t, ok, err := middleware.HeaderTime(m.Headers[n.TimeSent]); ok && err == nil {
 		m.Timestamp = t
 	}
+}
+
+// stringHeader returns the header name of h as a non-empty string in an
+// interface value, the header's own when it is a string (no allocation),
+// or false if it is absent, empty or not text.
+func stringHeader(h transport.Headers, name string) (any, bool) {
+	v, ok := h[name]
+	if !ok {
+		return nil, false
+	}
+	if str, ok := v.(string); ok {
+		return v, str != ""
+	}
+	if str, ok := middleware.HeaderString(v); ok && str != "" {
+		return str, true
+	}
+	return nil, false
 }
