@@ -51,8 +51,8 @@ install_server() {
 		sudo="sudo -n"
 	fi
 	export DEBIAN_FRONTEND=noninteractive
-	$sudo apt-get update -q >&2 || return 1
-	$sudo apt-get install -y -q --no-install-recommends rabbitmq-server >&2 || return 1
+	$sudo apt-get -o DPkg::Lock::Timeout=300 update -q >&2 || return 1
+	$sudo apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends rabbitmq-server >&2 || return 1
 	[ -x "$sbin/rabbitmq-server" ]
 }
 
