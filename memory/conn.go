@@ -30,9 +30,11 @@ type conn struct {
 	consumerID uint64
 	getter     *consumer
 	// temps are the temporary queues the connection declared; lostTemps
-	// what is needed to declare them again when it recovers.
+	// what is needed to declare them again when it recovers, once expiry
+	// deleted them during an outage of more than TemporaryExpiry.
 	temps     map[string]*queue
 	lostTemps []lostTemp
+	expiry    *time.Timer
 	watchers  map[*watcher]struct{}
 
 	// wg counts the connection's goroutines that no call waits for.
@@ -122,6 +124,24 @@ func (cn *conn) dropLocked() {
 		cn.emitLocked(transport.Event{Kind: transport.ConsumerStopped, Queue: c.queue, Err: err})
 	}
 	cn.getter.returnLocked(stateLost)
+	if len(cn.temps) > 0 {
+		// As RabbitMQ's x-expires on the RabbitMQ transport's temporary
+		// queues: they outlive a short outage, with their messages.
+		cn.expiry = time.AfterFunc(TemporaryExpiry, func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			if !cn.up && !cn.closed && !b.closed {
+				cn.expireTempsLocked()
+			}
+		})
+	}
+	b.checkIdleLocked()
+}
+
+// expireTempsLocked deletes the temporary queues of a connection that has
+// been down for TemporaryExpiry, and remembers how to declare them again.
+func (cn *conn) expireTempsLocked() {
+	b := cn.b
 	names := make([]string, 0, len(cn.temps))
 	for name := range cn.temps {
 		names = append(names, name)
@@ -140,7 +160,14 @@ func (cn *conn) dropLocked() {
 		cn.lostTemps = append(cn.lostTemps, lt)
 		b.deleteQueueLocked(q)
 	}
-	b.checkIdleLocked()
+}
+
+// stopExpiryLocked stops the expiry of the temporary queues.
+func (cn *conn) stopExpiryLocked() {
+	if cn.expiry != nil {
+		cn.expiry.Stop()
+		cn.expiry = nil
+	}
 }
 
 func (cn *conn) recoverLocked() {
@@ -149,8 +176,10 @@ func (cn *conn) recoverLocked() {
 	close(cn.upCh)
 	cn.t.log.Info("memory: connection recovered", "connection", cn.name)
 	cn.emitLocked(transport.Event{Kind: transport.Connected})
-	// Like amqp091-go's topology recovery: the exchanges, the temporary
-	// queues and their bindings are declared again.
+	cn.stopExpiryLocked()
+	// Like the RabbitMQ transport's recovery: the exchanges are declared
+	// again, and the temporary queues that expired during the outage, with
+	// their bindings.
 	cn.t.declareExchangesLocked()
 	for _, lt := range cn.lostTemps {
 		q, err := b.declareQueueLocked("recover temporary queue", lt.spec, cn)

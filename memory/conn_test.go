@@ -53,7 +53,7 @@ func TestConnectionLossAndRecovery(t *testing.T) {
 
 		declare(t, tr, "q")
 		must(t, tr.Declare(ctxT(t), transport.Topology{Queue: transport.Queue{Name: "reply-1", Temporary: true}, Topics: []string{"r.#"}}))
-		send(t, tr, "reply-1", "lost")
+		send(t, tr, "reply-1", "kept")
 		got := newCollector()
 		consume(t, tr, "q", transport.ConsumeOptions{Prefetch: 5}, got.handle)
 		send(t, tr, "q", "1", "2", "3")
@@ -67,12 +67,12 @@ func TestConnectionLossAndRecovery(t *testing.T) {
 		if got := msgIDs(b.Messages("q")); got != "1 3 " {
 			t.Fatalf("queue holds %q during the outage", got)
 		}
-		if slices.Contains(b.Queues(), "reply-1") {
-			t.Fatal("temporary queue survived the connection")
+		if got := msgIDs(b.Messages("reply-1")); got != "kept " {
+			t.Fatalf("temporary queue holds %q during a short outage, want its message (x-expires)", got)
 		}
 
 		// Dispatch waits for the connection, bounded by its context.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "q", Message: transport.Message{ID: "x"}})
 		cancel()
 		mustIs(t, err, context.DeadlineExceeded)
@@ -96,12 +96,56 @@ func TestConnectionLossAndRecovery(t *testing.T) {
 		if got := b.Bindings("reply-1"); fmt.Sprint(got) != "[{PikaBusDirect reply-1} {PikaBusTopic r.#}]" {
 			t.Fatalf("temporary queue recovered with bindings %v", got)
 		}
-		if n := b.Depth("reply-1"); n != 0 {
-			t.Fatalf("temporary queue kept %d messages", n)
+		if n := b.Depth("reply-1"); n != 1 {
+			t.Fatalf("temporary queue holds %d messages after a short outage, want 1", n)
 		}
 		want := "consumer started(q), disconnected, consumer stopped(q), connected, consumer started(q)"
 		if got := log.String(); got != want {
 			t.Fatalf("events\n got %s\nwant %s", got, want)
+		}
+	})
+}
+
+// A temporary queue whose connection stays lost for memory.TemporaryExpiry
+// is deleted with its messages, as RabbitMQ deletes the RabbitMQ
+// transport's (x-expires), and declared again, empty and with its
+// bindings, when the connection returns.
+func TestTemporaryQueueExpiresDuringALongOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memory.NewBroker()
+		defer b.Close()
+		tr := newTransport(t, memory.Options{Broker: b})
+		must(t, tr.Declare(ctxT(t), transport.Topology{Queue: transport.Queue{Name: "reply-1", Temporary: true}, Topics: []string{"r.#"}}))
+		send(t, tr, "reply-1", "m")
+		b.Disconnect()
+		time.Sleep(memory.TemporaryExpiry - time.Second)
+		if !slices.Contains(b.Queues(), "reply-1") {
+			t.Fatal("temporary queue deleted before TemporaryExpiry")
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if slices.Contains(b.Queues(), "reply-1") {
+			t.Fatal("temporary queue outlived TemporaryExpiry without its connection")
+		}
+		b.Reconnect()
+		if got := b.Bindings("reply-1"); fmt.Sprint(got) != "[{PikaBusDirect reply-1} {PikaBusTopic r.#}]" {
+			t.Fatalf("temporary queue declared again with bindings %v", got)
+		}
+		if n := b.Depth("reply-1"); n != 0 {
+			t.Fatalf("temporary queue declared again with %d messages", n)
+		}
+		// A reconnection stops the expiry: the queue outlives the next
+		// minute, and Close deletes it.
+		b.Disconnect()
+		time.Sleep(time.Second)
+		b.Reconnect()
+		time.Sleep(2 * memory.TemporaryExpiry)
+		if !slices.Contains(b.Queues(), "reply-1") {
+			t.Fatal("temporary queue expired after its connection came back")
+		}
+		must(t, tr.Close())
+		if slices.Contains(b.Queues(), "reply-1") {
+			t.Fatal("temporary queue outlived its transport")
 		}
 	})
 }

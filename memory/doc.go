@@ -62,11 +62,10 @@
 // transport deletes them, as it closes its consumers (requeueing what they
 // had not settled). Other transports may bind, publish to and consume them,
 // as on RabbitMQ, where the RabbitMQ transport's temporary queues are not
-// exclusive (a PikaBus 2 service binds the queue it replies to). One
-// difference remains: a temporary queue is deleted here when its
-// connection is lost, with what it held, and declared again empty when the
-// connection returns; on RabbitMQ it survives an outage of up to a minute
-// with its messages (x-expires).
+// exclusive (a PikaBus 2 service binds the queue it replies to). As on
+// RabbitMQ (x-expires), a temporary queue outlives an outage of its
+// connection of up to [TemporaryExpiry], with its messages; after that it
+// is deleted, and declared again, empty, when the connection returns.
 //
 // [Broker.Disconnect], [Broker.Reconnect], [Broker.DropConnections] and
 // their per-transport versions [Transport.Disconnect] and
@@ -74,9 +73,10 @@
 // logic can be tested without RabbitMQ. While a transport's connection is
 // down, its consumers receive nothing and their unsettled deliveries are
 // back in their queues (Ack and Nack on them fail with
-// [transport.ErrConnectionLost]); its temporary queues are gone with their
-// messages; Dispatch and every other call that needs the broker wait for the
-// connection to return, bounded by their context; [Transport.Health] fails;
+// [transport.ErrConnectionLost]); its temporary queues expire after
+// [TemporaryExpiry]; Dispatch and every other call that needs the broker
+// wait for the connection to return, bounded by their context;
+// [Transport.Health] fails;
 // watchers see [transport.Disconnected] and a [transport.ConsumerStopped]
 // for each consumer. When the connection returns the transport recovers as
 // amqp091-go's recovery does: temporary queues are declared again with

@@ -141,9 +141,16 @@ func (t *Transport) exchangeName(e transport.Exchange) string {
 	return t.direct
 }
 
+// TemporaryExpiry is how long a temporary queue outlives the loss of its
+// transport's connection: the x-expires the RabbitMQ transport gives its
+// temporary queues, which RabbitMQ counts from the moment the queue has no
+// consumer left.
+const TemporaryExpiry = time.Minute
+
 // Declare implements [transport.Transport]. A Temporary queue belongs to
-// this transport: it is deleted when the transport closes or loses its
-// connection, and declared again when the connection returns. Other
+// this transport: it is deleted when the transport closes, or when its
+// connection has been lost for [TemporaryExpiry] (and then declared again,
+// empty, when the connection returns). Other
 // transports may use it as any queue (bind it, publish to it, consume it),
 // as they may on RabbitMQ, where the RabbitMQ transport's temporary queues
 // are not exclusive.
@@ -436,6 +443,7 @@ func (t *Transport) close() {
 		b.deleteQueueLocked(q)
 	}
 	cn.lostTemps = nil
+	cn.stopExpiryLocked()
 	delete(b.conns, cn)
 	for w := range cn.watchers {
 		w.mu.Lock()
