@@ -46,16 +46,7 @@ func (s *suite) capabilitiesGroup(t *testing.T) {
 		e.send(q, "a", "b")
 		get := func() *transport.Delivery {
 			t.Helper()
-			var d *transport.Delivery
-			var ok bool
-			var err error
-			if !poll(e, func() bool {
-				d, ok, err = g.Get(e.ctx(), q)
-				return err != nil || ok
-			}) || err != nil {
-				t.Fatalf("Get(%q) = %v, %v; want a message", q, ok, err)
-			}
-			return d
+			return e.get(q)
 		}
 		d := get()
 		if d.ID != "a" || d.Redelivered || d.Queue != q || string(d.Body) != "body of a" {

@@ -474,18 +474,9 @@ func (s *suite) settleGroup(t *testing.T) {
 		if err := e.bounded("Consumer.Close", in.c.Close); err != nil {
 			t.Fatal(err)
 		}
-		g := e.tr.(transport.Getter)
 		e.send(q, "g")
 		for n := range int64(2) {
-			var d *transport.Delivery
-			var ok bool
-			var err error
-			if !poll(e, func() bool {
-				d, ok, err = g.Get(e.ctx(), q)
-				return err != nil || ok
-			}) || err != nil {
-				t.Fatalf("Get(%q) = %v, %v; want a message", q, ok, err)
-			}
+			d := e.get(q)
 			want(d, n, true)
 			if err := d.Nack(n < 1); err != nil {
 				t.Fatalf("Nack: %v", err)

@@ -551,3 +551,21 @@ func dispatchErrors(err error) []*transport.DispatchError {
 	walk(err)
 	return out
 }
+
+// get returns the next message of queue through the transport's Getter,
+// polling until one is there (a message may reach a queue asynchronously);
+// it fails the subtest if none comes or Get fails.
+func (e *env) get(queue string) *transport.Delivery {
+	e.t.Helper()
+	g := e.tr.(transport.Getter)
+	var d *transport.Delivery
+	var ok bool
+	var err error
+	if !poll(e, func() bool {
+		d, ok, err = g.Get(e.ctx(), queue)
+		return err != nil || ok
+	}) || err != nil {
+		e.t.Fatalf("Get(%q) = %v, %v; want a message", queue, ok, err)
+	}
+	return d
+}
