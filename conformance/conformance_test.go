@@ -2,19 +2,17 @@ package conformance_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/busline/busline/conformance"
+	"github.com/busline/busline/internal/memtest"
 	"github.com/busline/busline/memory"
 	"github.com/busline/busline/transport"
 )
@@ -68,7 +66,7 @@ func harness(how string) conformance.Harness {
 			if how == "leak-goroutine" {
 				go func() { <-forever }()
 			}
-			return &broken{Transport: newMemory(t), how: how}, nil
+			return &broken{Transport: memtest.New(t), how: how}, nil
 		},
 	}
 	switch how {
@@ -175,43 +173,11 @@ func (w withoutDelayer) Dispatch(ctx context.Context, msgs ...transport.Outgoing
 func TestWithoutDelayer(t *testing.T) {
 	h := conformance.Harness{
 		New: func(_ context.Context, t testing.TB) (transport.Transport, error) {
-			m := newMemory(t)
+			m := memtest.New(t)
 			return withoutDelayer{Transport: m, QueueDeleter: m}, nil
 		},
 		Bubble: synctest.Test,
 	}
 	t.Run("Transport", func(t *testing.T) { conformance.RunTransport(t, h) })
 	t.Run("Bus", func(t *testing.T) { conformance.RunBus(t, h) })
-}
-
-var (
-	brokersMu sync.Mutex
-	brokers   = map[testing.TB]*memory.Broker{}
-)
-
-// newMemory returns a memory transport for the subtest t: the transports of
-// one subtest share a broker, as connections to one RabbitMQ node do, each
-// with exchanges of its own (see [conformance.Harness.New]).
-func newMemory(t testing.TB) *memory.Transport {
-	brokersMu.Lock()
-	b, ok := brokers[t]
-	if !ok {
-		b = memory.NewBroker()
-		brokers[t] = b
-		t.Cleanup(func() {
-			brokersMu.Lock()
-			delete(brokers, t)
-			brokersMu.Unlock()
-			b.Close()
-		})
-	}
-	brokersMu.Unlock()
-	var s [4]byte
-	_, _ = rand.Read(s[:])
-	suffix := "-" + hex.EncodeToString(s[:])
-	return memory.New(memory.Options{
-		Broker:         b,
-		DirectExchange: transport.DefaultDirectExchange + suffix,
-		TopicExchange:  transport.DefaultTopicExchange + suffix,
-	})
 }

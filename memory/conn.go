@@ -127,13 +127,19 @@ func (cn *conn) dropLocked() {
 	if len(cn.temps) > 0 {
 		// As RabbitMQ's x-expires on the RabbitMQ transport's temporary
 		// queues: they outlive a short outage, with their messages.
-		cn.expiry = time.AfterFunc(TemporaryExpiry, func() {
+		// The timer is set under the lock its function takes, and a
+		// function that fired while a recovery stopped it finds another
+		// timer (or none) in cn.expiry: a stale one does nothing.
+		var tm *time.Timer
+		tm = time.AfterFunc(TemporaryExpiry, func() {
 			b.mu.Lock()
 			defer b.mu.Unlock()
-			if !cn.up && !cn.closed && !b.closed {
+			if cn.expiry == tm && !cn.up && !cn.closed && !b.closed {
+				cn.expiry = nil
 				cn.expireTempsLocked()
 			}
 		})
+		cn.expiry = tm
 	}
 	b.checkIdleLocked()
 }
@@ -160,6 +166,7 @@ func (cn *conn) expireTempsLocked() {
 		cn.lostTemps = append(cn.lostTemps, lt)
 		b.deleteQueueLocked(q)
 	}
+	b.checkIdleLocked()
 }
 
 // stopExpiryLocked stops the expiry of the temporary queues.
