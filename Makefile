@@ -6,20 +6,29 @@ RABBITMQ := scripts/rabbitmq.sh run --
 # Go test flags for the full run; override for a quicker local loop.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
+# PKGS: every package of every module in go.work (the root module and the
+# nested ones), so that one `go test` runs them all in parallel.
+PKGS := $(shell $(GO) list -m -f '{{.Dir}}' | sed "s|^$(CURDIR)|.|; s|$$|/...|")
+
+# COMPONENTS: the wrappers that each start a real component, export its
+# address for the tests, run the rest of the line and stop the component.
+# Each component adds its own line, so that they do not collide.
+COMPONENTS := $(RABBITMQ)
+
 .PHONY: all test vet depcheck allocs unit bench demo rabbitmq-start rabbitmq-stop
 
 all: test
 
 ## test: vet, import-graph check, the allocation tests, and every test with -race against a private RabbitMQ node
 test: vet depcheck allocs
-	$(RABBITMQ) $(GO) test $(TESTFLAGS) ./...
+	$(COMPONENTS) $(GO) test $(TESTFLAGS) $(PKGS)
 
 ## unit: every test that needs no broker (the RabbitMQ tests skip)
 unit:
-	BUSLINE_AMQP_URL= $(GO) test $(TESTFLAGS) ./...
+	BUSLINE_AMQP_URL= $(GO) test $(TESTFLAGS) $(PKGS)
 
 vet:
-	$(GO) vet ./...
+	$(GO) vet $(PKGS)
 
 depcheck:
 	scripts/depcheck.sh
@@ -31,7 +40,7 @@ allocs:
 
 ## bench: every benchmark, against a private RabbitMQ node where needed
 bench:
-	$(RABBITMQ) $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
+	$(COMPONENTS) $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS)
 
 ## demo: the demo program on the in-memory broker
 demo:
