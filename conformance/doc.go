@@ -74,7 +74,7 @@
 //	Bind/Twice                binding twice delivers one copy
 //	Bind/Unbind               Unbind removes routing, is harmless when repeated, leaves the direct binding
 //	Routing/Direct            the direct exchange routes by queue name only; unroutable mandatory messages fail
-//	Routing/Topic/<case>      one subtest per topic-matching edge case of DESIGN.md
+//	Routing/Topic/<case>      one subtest per topic-matching edge case of docs/architecture.md
 //	Routing/OneCopyPerQueue   several matching bindings, one copy per queue
 //	Routing/Random            random patterns and keys against a reference matcher (seed logged)
 //	Dispatch/Empty            no messages, no error

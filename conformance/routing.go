@@ -18,7 +18,7 @@ type topicCase struct {
 	match        bool
 }
 
-// topicCases are RabbitMQ's topic rules as DESIGN.md and
+// topicCases are RabbitMQ's topic rules as docs/architecture.md and
 // transport.ValidateTopicPattern state them, edge by edge.
 var topicCases = []topicCase{
 	{"hash_matches_empty", "#", "", true},
@@ -71,7 +71,7 @@ var topicCases = []topicCase{
 }
 
 // topicMatch is the reference matcher: RabbitMQ's topic rules written
-// from DESIGN.md, independently of any transport's implementation.
+// from docs/architecture.md, independently of any transport's implementation.
 func topicMatch(pattern, key string) bool {
 	return matchWords(words(pattern), words(key))
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/busline/busline/transport"
 )
 
-// topicCases are RabbitMQ's topic matching rules (DESIGN.md and
+// topicCases are RabbitMQ's topic matching rules (docs/architecture.md and
 // transport.ValidateTopicPattern), each checked in both directions where it
 // says what does not match. Every case was run against RabbitMQ 3.10.8 with
 // the same result.

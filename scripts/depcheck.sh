@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Enforces DESIGN.md's one-way import graph: the core packages never pull in a
+# Enforces the one-way import graph of docs/architecture.md: the core packages never pull in a
 # RabbitMQ or Watermill library, and transport imports the standard library only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ for p in $(pkgs ./transport/...); do
 	fi
 done
 
-# Who may import whom inside the module (DESIGN.md, "Module and layout").
+# Who may import whom inside the module (docs/architecture.md, "Layers and the import rule").
 check() { # check PKGDIR ALLOWED-PREFIX...
 	local dir=$1; shift
 	for p in $(pkgs "./$dir/..."); do
