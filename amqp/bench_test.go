@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	wmamqp "github.com/ThreeDotsLabs/watermill-amqp/pkg/amqp"
-	"github.com/ThreeDotsLabs/watermill/message"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/busline/busline/amqp"
@@ -25,7 +22,7 @@ import (
 
 // Benchmarks against the broker of `make bench`: persistent 256-byte
 // messages, confirmed, on a classic and on a quorum queue. Each group has
-// three columns, in one run on the same queue type:
+// four columns, in one run on the same queue type:
 //
 //   - bus: package bus over this transport (Send from a send-only client;
 //     an endpoint with a typed handler), JSON bodies of about 256 bytes;
@@ -37,13 +34,10 @@ import (
 //   - raw: amqp091-go used directly, as well as it can be, publishing
 //     what the transport publishes (persistent, mandatory, through the
 //     same direct exchange, which costs the broker a little more than the
-//     default exchange);
-//   - watermill: watermill-amqp v1.1.4 (the only version the module
-//     mirror has; it is built on streadway/amqp v1.0.0) in its best
-//     confirmed configuration: Publish.Transactional (tx.select/commit per
-//     Publish call, on a channel it opens per call), since it has no
-//     publisher confirms. Its consumer takes one message at a time and
-//     waits for the ack.
+//     default exchange).
+//
+// The comparison with watermill-amqp v3 is in the nested module bench,
+// which keeps Watermill out of this module's go.sum.
 //
 // Every benchmark reports msg/s.
 
@@ -197,17 +191,6 @@ func rawPublishing() amqp091.Publishing {
 	return m
 }
 
-func watermillPublisher(b *testing.B) *wmamqp.Publisher {
-	cfg := wmamqp.NewDurableQueueConfig(brokertest.URL(b))
-	cfg.Publish.Transactional = true
-	pub, err := wmamqp.NewPublisher(cfg, watermill.NopLogger{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = pub.Close() })
-	return pub
-}
-
 // BenchmarkSendSerial: one goroutine sends and waits for each confirm.
 func BenchmarkSendSerial(b *testing.B) {
 	for _, typ := range queueTypes {
@@ -275,23 +258,10 @@ func BenchmarkSendSerial(b *testing.B) {
 			}
 			reportRate(b, start)
 		})
-		b.Run("watermill/"+string(typ), func(b *testing.B) {
-			tr := dial(b, amqp.Options{})
-			q := benchQueue(b, tr, typ)
-			pub := watermillPublisher(b)
-			b.ResetTimer()
-			start := startMeter()
-			for range b.N {
-				if err := pub.Publish(q, message.NewMessage(watermill.NewUUID(), body)); err != nil {
-					b.Fatal(err)
-				}
-			}
-			reportRate(b, start)
-		})
 	}
 }
 
-// BenchmarkSend64: 64 messages in flight. The transport and Watermill are
+// BenchmarkSend64: 64 messages in flight. The bus and the transport are
 // called from 64 goroutines, each sending one message at a time; raw
 // amqp091-go publishes from one goroutine on one channel and keeps 64
 // confirms in flight.
@@ -318,12 +288,6 @@ func BenchmarkSend64(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
 			rawWindow(b, q, inFlight, rawPublishing)
-		})
-		b.Run("watermill/"+string(typ), func(b *testing.B) {
-			tr := dial(b, amqp.Options{})
-			q := benchQueue(b, tr, typ)
-			pub := watermillPublisher(b)
-			parallel(b, inFlight, func() error { return pub.Publish(q, message.NewMessage(watermill.NewUUID(), body)) })
 		})
 	}
 }
@@ -484,36 +448,6 @@ func BenchmarkConsume(b *testing.B) {
 			q := benchQueue(b, tr, typ)
 			preload(b, q, b.N)
 			rawConsume(b, q)
-		})
-		b.Run("watermill/"+string(typ), func(b *testing.B) {
-			tr := dial(b, amqp.Options{})
-			q := benchQueue(b, tr, typ)
-			preload(b, q, b.N)
-			settleGC()
-			cfg := wmamqp.NewDurableQueueConfig(brokertest.URL(b))
-			cfg.Consume.Qos.PrefetchCount = 100
-			if typ == transport.Quorum {
-				cfg.Queue.Arguments = map[string]any{"x-queue-type": "quorum"}
-			}
-			sub, err := wmamqp.NewSubscriber(cfg, watermill.NopLogger{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			b.ResetTimer()
-			start := startMeter()
-			msgs, err := sub.Subscribe(ctx, q)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for range b.N {
-				m := <-msgs
-				m.Ack()
-			}
-			reportRate(b, start)
-			b.StopTimer()
-			cancel()
-			_ = sub.Close()
 		})
 	}
 }
