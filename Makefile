@@ -15,12 +15,12 @@ PKGS := $(shell $(GO) list -m -f '{{.Dir}}' | sed "s|^$(CURDIR)|.|; s|$$|/...|")
 # Each component adds its own line, so that they do not collide.
 COMPONENTS := $(RABBITMQ)
 
-.PHONY: all test vet depcheck allocs unit bench demo rabbitmq-start rabbitmq-stop
+.PHONY: all test vet depcheck leancheck allocs unit bench demo rabbitmq-start rabbitmq-stop
 
 all: test
 
-## test: vet, import-graph check, the allocation tests, and every test with -race against a private RabbitMQ node
-test: vet depcheck allocs
+## test: vet, import-graph and footprint checks, the allocation tests, and every test with -race against a private RabbitMQ node
+test: vet depcheck leancheck allocs
 	$(COMPONENTS) $(GO) test $(TESTFLAGS) $(PKGS)
 
 ## unit: every test that needs no broker (the RabbitMQ tests skip)
@@ -32,6 +32,10 @@ vet:
 
 depcheck:
 	scripts/depcheck.sh
+
+## leancheck: a program importing only bus and amqp builds with busline, amqp091-go and the standard library
+leancheck:
+	scripts/leancheck.sh
 
 ## allocs: the tests that count allocations, which skip under -race (the race
 ## detector allocates, and sync.Pool drops items), so they run once without it

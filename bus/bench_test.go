@@ -8,11 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/message"
-	wmiddleware "github.com/ThreeDotsLabs/watermill/message/router/middleware"
-	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
-
 	"github.com/busline/busline/bus"
 	"github.com/busline/busline/memory"
 )
@@ -33,7 +28,7 @@ func benchPayload() BenchPayload {
 	return p
 }
 
-// window bounds the messages sent and not yet handled in both benchmarks,
+// window bounds the messages sent and not yet handled,
 // so that they measure a steady state rather than a queue growing as fast
 // as the sender can fill it.
 const window = 256
@@ -43,7 +38,8 @@ const window = 256
 // (deferral, error queue, retry, recover), JSON decoding into a typed
 // handler, and the ack. b.N messages are sent from one goroutine, at most
 // window of them in flight, and handled by the endpoint; allocations are
-// counted in every goroutine.
+// counted in every goroutine. The nested module bench runs the same trip
+// through Watermill's Router (BenchmarkRouter).
 func BenchmarkBus(b *testing.B) {
 	for _, c := range []struct {
 		name        string
@@ -96,67 +92,6 @@ func BenchmarkBus(b *testing.B) {
 			reportCPU(b, cpu)
 		})
 	}
-}
-
-// BenchmarkWatermill is the same trip through Watermill's Router over its
-// GoChannel pub/sub, with the Retry and PoisonQueue middleware (and
-// Recoverer, as the bus's pipeline recovers panics), the same payload
-// marshalled and unmarshalled as JSON, the same window.
-func BenchmarkWatermill(b *testing.B) {
-	logger := watermill.NopLogger{}
-	pubSub := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 1024}, logger)
-	defer pubSub.Close()
-	router, err := message.NewRouter(message.RouterConfig{}, logger)
-	if err != nil {
-		b.Fatal(err)
-	}
-	poison, err := wmiddleware.PoisonQueue(pubSub, "poison")
-	if err != nil {
-		b.Fatal(err)
-	}
-	router.AddMiddleware(poison, wmiddleware.Retry{MaxRetries: 5, InitialInterval: 2 * time.Second}.Middleware, wmiddleware.Recoverer)
-	var handled atomic.Int64
-	done := make(chan struct{})
-	slots := make(chan struct{}, window)
-	var n int64
-	router.AddConsumerHandler("bench", "bench", pubSub, func(msg *message.Message) error {
-		var m BenchPayload
-		if err := json.Unmarshal(msg.Payload, &m); err != nil {
-			return err
-		}
-		<-slots
-		if handled.Add(1) == n {
-			close(done)
-		}
-		return nil
-	})
-	go router.Run(context.Background())
-	defer router.Close()
-	<-router.Running()
-
-	msg := benchPayload()
-	n = int64(b.N)
-	b.ReportAllocs()
-	b.SetBytes(256)
-	b.ResetTimer()
-	cpu := cpuTime()
-	for range b.N {
-		slots <- struct{}{}
-		payload, err := json.Marshal(msg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pubSub.Publish("bench", message.NewMessage(watermill.NewUUID(), payload)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		b.Fatalf("handled %d of %d", handled.Load(), b.N)
-	}
-	b.StopTimer()
-	reportCPU(b, cpu)
 }
 
 // reportCPU reports the process's CPU time per message since start, in

@@ -1,0 +1,22 @@
+// Package bench holds the benchmarks that compare busline with its peers,
+// Watermill above all. It is a module of its own, so that the peers'
+// modules are in no build list and no go.sum of a program that uses
+// busline: `make bench` runs it with the root module's benchmarks.
+//
+// # RabbitMQ
+//
+// BenchmarkSendSerial, BenchmarkSend64 and BenchmarkConsume measure
+// busline's Bus and watermill-amqp v3 side by side in one binary, against
+// the node of `make bench`, on a classic and on a quorum queue: persistent,
+// confirmed, mandatory messages with a 256-byte JSON body, msg/s and the
+// client's CPU time per message. watermill-amqp runs in its best durable,
+// confirmed configuration (see [watermillConfig]). The root module's
+// benchmarks in package amqp compare the bus with amqp091-go used
+// directly.
+//
+// # Memory
+//
+// BenchmarkRouter is the trip of the root module's bus BenchmarkBus (Send,
+// the standard pipeline, a typed handler, the ack, on the memory broker)
+// through Watermill's Router over its GoChannel pub/sub instead.
+package bench
