@@ -3,7 +3,8 @@
 # RabbitMQ or Watermill library, and transport imports the standard library only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mod=$(go list -m)
+# The root module's path (go list -m would list every module of go.work).
+mod=$(awk '/^module /{print $2; exit}' go.mod)
 status=0
 
 # pkgs_matching PATTERN...: the packages among PATTERN that exist.
