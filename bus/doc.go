@@ -68,6 +68,13 @@
 // keeps the handler's values, and so its scope). [Request] is the
 // exception: it always sends at once, since it waits for the reply.
 //
+// [Options.UnitOfWork] hands each handling, and each Transaction outside
+// handlers, to a [UnitOfWork], which runs the work and takes charge of the
+// batch instead of the Bus: the transactional outbox of the nested module
+// github.com/busline/busline/outbox stores it in the database transaction
+// of the handler's own writes, with an inbox record of the message, and
+// dispatches it after the commit.
+//
 // # Wire format
 //
 // Messages are PikaBus's, so that Go and Python services share a broker:

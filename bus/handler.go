@@ -295,6 +295,9 @@ func (b *Bus) terminal(ctx context.Context, m *middleware.Message) error {
 		releaseAll(s.finish())
 		return b.unhandled(ctx, m, name)
 	}
+	if b.opts.UnitOfWork != nil {
+		return b.handleInUnit(ctx, m, s, hs)
+	}
 	for i := range hs {
 		if err := hs[i].call(s, b, &m.Message); err != nil {
 			releaseAll(s.finish())

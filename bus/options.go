@@ -135,6 +135,16 @@ type Options struct {
 	// the Bus reuses header maps and body buffers. Copy what you keep.
 	DispatchMiddleware []middleware.DispatchMiddleware
 
+	// UnitOfWork, when set, wraps the handling of each message (each
+	// attempt, after the pipeline's stages) and each [Bus.Transaction]
+	// outside handlers: it runs the handlers, or the function, and takes
+	// charge of the messages they sent instead of the Bus dispatching them
+	// (see [UnitOfWork]). Package outbox's Outbox.UnitOfWork stores them in
+	// a database transaction with the handler's own writes and an inbox
+	// record of the message, for exactly-once effects. Nil: the Bus
+	// dispatches what the handlers sent, as one batch, before the ack.
+	UnitOfWork UnitOfWork
+
 	// OnEvent, if set, is called for each [Event]: the Bus starting,
 	// pausing, resuming, stopping, its consumer failing, the transport's
 	// connection events, and messages retried or sent to the error queue. Calls come one at a time, in order,

@@ -187,10 +187,18 @@ func scopeFrom(ctx context.Context) *scope {
 //
 // A batch is not atomic on the broker: if dispatching it fails, some of its
 // messages may have been delivered (see transport.Transport.Dispatch).
+//
+// With [Options.UnitOfWork] set, a Transaction outside handlers runs as a
+// unit of work: the UnitOfWork runs fn and takes charge of its messages
+// (package outbox stores them in the same database transaction as fn's
+// writes), and Transaction returns its error.
 func (b *Bus) Transaction(ctx context.Context, fn func(ctx context.Context) error) (err error) {
 	outer := scopeFrom(ctx)
 	if outer == nil && b.closed.Load() {
 		return fmt.Errorf("%s: transaction: %w", b.name, ErrClosed)
+	}
+	if outer == nil && b.opts.UnitOfWork != nil {
+		return b.transactionInUnit(ctx, fn)
 	}
 	if outer != nil {
 		outer.mu.Lock()
