@@ -139,7 +139,12 @@
 //
 // Errors wrap the sentinels of package transport and keep amqp091's
 // *amqp091.Error reachable with errors.As. No error or log line contains
-// a password: URLs are shown through [RedactURL].
+// a password: URLs are shown through [RedactURL], which also masks the
+// userinfo of a URL url.Parse rejects (everything between "://" and the
+// last '@'); a URL Dial refuses is described without quoting any part of
+// it, and every message is scrubbed of the passwords of the configured URLs
+// in the forms an error may show them (raw, decoded, escaped, Go-quoted).
+// FuzzRedactURL checks it.
 //
 // # Concurrency
 //

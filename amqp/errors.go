@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -13,37 +15,117 @@ import (
 )
 
 // RedactURL returns rawURL with its password replaced by "xxxxx", for logs
-// and errors. A URL that cannot be parsed is replaced whole, since the
-// password could be anywhere in it.
+// and errors. It works on any string, parsable or not: when url.Parse
+// rejects rawURL (a bad port, a bad %-escape, an unescaped '#' or '/' in the
+// password), or finds no userinfo although the text has an '@', everything
+// between the scheme's "://" (or the start) and the last '@' is treated as
+// userinfo and replaced whole, since where the password ends cannot be
+// known: "amqp://user:p#w@host:x/" gives "amqp://xxxxx@host:x/".
 func RedactURL(rawURL string) string {
+	start, at, hasInfo := userinfoSpan(rawURL)
 	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "<invalid URL>"
-	}
-	if u.User != nil {
+	switch {
+	case err == nil && u.User != nil && u.Opaque == "" && hasInfo && rawURL[start:at] == u.User.String():
+		// url.Parse saw the userinfo where the text has it.
 		if _, ok := u.User.Password(); ok {
 			u.User = url.UserPassword(u.User.Username(), "xxxxx")
 		}
+		return u.String()
+	case hasInfo:
+		return rawURL[:start] + "xxxxx" + rawURL[at:]
+	case err != nil:
+		// No '@': no userinfo to hide. The text has no secret.
+		return rawURL
 	}
 	return u.String()
 }
 
+// userinfoSpan returns where the userinfo of raw may lie: from after the
+// first "://" (or the first ':' if there is none, or the start) to the last
+// '@'. It reports false when raw has no '@' after that start.
+func userinfoSpan(raw string) (start, at int, ok bool) {
+	if i := strings.Index(raw, "://"); i >= 0 {
+		start = i + len("://")
+	} else if i := strings.IndexByte(raw, ':'); i >= 0 {
+		start = i + 1
+	}
+	at = strings.LastIndexByte(raw, '@')
+	if at < start {
+		return 0, 0, false
+	}
+	return start, at, true
+}
+
 // secrets is the set of strings (passwords and userinfo of the configured
-// URLs) that must never appear in an error message or a log line.
+// URLs, in the forms an error may show them) that must never appear in an
+// error message or a log line.
 type secrets []string
 
 func newSecrets(urls []string) secrets {
 	var s secrets
-	for _, raw := range urls {
-		u, err := url.Parse(raw)
-		if err != nil || u.User == nil {
-			continue
+	add := func(p string) {
+		if p == "" {
+			return
 		}
-		if p, ok := u.User.Password(); ok && p != "" {
-			s = append(s, p, url.QueryEscape(p), url.PathEscape(p))
+		s = append(s, p, url.QueryEscape(p), url.PathEscape(p))
+		// %q in url.Error and strconv errors escapes quotes, backslashes
+		// and bytes that are not printable.
+		if q := strconv.Quote(p); q[1:len(q)-1] != p {
+			s = append(s, q[1:len(q)-1])
+		}
+		if u, err := url.PathUnescape(p); err == nil && u != p {
+			s = append(s, u)
 		}
 	}
-	return s
+	for _, raw := range urls {
+		if u, err := url.Parse(raw); err == nil && u.User != nil {
+			if p, ok := u.User.Password(); ok {
+				add(p)
+			}
+		}
+		// Whatever url.Parse made of it, the text between "://" and the
+		// last '@' is secret, and so is what follows its first ':'.
+		if start, at, ok := userinfoSpan(raw); ok {
+			info := raw[start:at]
+			if i := strings.IndexByte(info, ':'); i >= 0 {
+				add(info[i+1:])
+			}
+			add(info)
+		}
+	}
+	// Longest first, so that a password that contains another is replaced
+	// whole.
+	slices.SortFunc(s, func(a, b string) int { return len(b) - len(a) })
+	return slices.Compact(s)
+}
+
+// quoted matches a Go-quoted string, as url.Error and strconv errors quote
+// the text they reject.
+var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// checkURLs parses urls as Dial will, and says which one is wrong and why
+// without showing any part of a password.
+func checkURLs(urls []string) error {
+	for _, u := range urls {
+		if _, err := amqp091.ParseURI(u); err != nil {
+			msg := fmt.Sprintf("amqp: Dial: URL %s: %s", RedactURL(u), urlError(err))
+			return errors.New(newSecrets(urls).scrub(msg))
+		}
+	}
+	return nil
+}
+
+// urlError describes why a URL was refused without quoting any part of it:
+// url.Parse quotes the URL, or the bad escape or port, which may be part of
+// the password.
+func urlError(err error) string {
+	var ue *url.Error
+	hint := ""
+	if errors.As(err, &ue) {
+		err = ue.Err
+		hint = " (a reserved character such as ?, #, @, : or / in the user name or password must be percent-encoded)"
+	}
+	return quoted.ReplaceAllString(err.Error(), "(…)") + hint
 }
 
 func (s secrets) scrub(msg string) string {

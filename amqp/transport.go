@@ -73,10 +73,8 @@ func dial(ctx context.Context, urls []string, opts Options, noDelay bool) (*Tran
 	if opts.DelayLevels > maxDelayLevels {
 		return nil, fmt.Errorf("amqp: Dial: %d delay levels, at most %d", opts.DelayLevels, maxDelayLevels)
 	}
-	for _, u := range urls {
-		if _, err := amqp091.ParseURI(u); err != nil {
-			return nil, fmt.Errorf("amqp: Dial: URL %s: %s", RedactURL(u), newSecrets(urls).scrub(err.Error()))
-		}
+	if err := checkURLs(urls); err != nil {
+		return nil, err
 	}
 	t := &Transport{
 		opts:      opts,
