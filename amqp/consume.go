@@ -170,7 +170,7 @@ func (c *consumer) subscribe(s *session) (*subscription, error) {
 		ch:        ch,
 		cancelled: ch.NotifyCancel(make(chan string, 1)),
 		closing:   ch.NotifyClose(make(chan *amqp091.Error, 1)),
-		ack:       &acker{t: c.t, ch: ch, queue: c.queue},
+		ack:       newAcker(c.t, ch, c.queue, c.pref, c.t.opts.AckDelay),
 	}
 	sub.deliveries, err = ch.Consume(c.queue, c.tag, false, false, false, false, nil)
 	if err != nil {
@@ -225,11 +225,12 @@ func (c *consumer) run(sub *subscription) error {
 			if !ok {
 				return c.endCause(sub)
 			}
+			sub.ack.track(d.DeliveryTag)
 			td := c.delivery(&d, sub.ack)
 			select {
 			case c.work <- td:
 			case <-c.stopping:
-				_ = sub.ch.Nack(d.DeliveryTag, false, true)
+				_ = td.Nack(true)
 				return errStop
 			}
 		}
@@ -464,57 +465,6 @@ func (t *Transport) delivery(d *amqp091.Delivery, queue string, a *acker) *trans
 		}
 	}
 	return td
-}
-
-// acker settles the deliveries of one channel. Once the channel is gone,
-// settling fails with ErrConnectionLost (or ErrClosed after the consumer
-// or transport was closed): the broker requeued the message.
-type acker struct {
-	t     *Transport
-	ch    amqpChannel
-	queue string
-	state atomic.Pointer[error] // nil while the channel is usable
-}
-
-func (a *acker) lost(why error) {
-	err := fmt.Errorf("amqp: settle a delivery of queue %q: the channel is gone, the message will be delivered again: %w: %w",
-		a.queue, transport.ErrConnectionLost, why)
-	a.state.CompareAndSwap(nil, &err)
-}
-
-// close closes the channel on purpose; later settlements fail with
-// ErrClosed.
-func (a *acker) close() {
-	err := fmt.Errorf("amqp: settle a delivery of queue %q: the consumer was closed, the message will be delivered again: %w",
-		a.queue, transport.ErrClosed)
-	a.state.CompareAndSwap(nil, &err)
-	_ = a.ch.Close()
-}
-
-func (a *acker) settle(f func() error) error {
-	if p := a.state.Load(); p != nil {
-		return *p
-	}
-	if err := f(); err != nil {
-		if p := a.state.Load(); p != nil {
-			return *p
-		}
-		if a.t.checkOpen() != nil {
-			return fmt.Errorf("amqp: settle a delivery of queue %q: %w: %w", a.queue, transport.ErrClosed, err)
-		}
-		return fmt.Errorf("amqp: settle a delivery of queue %q: %w: %w", a.queue, transport.ErrConnectionLost, err)
-	}
-	return nil
-}
-
-// Ack implements [transport.Acknowledger].
-func (a *acker) Ack(tag uint64) error {
-	return a.settle(func() error { return a.ch.Ack(tag, false) })
-}
-
-// Nack implements [transport.Acknowledger].
-func (a *acker) Nack(tag uint64, requeue bool) error {
-	return a.settle(func() error { return a.ch.Nack(tag, false, requeue) })
 }
 
 // getChannel is the channel Get pulls messages on; its deliveries are

@@ -59,6 +59,18 @@
 // consumer has one channel with basic.qos set to its prefetch and
 // Concurrency workers that run the handler and settle on that channel.
 //
+// Acks are coalesced, so that a consumer does not pay a socket write per
+// message: an ack waits at most Options.AckDelay (5ms by default) and goes
+// out with the acks before it as one basic.ack with multiple set, or as
+// soon as half the prefetch window waits. A multiple ack covers only the
+// deliveries below the lowest one a handler still holds (with several
+// workers, deliveries are settled out of order); an ack above it that
+// comes due is sent alone. Nacks are sent at once and exactly. Drain and
+// Close send the acks that wait before closing the channel. An Ack that
+// returned nil while its channel was lost before the ack went out is
+// delivered again, as when the ack itself is lost in transit: delivery is
+// at least once either way.
+//
 // # Deferred delivery
 //
 // A message with a NotBefore in the future travels through delay levels

@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -184,8 +185,11 @@ type fakeChannel struct {
 	deliveries chan amqp091.Delivery
 	consuming  bool
 	published  []publishCall
-	acks       []uint64
+	unacked    map[uint64]bool // delivered, not settled, as the broker sees it
+	acks       []uint64        // every tag acked, a multiple ack expanded
+	ackFrames  int             // basic.ack frames received
 	nacks      []uint64
+	unknown    []uint64 // tags settled that were not outstanding (RabbitMQ: PRECONDITION_FAILED)
 }
 
 func (ch *fakeChannel) ack(seq uint64) {
@@ -234,6 +238,10 @@ func (ch *fakeChannel) deliver(d amqp091.Delivery) {
 		defer ch.mu.Unlock()
 		if !ch.closed && ch.consuming {
 			d.Acknowledger = nil
+			if ch.unacked == nil {
+				ch.unacked = map[uint64]bool{}
+			}
+			ch.unacked[d.DeliveryTag] = true
 			ch.deliveries <- d
 		}
 	})
@@ -358,13 +366,37 @@ func (ch *fakeChannel) Get(string, bool) (amqp091.Delivery, bool, error) {
 	return amqp091.Delivery{}, false, ch.ok()
 }
 
-func (ch *fakeChannel) Ack(tag uint64, _ bool) error {
+// Ack settles as RabbitMQ does: a multiple ack settles every outstanding
+// delivery up to tag, which must itself be outstanding. A tag that is not
+// outstanding (settled already, or never delivered) is recorded in unknown
+// where RabbitMQ would close the channel; tests check it stays empty.
+func (ch *fakeChannel) Ack(tag uint64, multiple bool) error {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if ch.closed {
 		return amqp091.ErrClosed
 	}
-	ch.acks = append(ch.acks, tag)
+	ch.ackFrames++
+	if ch.unacked != nil && !ch.unacked[tag] {
+		ch.unknown = append(ch.unknown, tag)
+		return nil
+	}
+	if !multiple {
+		delete(ch.unacked, tag)
+		ch.acks = append(ch.acks, tag)
+		return nil
+	}
+	var settled []uint64
+	for t := range ch.unacked {
+		if t <= tag {
+			settled = append(settled, t)
+		}
+	}
+	slices.Sort(settled)
+	for _, t := range settled {
+		delete(ch.unacked, t)
+	}
+	ch.acks = append(ch.acks, settled...)
 	return nil
 }
 
@@ -374,6 +406,11 @@ func (ch *fakeChannel) Nack(tag uint64, _, _ bool) error {
 	if ch.closed {
 		return amqp091.ErrClosed
 	}
+	if ch.unacked != nil && !ch.unacked[tag] {
+		ch.unknown = append(ch.unknown, tag)
+		return nil
+	}
+	delete(ch.unacked, tag)
 	ch.nacks = append(ch.nacks, tag)
 	return nil
 }

@@ -39,6 +39,13 @@ type Options struct {
 	// yet confirmed by the broker. Default 512.
 	ConfirmWindow int
 
+	// AckDelay is the longest a consumer's ack waits to be sent together
+	// with the acks that follow it, as one basic.ack with multiple set,
+	// which saves a socket write per message. Default 5ms; a negative
+	// value sends every ack at once. Nacks are always sent at once, and a
+	// consumer with a prefetch below 3 sends every ack at once too.
+	AckDelay time.Duration
+
 	// Heartbeat is the AMQP heartbeat interval. Default 10s.
 	Heartbeat time.Duration
 	// DialTimeout bounds the TCP connection, TLS handshake and AMQP
@@ -90,6 +97,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ConfirmWindow <= 0 {
 		o.ConfirmWindow = 512
+	}
+	if o.AckDelay == 0 {
+		o.AckDelay = 5 * time.Millisecond
 	}
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 10 * time.Second

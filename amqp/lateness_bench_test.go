@@ -1,0 +1,207 @@
+package amqp_test
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/busline/busline/amqp"
+	"github.com/busline/busline/transport"
+)
+
+// BenchmarkDeferLateness: N deferred messages fall due at the same moment;
+// how late do they arrive? N is BUSLINE_BENCH_DEFER_N (default 2,000, which
+// `make bench` runs in seconds; run 100,000 by hand). Each round sends the
+// N messages first, all with one NotBefore a margin after the sending ends,
+// then consumes them and reports the lateness of their arrival in a
+// handler (p50, p99, max, in ms) and the arrival rate once the first is
+// in. Columns:
+//
+//   - transport: this package's delay levels (the messages enter at the
+//     level of their delay's highest bit and pass a level per set bit),
+//     consumed with prefetch 200 and one worker;
+//   - raw-dlx: the broker's own limit for the last hop of that path,
+//     measured with amqp091-go: the N messages wait in one quorum queue
+//     with at-least-once dead-lettering, each with the per-message TTL that
+//     makes it expire at the same moment, and are dead-lettered to the
+//     destination queue, consumed with prefetch 200 and multiple acks.
+//
+// b.N is ignored beyond running the round b.N times: run it with
+// -benchtime 1x.
+func BenchmarkDeferLateness(b *testing.B) {
+	n := 2000
+	if s := os.Getenv("BUSLINE_BENCH_DEFER_N"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v <= 0 {
+			b.Fatalf("BUSLINE_BENCH_DEFER_N=%q: want a positive number of messages", s)
+		}
+		n = v
+	}
+	b.Run("transport", func(b *testing.B) {
+		for range b.N {
+			lateness(b, n, deferTransport)
+		}
+	})
+	b.Run("raw-dlx", func(b *testing.B) {
+		for range b.N {
+			lateness(b, n, deferRawDLX)
+		}
+	})
+}
+
+// deferRound sends n messages to fall due at due (returned) and arrange
+// that arrived is called as each arrives.
+type deferRound func(b *testing.B, n int, margin time.Duration, arrived func()) (due time.Time)
+
+// lateness runs one round and reports its figures.
+func lateness(b *testing.B, n int, round deferRound) {
+	// A margin for the sending: long enough for n messages at a few
+	// thousand per second, and at least two seconds, so that the
+	// messages pass through more than one delay level.
+	margin := 2*time.Second + time.Duration(n)*time.Second/2000
+	var mu sync.Mutex
+	at := make([]time.Time, 0, n)
+	all := make(chan struct{})
+	arrived := func() {
+		now := time.Now()
+		mu.Lock()
+		at = append(at, now)
+		if len(at) == n {
+			close(all)
+		}
+		mu.Unlock()
+	}
+	b.ResetTimer()
+	due := round(b, n, margin, arrived)
+	select {
+	case <-all:
+	case <-time.After(margin + 5*time.Minute):
+		mu.Lock()
+		b.Fatalf("%d of %d deferred messages arrived", len(at), n)
+	}
+	b.StopTimer()
+	mu.Lock()
+	defer mu.Unlock()
+	late := make([]time.Duration, len(at))
+	for i, t := range at {
+		late[i] = t.Sub(due)
+	}
+	slices.Sort(late)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(late[len(late)/2]), "p50-late-ms")
+	b.ReportMetric(ms(late[len(late)*99/100]), "p99-late-ms")
+	b.ReportMetric(ms(late[len(late)-1]), "max-late-ms")
+	if span := late[len(late)-1] - late[0]; span > 0 {
+		b.ReportMetric(float64(n)/span.Seconds(), "arrived-msg/s")
+	}
+	if early := late[0]; early < 0 {
+		b.Errorf("a message arrived %v early", -early)
+	}
+}
+
+// deferTransport sends with Dispatch, in batches, each message with the
+// same NotBefore.
+func deferTransport(b *testing.B, n int, margin time.Duration, arrived func()) time.Time {
+	tr := dial(b, amqp.Options{})
+	q := benchQueue(b, tr, transport.Quorum)
+	due := time.Now().Add(margin).Truncate(time.Second)
+	const batch = 500
+	ctx := context.Background()
+	msgs := make([]transport.Outgoing, 0, batch)
+	for i := 0; i < n; i += batch {
+		msgs = msgs[:0]
+		for range min(batch, n-i) {
+			m := transportMsg(q)
+			m.NotBefore = due
+			msgs = append(msgs, m)
+		}
+		if err := tr.Dispatch(ctx, msgs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if time.Now().After(due) {
+		b.Fatalf("sending %d messages outlasted the margin of %v", n, margin)
+	}
+	c, err := tr.Consume(ctx, q, transport.ConsumeOptions{Prefetch: 200}, func(ctx context.Context, d *transport.Delivery) {
+		arrived()
+		_ = d.Ack()
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close() })
+	return due
+}
+
+// deferRawDLX: one quorum queue, at-least-once dead-lettering through the
+// default exchange to the destination, per-message TTLs that end at due.
+func deferRawDLX(b *testing.B, n int, margin time.Duration, arrived func()) time.Time {
+	tr := dial(b, amqp.Options{})
+	dest := benchQueue(b, tr, transport.Quorum)
+	hold := queueName(b, tr)
+	conn := rawConn(b)
+	ch := rawConfirmChannel(b, conn)
+	if _, err := ch.QueueDeclare(hold, true, false, false, false, amqp091.Table{
+		"x-queue-type":              "quorum",
+		"x-dead-letter-exchange":    "",
+		"x-dead-letter-routing-key": dest,
+		"x-dead-letter-strategy":    "at-least-once",
+		"x-overflow":                "reject-publish",
+	}); err != nil {
+		b.Fatal(err)
+	}
+	due := time.Now().Add(margin).Truncate(time.Second)
+	ctx := context.Background()
+	window := make([]*amqp091.DeferredConfirmation, 0, 512)
+	for range n {
+		if len(window) == cap(window) {
+			if !window[0].Wait() {
+				b.Fatal("nack")
+			}
+			window = window[1:]
+		}
+		m := rawPublishing()
+		m.Expiration = strconv.FormatInt(max(time.Until(due).Milliseconds(), 0), 10)
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", hold, true, false, m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		window = append(window, dc)
+	}
+	for _, dc := range window {
+		if !dc.Wait() {
+			b.Fatal("nack")
+		}
+	}
+	if time.Now().After(due) {
+		b.Fatalf("sending %d messages outlasted the margin of %v", n, margin)
+	}
+	cch, err := conn.Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cch.Qos(200, 0, false); err != nil {
+		b.Fatal(err)
+	}
+	ds, err := cch.Consume(dest, "", false, false, false, false, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		k := 0
+		for d := range ds {
+			arrived()
+			if k++; k%50 == 0 {
+				_ = d.Ack(true)
+			}
+		}
+	}()
+	b.Cleanup(func() { _ = cch.Close() })
+	return due
+}
