@@ -139,7 +139,9 @@ func startMeter() meter { return meter{time.Now(), amqp.CPUTime()} }
 // (client-cpu-ns/msg: the process's user and system time, amqp091-go's
 // included), which measures the library's own cost.
 func reportRate(b *testing.B, start meter) {
-	b.ReportMetric(float64(b.N)/time.Since(start.wall).Seconds(), "msg/s")
+	rate := float64(b.N) / time.Since(start.wall).Seconds()
+	b.ReportMetric(rate, "msg/s")
+	record(b, rate)
 	if used := amqp.CPUTime() - start.cpu; used > 0 {
 		b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "client-cpu-ns/msg")
 	}

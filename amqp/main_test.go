@@ -7,5 +7,16 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(afterTests{m})
+}
+
+// afterTests runs AfterTests once the tests and benchmarks are done.
+type afterTests struct{ *testing.M }
+
+func (m afterTests) Run() int {
+	code := m.M.Run()
+	if AfterTests != nil {
+		AfterTests()
+	}
+	return code
 }

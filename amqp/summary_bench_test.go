@@ -1,0 +1,102 @@
+package amqp_test
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/busline/busline/amqp"
+)
+
+// The benchmarks of one run record their msg/s here, and the test binary
+// prints the ratios that matter at its end (see main_test.go): bus against
+// rawbus, transport against raw, consume with coalesced acks against raw
+// amqp091-go acking each message, Defer against Send. Ratios within one run
+// are what the benchmarks are for: the machine may be shared, and the load
+// average printed with them says how much.
+var results = struct {
+	sync.Mutex
+	rate  map[string][]float64 // by benchmark name, of the runs with the largest b.N
+	n     map[string]int
+	load0 string
+}{rate: map[string][]float64{}, n: map[string]int{}}
+
+func init() { amqp.AfterTests = printRatios }
+
+// loadavg returns /proc/loadavg's first three fields ("" where there is none).
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+// record keeps the msg/s of a benchmark run. The framework runs a
+// benchmark with growing b.N; only the runs with the largest are kept.
+func record(b *testing.B, rate float64) {
+	results.Lock()
+	defer results.Unlock()
+	if results.load0 == "" {
+		results.load0 = loadavg()
+	}
+	name := b.Name()
+	switch n := results.n[name]; {
+	case b.N > n:
+		results.n[name] = b.N
+		results.rate[name] = []float64{rate}
+	case b.N == n:
+		results.rate[name] = append(results.rate[name], rate)
+	}
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// ratio returns the ratio of the median msg/s of benchmarks a and b.
+func ratio(a, b string) (float64, bool) {
+	ra, rb := results.rate[a], results.rate[b]
+	if len(ra) == 0 || len(rb) == 0 {
+		return 0, false
+	}
+	return median(ra) / median(rb), true
+}
+
+// ratioPairs lists what the summary compares: each entry is a label, a
+// benchmark and its baseline, with %s standing for the queue type.
+var ratioPairs = []struct{ label, a, b string }{
+	{"SendSerial bus/rawbus", "BenchmarkSendSerial/bus/%s", "BenchmarkSendSerial/rawbus/%s"},
+	{"SendSerial transport/raw", "BenchmarkSendSerial/transport/%s", "BenchmarkSendSerial/raw/%s"},
+	{"Send64 bus/rawbus", "BenchmarkSend64/bus/%s", "BenchmarkSend64/rawbus/%s"},
+	{"Send64 transport/raw", "BenchmarkSend64/transport/%s", "BenchmarkSend64/raw/%s"},
+	{"Defer64/Send64 bus", "BenchmarkDefer64/bus/%s", "BenchmarkSend64/bus/%s"},
+	{"Defer64/Send64 transport", "BenchmarkDefer64/transport/%s", "BenchmarkSend64/transport/%s"},
+	{"Consume bus/raw (coalesced acks vs an ack each)", "BenchmarkConsume/bus/%s", "BenchmarkConsume/raw/%s"},
+	{"Consume bus/rawbus", "BenchmarkConsume/bus/%s", "BenchmarkConsume/rawbus/%s"},
+	{"Consume transport/raw", "BenchmarkConsume/transport/%s", "BenchmarkConsume/raw/%s"},
+}
+
+func printRatios() {
+	results.Lock()
+	defer results.Unlock()
+	var lines []string
+	for _, p := range ratioPairs {
+		for _, typ := range queueTypes {
+			if r, ok := ratio(fmt.Sprintf(p.a, typ), fmt.Sprintf(p.b, typ)); ok {
+				lines = append(lines, fmt.Sprintf("ratio %-50s %-7s %.2f", p.label, typ, r))
+			}
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Printf("ratios of median msg/s in this run (load average %s at the first benchmark, %s now):\n%s\n",
+		results.load0, loadavg(), strings.Join(lines, "\n"))
+}
