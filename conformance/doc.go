@@ -28,8 +28,10 @@
 // assertion on a transport New returns; a subtest that needs a missing one
 // skips and names the interface. The harness carries only what cannot be
 // discovered: how long to wait, how late a deferred message may be, how
-// queues are named and typed, the random seed, and how to run a subtest's
-// body (for example in a testing/synctest bubble).
+// queues are named and typed, the random seed, how to run a subtest's
+// body (for example in a testing/synctest bubble), and what the transport
+// declares it cannot do (Harness.Unsupported: those subtests skip, giving
+// the reason, and every other one must pass).
 //
 // # Running against a real broker
 //

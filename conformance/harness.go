@@ -74,6 +74,14 @@ type Harness struct {
 	// subtests that skip do so before entering it; New should not skip
 	// inside a bubble (synctest reports that as a pass).
 	Bubble func(t *testing.T, body func(t *testing.T))
+
+	// Unsupported declares what the transport cannot do: the names of
+	// subtests as the package documentation lists them ("Consume/Prefetch"),
+	// or of a group of them ("Settle"), each mapped to the reason. Those
+	// subtests skip with the reason, so that a limit shows in the test
+	// output instead of being hidden; every other subtest must pass. Nil
+	// means the transport claims the whole contract.
+	Unsupported map[string]string
 }
 
 // The defaults of the Harness fields.

@@ -18,6 +18,9 @@ import (
 type suite struct {
 	h    Harness
 	caps capabilities
+	// root is the name of the test the suite runs in, so that a subtest's
+	// name relative to it can be looked up in Harness.Unsupported.
+	root string
 }
 
 // capabilities records which optional interfaces the transport implements.
@@ -62,7 +65,7 @@ func newSuite(t *testing.T, h Harness) *suite {
 	if h.New == nil {
 		t.Fatal("conformance: Harness.New is nil")
 	}
-	s := &suite{h: h.withDefaults()}
+	s := &suite{h: h.withDefaults(), root: t.Name()}
 	ctx, cancel := context.WithTimeout(context.Background(), s.h.Timeout)
 	defer cancel()
 	tr, err := s.h.New(ctx, t)
@@ -125,6 +128,9 @@ func (s *suite) leafUnless(t *testing.T, name, skip string, body func(e *env)) {
 		if skip != "" {
 			t.Skip(skip)
 		}
+		if reason := s.unsupported(t); reason != "" {
+			t.Skip(reason)
+		}
 		t.Parallel()
 		s.inBubble(t, func(t *testing.T) { body(s.open(t)) })
 	})
@@ -134,7 +140,28 @@ func (s *suite) leafUnless(t *testing.T, name, skip string, body func(e *env)) {
 // to themselves (the goroutine check).
 func (s *suite) serialLeaf(t *testing.T, name string, body func(t *testing.T)) {
 	t.Helper()
-	t.Run(name, func(t *testing.T) { s.inBubble(t, body) })
+	t.Run(name, func(t *testing.T) {
+		if reason := s.unsupported(t); reason != "" {
+			t.Skip(reason)
+		}
+		s.inBubble(t, body)
+	})
+}
+
+// unsupported returns the reason Harness.Unsupported gives for subtest t or
+// a group it belongs to, or "".
+func (s *suite) unsupported(t *testing.T) string {
+	rel := strings.TrimPrefix(t.Name(), s.root+"/")
+	for {
+		if reason, ok := s.h.Unsupported[rel]; ok {
+			return "declared unsupported by the harness: " + reason
+		}
+		i := strings.LastIndexByte(rel, '/')
+		if i < 0 {
+			return ""
+		}
+		rel = rel[:i]
+	}
 }
 
 // lacks returns the reason to skip a subtest that needs the optional

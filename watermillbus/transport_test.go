@@ -1,0 +1,87 @@
+package watermillbus_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmamqp "github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+
+	"github.com/busline/busline/conformance"
+	"github.com/busline/busline/internal/brokertest"
+	"github.com/busline/busline/transport"
+	"github.com/busline/busline/watermillbus"
+)
+
+// unsupported is what a Transport declares it cannot do on any backend
+// (see the Transport documentation).
+var unsupported = map[string]string{
+	"Consume/Prefetch":             "a consumer holds one unsettled message per subscription (one per unit of Concurrency), whatever the prefetch",
+	"Settle/ConsumerCloseRequeues": "it holds two unsettled deliveries with Prefetch 2 and Concurrency 1",
+	"Settle/DeliveryCount":         "a requeued message is published again; there is no x-delivery-count",
+}
+
+// registries gives the transports of one subtest one Registry, as the
+// harness asks (transports of one t see one broker), and those of
+// different subtests different ones.
+type registries struct {
+	mu sync.Mutex
+	m  map[testing.TB]watermillbus.Registry
+}
+
+func (r *registries) get(t testing.TB) watermillbus.Registry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[testing.TB]watermillbus.Registry{}
+	}
+	reg, ok := r.m[t]
+	if !ok {
+		reg = watermillbus.NewMemoryRegistry()
+		r.m[t] = reg
+		t.Cleanup(func() {
+			r.mu.Lock()
+			delete(r.m, t)
+			r.mu.Unlock()
+		})
+	}
+	return reg
+}
+
+// watermillAMQP is the harness of a Transport over watermill-amqp v3: its
+// durable queue configuration (a queue per topic, consumers compete),
+// publishing with confirms.
+func watermillAMQP(t *testing.T) conformance.Harness {
+	url := brokertest.URL(t)
+	var regs registries
+	return conformance.Harness{
+		New: func(ctx context.Context, t testing.TB) (transport.Transport, error) {
+			cfg := wmamqp.NewDurableQueueConfig(url)
+			cfg.Publish.ConfirmDelivery = true
+			cfg.Publish.ChannelPoolSize = 4
+			pub, err := wmamqp.NewPublisher(cfg, watermill.NopLogger{})
+			if err != nil {
+				return nil, err
+			}
+			sub, err := wmamqp.NewSubscriber(cfg, watermill.NopLogger{})
+			if err != nil {
+				_ = pub.Close()
+				return nil, err
+			}
+			return watermillbus.NewTransport(watermillbus.TransportOptions{
+				Publisher: pub, Subscriber: sub, Registry: regs.get(t), CloseBackend: true, Competing: true,
+			})
+		},
+		QueueType:   transport.Classic,
+		Unsupported: unsupported,
+	}
+}
+
+func TestTransportWatermillAMQP(t *testing.T) {
+	conformance.RunTransport(t, watermillAMQP(t))
+}
+
+func TestBusWatermillAMQP(t *testing.T) {
+	conformance.RunBus(t, watermillAMQP(t))
+}
