@@ -37,8 +37,10 @@ type Bus struct {
 	ctBox      any
 
 	dispatch middleware.Dispatcher // the transport's Dispatch wrapped in DispatchMiddleware
+	batch    middleware.Dispatcher // dispatch, wrapped in Hooks.Dispatch: for scopes' batches
 	sender   middleware.Sender     // dispatch, plus Delayer when the transport has it
 	pipeline middleware.Handler    // the stages, then terminal
+	hooks    Hooks                 // from Options.Instrument
 
 	handlers atomic.Pointer[handlerTable]
 	regMu    sync.Mutex
@@ -172,6 +174,13 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 	} else {
 		b.sender = b.dispatch
 	}
+	if err := b.instrument(); err != nil {
+		return nil, fmt.Errorf("bus.New: Instrument: %w", err)
+	}
+	b.batch = b.dispatch
+	if b.hooks.Dispatch != nil {
+		b.batch = b.hooks.Dispatch(b.dispatch)
+	}
 
 	var stages middleware.Middleware
 	if opts.Pipeline != nil {
@@ -197,7 +206,7 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 			Retry:      retry,
 			Timeout:    opts.HandlerTimeout,
 			Headers:    b.names,
-			Logger:     opts.Logger,
+			Logger:     b.opts.Logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("bus.New: standard pipeline: %w", err)
@@ -441,6 +450,9 @@ func (b *Bus) transportEvent(e transport.Event) {
 // ([Options.Pipeline]) raises the event by giving it too:
 // middleware.RetryOptions{OnRetry: b.OnRetry}.
 func (b *Bus) OnRetry(ctx context.Context, f middleware.Failure) {
+	if b.hooks.Retry != nil {
+		b.hooks.Retry(ctx, f)
+	}
 	b.emitFailure(Retried, f)
 }
 
@@ -449,11 +461,14 @@ func (b *Bus) OnRetry(ctx context.Context, f middleware.Failure) {
 // raises the event by giving it too:
 // middleware.ErrorQueueOptions{OnForward: b.OnForward}.
 func (b *Bus) OnForward(ctx context.Context, f middleware.Failure) {
+	if b.hooks.Forward != nil {
+		b.hooks.Forward(ctx, f)
+	}
 	b.emitFailure(SentToErrorQueue, f)
 }
 
 func (b *Bus) emitFailure(k EventKind, f middleware.Failure) {
-	if b.opts.OnEvent == nil {
+	if b.opts.OnEvent == nil && b.hooks.Event == nil {
 		return
 	}
 	e := Event{Kind: k, Queue: f.Message.Queue, Err: f.Err, MessageID: f.MessageID, Retries: f.Retries, Delay: f.Delay}
@@ -462,13 +477,19 @@ func (b *Bus) emitFailure(k EventKind, f middleware.Failure) {
 }
 
 func (b *Bus) emit(e Event) {
+	if b.opts.OnEvent == nil && b.hooks.Event == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if b.hooks.Event != nil {
+		b.hooks.Event(e)
+	}
 	if b.opts.OnEvent == nil {
 		return
 	}
 	b.evOnce.Do(func() { b.ev = newEvents(b.opts.OnEvent) })
-	if e.Time.IsZero() {
-		e.Time = time.Now()
-	}
 	b.ev.emit(e)
 }
 

@@ -113,6 +113,16 @@
 // [Bus.ReplayErrors] sends messages from the error queue back to the queues
 // they failed in, with a fresh set of retries.
 //
+// # Instrumentation
+//
+// [Options.Instrument] installs [Hooks]: an instrumentation sees each
+// message as it is sent (and may add headers, such as a trace context),
+// the dispatch of each handler's batch, each handling of a received
+// message, each retry and error-queue forward, and the endpoint's events.
+// Package otelbus, a module of its own so that this package and programs
+// that do not use it stay free of OpenTelemetry, fills them with traces and
+// metrics following OpenTelemetry's messaging conventions.
+//
 // # Request and reply
 //
 // [Request] sends a message and waits for the reply correlated with it. The

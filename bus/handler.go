@@ -250,7 +250,7 @@ func (h *handling) Value(k any) any {
 func (b *Bus) deliver(ctx context.Context, d *transport.Delivery) {
 	h := &handling{Context: ctx, bus: b}
 	h.msg = middleware.Message{Message: d.Message, Queue: d.Queue, Redelivered: d.Redelivered}
-	err := b.runPipeline(h)
+	err := b.runPipeline(h, d)
 	if err != nil {
 		b.log.ErrorContext(ctx, "handling failed and the pipeline could not deal with it; the message goes back to its queue",
 			"queue", d.Queue, "message_id", d.ID, "error", err)
@@ -266,12 +266,15 @@ func (b *Bus) deliver(ctx context.Context, d *transport.Delivery) {
 
 // runPipeline runs the pipeline, turning a panic that escaped it (a
 // pipeline without the Recover stage) into an error.
-func (b *Bus) runPipeline(h *handling) (err error) {
+func (b *Bus) runPipeline(h *handling, d *transport.Delivery) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &middleware.PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
+	if b.hooks.Handle != nil {
+		return b.hooks.Handle(h, d, &h.msg, b.pipeline)
+	}
 	return b.pipeline(h, &h.msg)
 }
 
@@ -308,7 +311,7 @@ func (b *Bus) terminal(ctx context.Context, m *middleware.Message) error {
 	if len(out) == 0 {
 		return nil
 	}
-	err := b.dispatch(ctx, out...)
+	err := b.batch(ctx, out...)
 	releaseAll(out)
 	if err != nil {
 		return fmt.Errorf("%s: dispatching the %d messages sent while handling %s: %w", b.name, len(out), name, err)

@@ -155,6 +155,13 @@ type Options struct {
 	// Logger receives the Bus's and its pipeline's log records. Nil means
 	// silent.
 	Logger *slog.Logger
+
+	// Instrument, if set, is called once by New with the Bus (its names
+	// set, its pipeline not yet built) and its transport, and returns the
+	// [Hooks] through which an instrumentation observes the endpoint; an
+	// error fails New. Package otelbus provides one for OpenTelemetry:
+	// Instrument: otelbus.Instrument().
+	Instrument func(b *Bus, t transport.Transport) (Hooks, error)
 }
 
 // UnhandledPolicy says what the Bus does with a message no handler takes,

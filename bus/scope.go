@@ -234,7 +234,7 @@ func (b *Bus) Transaction(ctx context.Context, fn func(ctx context.Context) erro
 		outer.outbox = append(outer.outbox, out...)
 		return nil
 	}
-	err = b.dispatch(ctx, out...)
+	err = b.batch(ctx, out...)
 	releaseAll(out)
 	if err != nil {
 		return fmt.Errorf("%s: transaction: dispatching %d messages: %w", b.name, len(out), err)

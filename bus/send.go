@@ -181,14 +181,28 @@ func (b *Bus) post(ctx context.Context, k op, target string, msg any, cfg *sendC
 		releaseHeaders(o.Message.Headers)
 		return b.opError(k, target, msg, cfg, err)
 	}
+	var sending Sending
+	if b.hooks.Send != nil || b.hooks.Sent != nil {
+		sending = Sending{Operation: k.String(), Message: o, Held: !now}
+		if b.hooks.Send != nil {
+			ctx = b.hooks.Send(ctx, sending)
+		}
+	}
 	if !now {
-		if err := s.add(*o); err != nil {
+		err := s.add(*o)
+		if b.hooks.Sent != nil {
+			b.hooks.Sent(ctx, sending, err)
+		}
+		if err != nil {
 			releaseHeaders(o.Message.Headers)
 			return b.opError(k, target, msg, cfg, err)
 		}
 		return nil
 	}
 	err := b.dispatch(ctx, one[:]...)
+	if b.hooks.Sent != nil {
+		b.hooks.Sent(ctx, sending, err)
+	}
 	releaseHeaders(o.Message.Headers)
 	releaseBody(body)
 	if err != nil {
