@@ -26,6 +26,20 @@ for p in $(pkgs ./transport/...); do
 	fi
 done
 
+# OpenTelemetry stays out of the root module (otelbus is a module of its
+# own): no package of it imports OpenTelemetry, and its go.mod does not
+# require it, so a program that uses only bus and amqp builds without it.
+bad=$(go list -deps ./... | grep '^go.opentelemetry.io/' | sort -u || true)
+if [ -n "$bad" ]; then
+	echo "depcheck: the root module's packages must not import OpenTelemetry, but depend on: $bad" >&2
+	status=1
+fi
+bad=$(GOWORK=off go list -m all | grep '^go.opentelemetry.io/' || true)
+if [ -n "$bad" ]; then
+	echo "depcheck: the root module's go.mod must not require OpenTelemetry, but its build list has: $bad" >&2
+	status=1
+fi
+
 # Who may import whom inside the module (docs/architecture.md, "Layers and the import rule").
 check() { # check PKGDIR ALLOWED-PREFIX...
 	local dir=$1; shift
@@ -48,6 +62,7 @@ check amqp transport internal
 check middleware transport internal
 check bus transport middleware internal
 check conformance transport bus middleware internal
+check otelbus transport middleware bus
 
 [ $status = 0 ] && echo "depcheck: import graph ok"
 exit $status
