@@ -20,11 +20,14 @@ import (
 type Bus struct {
 	t       transport.Transport
 	delayer transport.Delayer // nil if the transport cannot defer
-	opts    Options
-	log     *slog.Logger
-	names   middleware.HeaderNames
-	times   middleware.TimeFormat
-	codec   Codec
+	// recycler takes handled deliveries back; nil if the transport does
+	// not reuse their memory.
+	recycler transport.Recycler
+	opts     Options
+	log      *slog.Logger
+	names    middleware.HeaderNames
+	times    middleware.TimeFormat
+	codec    Codec
 	// defaultJSON: codec is JSON, which post encodes into pooled buffers.
 	defaultJSON bool
 	codecs      codecs
@@ -93,6 +96,10 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 	}
 	if d, ok := t.(transport.Delayer); ok && d.MaxDelay() > 0 {
 		b.delayer = d
+	}
+	if opts.Pipeline == nil && len(opts.Middleware) == 0 {
+		// Stages of the user's could keep a message past its handling.
+		b.recycler, _ = t.(transport.Recycler)
 	}
 	if opts.Concurrency < 0 || opts.Prefetch < 0 {
 		return nil, fmt.Errorf("bus.New: negative Concurrency (%d) or Prefetch (%d)", opts.Concurrency, opts.Prefetch)

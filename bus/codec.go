@@ -40,13 +40,6 @@ type Codec interface {
 
 // JSON is the default codec: encoding/json, content type
 // "application/json", content encoding "utf-8", as PikaBus writes.
-//
-// When JSON is the Bus's codec, Send and the other calls encode a flat
-// struct (fields of string, bool and integer kinds, no custom marshalers)
-// themselves, and typed handlers decode such structs (floats too)
-// themselves, for the common messages: plain ASCII strings, exact key
-// names. The bytes and values are those encoding/json gives; every other
-// message goes through encoding/json.
 var JSON Codec = jsonCodec{}
 
 type jsonCodec struct{}
@@ -68,20 +61,8 @@ func (jsonCodec) Encode(v any, m *transport.Message) error {
 // buffer instead of a new slice: m.Body is valid until buf is given to
 // releaseBody, which the Bus does once Dispatch returned (Dispatch does not
 // keep bodies).
-//
-// With a plan for v's type (nil for none), the plan encodes v if it can.
-func encodeJSON(v any, m *transport.Message, plan *jsonEncodePlan) (buf *bytes.Buffer, err error) {
+func encodeJSON(v any, m *transport.Message) (buf *bytes.Buffer, err error) {
 	buf = jsonBodies.Get().(*bytes.Buffer)
-	if plan != nil {
-		if b, ok := plan.appendJSON(buf.AvailableBuffer(), v); ok {
-			buf.Write(b)
-			body := buf.Bytes()
-			m.Body = body[:len(body):len(body)]
-			m.ContentType = "application/json"
-			m.ContentEncoding = "utf-8"
-			return buf, nil
-		}
-	}
 	// Encode writes what Marshal returns (same escaping, same errors), and
 	// a newline.
 	if err := json.NewEncoder(buf).Encode(v); err != nil {

@@ -74,7 +74,7 @@ func TestEncodeJSONIsMarshal(t *testing.T) {
 	for _, v := range values {
 		want, wantErr := json.Marshal(v)
 		var m transport.Message
-		buf, err := encodeJSON(v, &m, nil)
+		buf, err := encodeJSON(v, &m)
 		if (err == nil) != (wantErr == nil) {
 			t.Errorf("%T: encodeJSON error %v, Marshal error %v", v, err, wantErr)
 			continue

@@ -686,5 +686,5 @@ func ExampleNewMessageID() {
 	fmt.Println("id length:", len(id), "version:", id[14:15])
 	// Output:
 	// handled the message sent: true
-	// id length: 36 version: 4
+	// id length: 36 version: 7
 }

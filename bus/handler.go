@@ -50,7 +50,7 @@ func Handle[T any](b *Bus, h func(ctx context.Context, msg T) error, opts ...Han
 		}
 		name, derived = info.name, info.derived
 	}
-	th := &typedHandler[T]{fn: h, plan: newJSONPlan(t)}
+	th := &typedHandler[T]{fn: h}
 	th.pool.New = func() any { return new(T) }
 	return b.register(name, handlerEntry{call: th.handle, goType: t, derived: derived})
 }
@@ -159,29 +159,15 @@ func (b *Bus) register(name string, e handlerEntry) error {
 // saves an allocation per message: the handler owns its copy, and the
 // pooled value is zeroed before each decode so that nothing the handler
 // kept (slices, maps) is decoded into again.
-//
-// A JSON body is decoded by the plan, when T has one (see [jsonPlan]) and
-// it takes the body, else by the codec.
 type typedHandler[T any] struct {
 	fn   func(ctx context.Context, msg T) error
 	pool sync.Pool
-	plan *jsonPlan // nil if T has none
 }
 
 func (th *typedHandler[T]) handle(ctx context.Context, b *Bus, m *transport.Message) error {
 	var zero T
 	p := th.pool.Get().(*T)
-	c, err := b.codecFor(m)
-	if err == nil {
-		_, isJSON := c.(jsonCodec)
-		planned := isJSON && th.plan != nil
-		if !planned || !th.plan.decode(m.Body, reflect.ValueOf(p).Elem()) {
-			if planned {
-				*p = zero // what the plan set before it declined
-			}
-			err = b.decodeWith(c, m, p)
-		}
-	}
+	err := b.decode(m, p)
 	if err != nil {
 		*p = zero
 		th.pool.Put(p)
@@ -234,6 +220,10 @@ type handling struct {
 	first scope
 	used  atomic.Bool
 	bus   *Bus
+	// exposed is set once the message was handed to code outside the Bus
+	// (a raw or fallback handler, IncomingFrom), which may keep it: the
+	// delivery is then not recycled.
+	exposed atomic.Bool
 }
 
 type handlingKey struct{}
@@ -257,10 +247,23 @@ func (b *Bus) deliver(ctx context.Context, d *transport.Delivery) {
 		if nerr := d.Nack(true); nerr != nil {
 			b.log.WarnContext(ctx, "nack failed", "queue", d.Queue, "message_id", d.ID, "error", nerr)
 		}
+		b.recycle(h, d)
 		return
 	}
 	if aerr := d.Ack(); aerr != nil {
 		b.log.WarnContext(ctx, "ack failed; the message will be delivered again", "queue", d.Queue, "message_id", d.ID, "error", aerr)
+	}
+	b.recycle(h, d)
+}
+
+// recycle gives a handled delivery back to a transport that reuses its
+// memory (transport.Recycler), when nothing can read it any more: the
+// pipeline is the Bus's own (Options.Pipeline and Options.Middleware
+// unset), whose stages copy what they keep, and the message was never
+// handed out (h.exposed). A typed handler gets a decoded copy.
+func (b *Bus) recycle(h *handling, d *transport.Delivery) {
+	if b.recycler != nil && !h.exposed.Load() {
+		b.recycler.Recycle(d)
 	}
 }
 
@@ -282,12 +285,17 @@ func (b *Bus) runPipeline(h *handling, d *transport.Delivery) (err error) {
 // the message's type in a fresh scope and dispatches what they sent.
 func (b *Bus) terminal(ctx context.Context, m *middleware.Message) error {
 	var s *scope
-	if h, _ := ctx.Value(handlingKey{}).(*handling); h != nil && h.bus == b && &h.msg == m && h.used.CompareAndSwap(false, true) {
+	h, _ := ctx.Value(handlingKey{}).(*handling)
+	if h == nil || h.bus != b || &h.msg != m {
+		h = nil
+	}
+	if h != nil && h.used.CompareAndSwap(false, true) {
 		s = &h.first
 	} else {
 		s = new(scope)
 	}
 	s.init(ctx, b, m, nil)
+	s.h = h
 	name := b.messageTypeOf(&m.Message)
 	table := b.handlers.Load()
 	hs := table.byType[name]
@@ -302,6 +310,9 @@ func (b *Bus) terminal(ctx context.Context, m *middleware.Message) error {
 		return b.handleInUnit(ctx, m, s, hs)
 	}
 	for i := range hs {
+		if hs[i].goType == nil && h != nil {
+			h.exposed.Store(true) // a raw handler sees the message itself
+		}
 		if err := hs[i].call(s, b, &m.Message); err != nil {
 			releaseAll(s.finish())
 			return err

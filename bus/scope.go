@@ -74,6 +74,7 @@ type scope struct {
 
 	b     *Bus
 	in    *middleware.Message // the message handled; nil for a transaction outside handlers
+	h     *handling           // the delivery of in, when the Bus's consumer made it; else nil
 	outer *scope              // the enclosing scope of a nested transaction
 
 	mu     sync.Mutex
@@ -117,8 +118,14 @@ func (s *scope) finish() []transport.Outgoing {
 
 // incoming returns the metadata of the message being handled. It is read
 // on each call (handlers rarely ask twice), which keeps it out of the
-// per-message allocation.
-func (s *scope) incoming() Incoming { return s.b.readIncoming(s.in) }
+// per-message allocation. The message is handed out: its delivery is not
+// recycled.
+func (s *scope) incoming() Incoming {
+	if s.h != nil {
+		s.h.exposed.Store(true)
+	}
+	return s.b.readIncoming(s.in)
+}
 
 // readIncoming reads the metadata of m leniently: headers of foreign types
 // are ignored, never an error.

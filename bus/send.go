@@ -261,13 +261,12 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 	}
 	typeName := cfg.messageType
 	var typeBox any
-	var plan *jsonEncodePlan
 	if typeName == "" {
 		info, err := typeInfoOf(reflect.TypeOf(msg))
 		if err != nil {
 			return err
 		}
-		typeName, typeBox, plan = info.name, info.box, info.json
+		typeName, typeBox = info.name, info.box
 	} else {
 		typeBox = typeName
 	}
@@ -379,7 +378,7 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 	m.ID, m.CorrelationID, m.ReplyTo, m.Type, m.Timestamp, m.Headers = id, corr, replyTo, typeName, now, h
 	var err error
 	if pooled != nil && b.defaultJSON {
-		*pooled, err = encodeJSON(msg, m, plan)
+		*pooled, err = encodeJSON(msg, m)
 	} else {
 		err = b.codec.Encode(msg, m)
 	}

@@ -48,7 +48,6 @@ type typeInfo struct {
 	box     any  // name as an interface value, to put in headers without allocating
 	derived bool // name derived from the Go type, not chosen by a MessageType method
 	goType  reflect.Type
-	json    *jsonEncodePlan // for values of the type itself; nil if none
 }
 
 var typeCache sync.Map // reflect.Type → *typeInfo
@@ -79,7 +78,6 @@ func typeInfoOf(t reflect.Type) (*typeInfo, error) {
 		return nil, fmt.Errorf("bus: the MessageType method of %v returns an empty name", base)
 	}
 	info.box = info.name
-	info.json = newJSONEncodePlan(base)
 	v, _ := typeCache.LoadOrStore(t, info)
 	return v.(*typeInfo), nil
 }

@@ -67,6 +67,10 @@ node_env() {
 		RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
 		RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
 		RABBITMQ_PID_FILE="$dir/node.pid"
+	# An idle Erlang VM spins its schedulers before sleeping (busy wait),
+	# which on a shared 2-core machine running several nodes and the tests
+	# takes CPU from everything else; a node for tests does not need it.
+	export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+sbwt none +sbwtdcpu none +sbwtdio none"
 }
 
 ctl() { "$sbin/rabbitmqctl" -n "$NODE" "$@"; }

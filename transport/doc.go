@@ -101,7 +101,7 @@
 // Some transports can do more than the core contract. Each extra capability
 // is a small interface found by type assertion: [Delayer] (deferred
 // delivery), [Inspector] (queue depth), [Getter] (pull one message),
-// [QueueDeleter], [Watcher] (connection and consumer events) and
-// [HealthChecker]. A caller that needs a capability a transport lacks must
+// [QueueDeleter], [Watcher] (connection and consumer events),
+// [HealthChecker] and [Recycler] (reuse of a settled delivery's memory). A caller that needs a capability a transport lacks must
 // fail when it is configured, never silently degrade.
 package transport

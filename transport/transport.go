@@ -60,6 +60,19 @@ type Delayer interface {
 	MaxDelay() time.Duration
 }
 
+// Recycler is implemented by transports that can reuse the memory of the
+// messages they deliver (header maps, for one). A consumer that is done with
+// a delivery may give it back with Recycle: it promises that the delivery
+// is settled and that neither it nor anything reachable from its Message
+// (headers, nested tables, body) will be read or written again, by the
+// handler or by anything the handler started. Giving deliveries back is
+// optional; a delivery not given back is left to the garbage collector.
+type Recycler interface {
+	// Recycle takes d back. It must not block, and it ignores a delivery
+	// the transport did not make.
+	Recycle(d *Delivery)
+}
+
 // QueueInfo describes a queue's state at one moment.
 type QueueInfo struct {
 	// Name is the queue's name.
