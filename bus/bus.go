@@ -97,8 +97,9 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 	if d, ok := t.(transport.Delayer); ok && d.MaxDelay() > 0 {
 		b.delayer = d
 	}
-	if opts.Pipeline == nil && len(opts.Middleware) == 0 {
-		// Stages of the user's could keep a message past its handling.
+	if opts.Pipeline == nil && len(opts.Middleware) == 0 && opts.UnitOfWork == nil {
+		// Stages or a unit of work of the user's could keep a message
+		// past its handling.
 		b.recycler, _ = t.(transport.Recycler)
 	}
 	if opts.Concurrency < 0 || opts.Prefetch < 0 {
