@@ -220,10 +220,15 @@ type handling struct {
 	first scope
 	used  atomic.Bool
 	bus   *Bus
+	// mu guards exposed and recycled, and every read of the message by
+	// code that may run after its handling (a goroutine a handler started).
+	mu sync.Mutex
 	// exposed is set once the message was handed to code outside the Bus
 	// (a raw or fallback handler, IncomingFrom), which may keep it: the
 	// delivery is then not recycled.
-	exposed atomic.Bool
+	exposed bool
+	// recycled is set when the delivery went back to its transport.
+	recycled bool
 }
 
 type handlingKey struct{}
@@ -262,7 +267,13 @@ func (b *Bus) deliver(ctx context.Context, d *transport.Delivery) {
 // unset), whose stages copy what they keep, and the message was never
 // handed out (h.exposed). A typed handler gets a decoded copy.
 func (b *Bus) recycle(h *handling, d *transport.Delivery) {
-	if b.recycler != nil && !h.exposed.Load() {
+	if b.recycler == nil {
+		return
+	}
+	h.mu.Lock()
+	h.recycled = !h.exposed
+	h.mu.Unlock()
+	if h.recycled {
 		b.recycler.Recycle(d)
 	}
 }
@@ -311,7 +322,9 @@ func (b *Bus) terminal(ctx context.Context, m *middleware.Message) error {
 	}
 	for i := range hs {
 		if hs[i].goType == nil && h != nil {
-			h.exposed.Store(true) // a raw handler sees the message itself
+			h.mu.Lock()
+			h.exposed = true // a raw handler sees the message itself
+			h.mu.Unlock()
 		}
 		if err := hs[i].call(s, b, &m.Message); err != nil {
 			releaseAll(s.finish())

@@ -51,6 +51,12 @@ type Incoming struct {
 
 // IncomingFrom returns the message being handled, if ctx is the context of
 // a handler (or derived from it); ok is false otherwise.
+//
+// A handler that called IncomingFrom may keep what it returned, and call
+// it again, after it returned. Otherwise the transport may reuse the
+// memory of the message once its handler returned (see
+// transport.Recycler), and IncomingFrom with the handler's context reports
+// ok false from then on.
 func IncomingFrom(ctx context.Context) (in Incoming, ok bool) {
 	s, _ := ctx.Value(scopeKey{}).(*scope)
 	for s != nil && s.in == nil {
@@ -59,7 +65,7 @@ func IncomingFrom(ctx context.Context) (in Incoming, ok bool) {
 	if s == nil {
 		return Incoming{}, false
 	}
-	return s.incoming(), true
+	return s.incoming()
 }
 
 type scopeKey struct{}
@@ -120,11 +126,29 @@ func (s *scope) finish() []transport.Outgoing {
 // on each call (handlers rarely ask twice), which keeps it out of the
 // per-message allocation. The message is handed out: its delivery is not
 // recycled.
-func (s *scope) incoming() Incoming {
-	if s.h != nil {
-		s.h.exposed.Store(true)
+func (s *scope) incoming() (in Incoming, ok bool) {
+	ok = s.withIncoming(true, func(m *middleware.Message) { in = s.b.readIncoming(m) })
+	return in, ok
+}
+
+// withIncoming runs fn with the message being handled while its memory is
+// valid, and reports whether it could: the Bus gives a handled delivery
+// back to its transport (see [Bus.recycle]) under the same lock, and only
+// if nothing exposed it, so fn never reads a map being reused. With expose,
+// the message is handed out, and the delivery is never given back.
+func (s *scope) withIncoming(expose bool, fn func(m *middleware.Message)) bool {
+	if h := s.h; h != nil {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.recycled {
+			return false
+		}
+		if expose {
+			h.exposed = true
+		}
 	}
-	return s.b.readIncoming(s.in)
+	fn(s.in)
+	return true
 }
 
 // readIncoming reads the metadata of m leniently: headers of foreign types

@@ -64,7 +64,10 @@ func (b *Bus) Reply(ctx context.Context, msg any, opts ...SendOption) error {
 	if hs == nil {
 		return fmt.Errorf("%s: reply outside a handler: %w", b.name, ErrNoReplyAddress)
 	}
-	in := hs.incoming()
+	var in Incoming
+	if !hs.withIncoming(false, func(m *middleware.Message) { in = b.readIncoming(m) }) {
+		return fmt.Errorf("%s: reply: %w", b.name, ErrScopeEnded)
+	}
 	if in.ReplyTo == "" {
 		return fmt.Errorf("%s: reply to message %q (%s): it has no %s header and no reply_to property: %w",
 			b.name, in.MessageID, in.MessageType, b.names.ReplyToAddress, ErrNoReplyAddress)
@@ -312,20 +315,24 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 	// with its own id.
 	corr, corrBox, convBox := id, idBox, idBox
 	if hs := s.handlingScope(); hs != nil {
-		in := hs.in
-		// As Incoming reads them: the header, else the property.
-		if v, ok := stringHeader(in.Headers, n.CorrelationID); ok {
-			corr, corrBox = v.(string), v
-		} else if in.CorrelationID != "" {
-			corr = in.CorrelationID
-			corrBox = corr
-		}
-		convBox = corrBox
-		if v, ok := stringHeader(in.Headers, n.ConversationID); ok {
-			convBox = v
-		}
-		if v, ok := in.Headers[middleware.TraceParentHeader]; ok {
-			h[middleware.TraceParentHeader] = v
+		alive := hs.withIncoming(false, func(in *middleware.Message) {
+			// As Incoming reads them: the header, else the property.
+			if v, ok := stringHeader(in.Headers, n.CorrelationID); ok {
+				corr, corrBox = v.(string), v
+			} else if in.CorrelationID != "" {
+				corr = in.CorrelationID
+				corrBox = corr
+			}
+			convBox = corrBox
+			if v, ok := stringHeader(in.Headers, n.ConversationID); ok {
+				convBox = v
+			}
+			if v, ok := in.Headers[middleware.TraceParentHeader]; ok {
+				h[middleware.TraceParentHeader] = v
+			}
+		})
+		if !alive {
+			return ErrScopeEnded
 		}
 	}
 	switch {
