@@ -90,10 +90,13 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 		return nil, errors.New("bus.New: nil transport")
 	}
 	b := &Bus{t: t, opts: opts, done: make(chan struct{}), name: "send-only bus"}
-	b.log = opts.Logger
-	if b.log == nil {
-		b.log = slog.New(slog.DiscardHandler)
+	if opts.Logger == nil {
+		// Silence is a choice (slog.DiscardHandler), not the default: a
+		// failing handler must show up before its message reaches the
+		// error queue half a minute later.
+		b.opts.Logger = slog.Default()
 	}
+	b.log = b.opts.Logger
 	if d, ok := t.(transport.Delayer); ok && d.MaxDelay() > 0 {
 		b.delayer = d
 	}
@@ -449,7 +452,23 @@ func (b *Bus) transportEvent(e transport.Event) {
 			b.emit(Event{Kind: ConsumerResumed, Queue: e.Queue, Transport: e})
 		}
 	default:
+		b.logTransportEvent(e)
 		b.emit(Event{Kind: TransportEvent, Queue: b.queue, Transport: e})
+	}
+}
+
+// logTransportEvent logs a change of the transport's connection: losses
+// and alarms at Warn, recoveries at Info.
+func (b *Bus) logTransportEvent(e transport.Event) {
+	switch e.Kind {
+	case transport.Disconnected:
+		b.log.Warn("connection to the broker lost; reconnecting", "queue", b.queue, "error", e.Err)
+	case transport.Blocked:
+		b.log.Warn("the broker blocks publishing (resource alarm); sends wait", "queue", b.queue, "error", e.Err)
+	case transport.Connected:
+		b.log.Info("connected to the broker", "queue", b.queue)
+	case transport.Unblocked:
+		b.log.Info("the broker accepts publishing again", "queue", b.queue)
 	}
 }
 

@@ -152,8 +152,12 @@ type Options struct {
 	// not call Shutdown or Close.
 	OnEvent func(Event)
 
-	// Logger receives the Bus's and its pipeline's log records. Nil means
-	// silent.
+	// Logger receives the Bus's and its pipeline's log records: each
+	// delayed retry at Warn, each message sent to the error queue (and
+	// each forward that failed) at Error, the loss of the broker connection
+	// and alarms at Warn, recoveries and the endpoint's lifecycle at Info,
+	// decisions at Debug. Nil means slog.Default(); for silence, give
+	// slog.New(slog.DiscardHandler).
 	Logger *slog.Logger
 
 	// Instrument, if set, is called once by New with the Bus (its names
