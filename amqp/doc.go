@@ -30,8 +30,15 @@
 //
 // Messages are persistent and published with publisher confirms: Dispatch
 // returns nil only when the broker confirmed every message, and a mandatory
-// message that reached no queue fails with [transport.ErrUnroutable]. A nack
-// fails a message with [transport.ErrRejected]. Dispatch keeps nothing of
+// message that reached no queue fails with [transport.ErrUnroutable]. A
+// nack is transient (a quorum queue nacks while it elects a leader, a full
+// queue with x-overflow=reject-publish until it drains): the message is
+// published again after a pause that grows to a second, on a fresh channel
+// once its channel nacked twice in a row (after a leader died, RabbitMQ
+// nacks every publish on a channel first used while the queue had no
+// leader, for a while), until the caller's context ends; then it fails
+// with [transport.ErrRejected] and the context's error, saying that it may
+// or may not have been delivered. Dispatch keeps nothing of
 // the messages it is given once it returns, even when its context ends
 // while one of them is being written: it waits for the write, so that the
 // caller may reuse bodies and header maps at once.
@@ -114,8 +121,21 @@
 // Each of the two connections is supervised: when it is lost the
 // transport reconnects with exponential backoff (Options.ReconnectDelay up
 // to Options.MaxReconnectDelay, with jitter), trying the URLs in turn,
-// redeclares the exchanges, the delay levels and every queue and binding
-// declared so far, and resumes the consumers. The transport does not use
+// starting with the one after the URL whose connection was lost, so that a
+// dead or hung node is tried last; it redeclares the exchanges, the delay
+// levels and every queue and binding declared so far, and resumes the
+// consumers. A connection counts as lost when a read or a write on its
+// socket fails, when the broker closes it, and when no frame arrived for
+// Options.Heartbeat (two heartbeats the broker missed; amqp091 alone would
+// wait six). A connection attempt that gets no answer gives up after
+// Options.DialTimeout, shorter than the heartbeat, so a hung node costs a
+// reconnection that long at most.
+//
+// Several URLs are the nodes of a cluster. Each transport tries them in an
+// order of its own, chosen at random by Dial (Options.OrderedURLs keeps the
+// order given), so that the instances of a service spread over the nodes:
+// RabbitMQ places a new quorum queue's leader on the node that declares it.
+// Both connections of a transport start with the same node. The transport does not use
 // amqp091's own automatic recovery: it retries a bounded number of times and
 // one URL only, its pending deferred confirmations end as if nacked, and a
 // recovered channel restarts its delivery tags, so that a late ack from a
@@ -123,12 +143,16 @@
 //
 // A Dispatch call waits for the connection during an outage, bounded by its
 // context. A message whose confirm was lost with its channel or connection
-// is published again on the next connection (the broker may have enqueued
-// the first copy: delivery is at least once), bounded by the context; when
-// the context ends first, the message fails with an error wrapping the
-// context's error and, if the connection was down,
-// [transport.ErrConnectionLost]. Dispatch never reports success without a
-// confirm. While the broker blocks publishing (a resource alarm),
+// (a reset socket, a write that failed, a heartbeat timeout, a connection
+// the broker closed) is published again on the next connection (the broker
+// may have enqueued the first copy: delivery is at least once), bounded by
+// the context; when the context ends first, the message fails with an
+// error wrapping the context's error and, if the connection was down,
+// [transport.ErrConnectionLost], saying "not sent" if no copy was ever
+// written and "may or may not have been delivered" otherwise. Dispatch
+// never reports success without a confirm, and never a failure while its
+// context lives unless the broker returned the message, refused it by
+// closing the channel three times, or the transport closed. While the broker blocks publishing (a resource alarm),
 // Dispatch waits before writing, bounded by its context.
 //
 // Deliveries received on a channel that is gone can no longer be settled:

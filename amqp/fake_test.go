@@ -25,6 +25,8 @@ type fakeBroker struct {
 	conns     []*fakeConn
 	dialErr   error
 	onPublish func(ch *fakeChannel, seq uint64, p publishCall)
+	// writeErr, when set, makes Publish fail as a socket write does.
+	writeErr func(p publishCall) error
 }
 
 func newFakeBroker() *fakeBroker {
@@ -326,14 +328,20 @@ func (ch *fakeChannel) Publish(exchange, key string, mandatory, _ bool, msg amqp
 		ch.mu.Unlock()
 		return amqp091.ErrClosed
 	}
+	p := publishCall{exchange, key, mandatory, msg}
+	ch.c.b.mu.Lock()
+	f, werr := ch.c.b.onPublish, ch.c.b.writeErr
+	ch.c.b.mu.Unlock()
+	if werr != nil {
+		if err := werr(p); err != nil {
+			ch.mu.Unlock()
+			return err
+		}
+	}
 	ch.seq++
 	seq := ch.seq
-	p := publishCall{exchange, key, mandatory, msg}
 	ch.published = append(ch.published, p)
 	ch.mu.Unlock()
-	ch.c.b.mu.Lock()
-	f := ch.c.b.onPublish
-	ch.c.b.mu.Unlock()
 	f(ch, seq, p)
 	return nil
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,24 +69,117 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
+// TestFaultNack: a nack is transient (a quorum queue electing a leader, a
+// full queue with reject-publish): the message is published again, after a
+// pause, until the caller's context ends, on a fresh channel once the old
+// one keeps nacking.
 func TestFaultNack(t *testing.T) {
 	b := newFakeBroker()
+	var nacks atomic.Int32
+	var first atomic.Pointer[fakeChannel]
 	b.publisher(func(ch *fakeChannel, seq uint64, p publishCall) {
-		if p.msg.MessageId == "bad" {
+		// The first publishing channel nacks "bad" three times; its
+		// replacement acks.
+		first.CompareAndSwap(nil, ch)
+		if ch == first.Load() && p.msg.MessageId == "bad" && nacks.Add(1) <= 3 {
 			ch.nack(seq)
 		} else {
 			ch.ack(seq)
 		}
 	})
 	tr := dialFake(t, b)
-	err := tr.Dispatch(ctxFor(t, 5*time.Second), outgoing("a", "bad", "c")...)
-	failed := failedIndexes(t, err)
-	if len(failed) != 1 || !errors.Is(failed[1], transport.ErrRejected) {
-		t.Fatalf("Dispatch = %v, want message 1 rejected", err)
+	if err := tr.Dispatch(ctxFor(t, 5*time.Second), outgoing("a", "bad", "c")...); err != nil {
+		t.Fatalf("Dispatch = %v, want the nacked message published again", err)
 	}
-	if n := len(b.published()); n != 3 {
-		t.Fatalf("%d publishes, want 3: a nack is not retried", n)
+	var ids []string
+	for _, p := range b.published() {
+		ids = append(ids, p.msg.MessageId)
 	}
+	if fmt.Sprint(ids) != "[a bad c bad bad bad]" { // c's ack resets the streak
+		t.Fatalf("published %v, want the nacked message published again until the channel was replaced", ids)
+	}
+	if !first.Load().isClosed() {
+		t.Fatal("the channel that kept nacking was not replaced")
+	}
+
+	t.Run("until the context ends", func(t *testing.T) {
+		b.publisher(func(ch *fakeChannel, seq uint64, p publishCall) { ch.nack(seq) })
+		before := len(b.published())
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		err := tr.Dispatch(ctx, outgoing("never")...)
+		if !errors.Is(err, transport.ErrRejected) || !errors.Is(err, context.DeadlineExceeded) ||
+			!strings.Contains(err.Error(), "may or may not have been delivered") {
+			t.Fatalf("Dispatch = %v, want ErrRejected and DeadlineExceeded, saying it may have been delivered", err)
+		}
+		// A pause that doubles from 50 ms: not a hot loop.
+		if n := len(b.published()) - before; n < 2 || n > 6 {
+			t.Fatalf("%d attempts in 500 ms, want a handful", n)
+		}
+	})
+}
+
+// TestFaultWriteError: a socket error while writing (a reset connection)
+// is a lost connection: the transport closes it, reconnects and publishes
+// the message again; the caller sees no error.
+func TestFaultWriteError(t *testing.T) {
+	b := newFakeBroker()
+	tr := dialFake(t, b)
+	var failed atomic.Bool
+	b.mu.Lock()
+	b.writeErr = func(p publishCall) error {
+		if p.msg.MessageId == "2" && failed.CompareAndSwap(false, true) {
+			return &net.OpError{Op: "write", Net: "tcp", Err: syscall.ECONNRESET}
+		}
+		return nil
+	}
+	b.mu.Unlock()
+	if err := tr.Dispatch(ctxFor(t, 5*time.Second), outgoing("1", "2", "3")...); err != nil {
+		t.Fatalf("Dispatch = %v, want the message published again on the next connection", err)
+	}
+	b.mu.Lock()
+	conns := len(b.conns)
+	b.mu.Unlock()
+	if conns != 3 { // publish, consume, and the publish connection again
+		t.Fatalf("%d connections, want the publishing one replaced", conns)
+	}
+	var ids []string
+	for _, p := range b.published() {
+		ids = append(ids, p.msg.MessageId)
+	}
+	if s := fmt.Sprint(ids); s != "[1 2 3]" && s != "[1 3 2]" && s != "[1 3 2 3]" {
+		t.Fatalf("published %v", ids)
+	}
+}
+
+// TestFaultGiveUpSaysWhetherSent: when the context ends, a message written
+// without a confirm "may or may not have been delivered"; one never
+// written was "not sent".
+func TestFaultGiveUpSaysWhetherSent(t *testing.T) {
+	b := newFakeBroker()
+	var lost atomic.Bool
+	b.publisher(func(ch *fakeChannel, seq uint64, p publishCall) {
+		if lost.CompareAndSwap(false, true) {
+			b.setDialErr(errDialRefused)
+			go ch.c.lose()
+		}
+	})
+	tr := dialFake(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := tr.Dispatch(ctx, outgoing("1")...)
+	if !errors.Is(err, transport.ErrConnectionLost) || !errors.Is(err, context.DeadlineExceeded) ||
+		!strings.Contains(err.Error(), "may or may not have been delivered") {
+		t.Fatalf("Dispatch = %v, want ErrConnectionLost and DeadlineExceeded, saying it may have been delivered", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err = tr.Dispatch(ctx, outgoing("2")...)
+	if !errors.Is(err, transport.ErrConnectionLost) || !strings.Contains(err.Error(), "not sent") ||
+		strings.Contains(err.Error(), "may or may not") {
+		t.Fatalf("Dispatch during the outage = %v, want ErrConnectionLost, not sent", err)
+	}
+	b.setDialErr(nil)
 }
 
 func TestFaultReturn(t *testing.T) {
@@ -417,7 +513,8 @@ func TestFaultFailoverAcrossURLs(t *testing.T) {
 		return inner(url, cfg)
 	}
 	ctx := ctxFor(t, 5*time.Second)
-	tr, err := Dial(ctx, []string{"amqp://guest:guest@fake-1/", "amqp://guest:guest@fake-2/"}, Options{dial: dial, ReconnectDelay: time.Millisecond})
+	tr, err := Dial(ctx, []string{"amqp://guest:guest@fake-1/", "amqp://guest:guest@fake-2/"},
+		Options{dial: dial, ReconnectDelay: time.Millisecond, OrderedURLs: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,9 +523,58 @@ func TestFaultFailoverAcrossURLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	mu.Lock()
-	defer mu.Unlock()
 	if len(urls) != 4 {
 		t.Fatalf("dialled %v, want each connection to try fake-1 then fake-2", urls)
+	}
+	// fake-1 is back; the connections to fake-2 are lost: each tries
+	// fake-1 first, since fake-2 just failed it.
+	failFirst = false
+	urls = nil
+	mu.Unlock()
+	b.mu.Lock()
+	conns := append([]*fakeConn(nil), b.conns...)
+	b.mu.Unlock()
+	for _, c := range conns {
+		c.lose()
+	}
+	if err := tr.Dispatch(ctx, outgoing("2")...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return tr.Health(ctx) == nil }, func() string { return "not reconnected" })
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(urls) != "[amqp://guest:guest@fake-1/ amqp://guest:guest@fake-1/]" {
+		t.Fatalf("reconnections dialled %v, want fake-1, the URL after the lost one, once each", urls)
+	}
+}
+
+// TestFaultURLsSpread: without OrderedURLs, each transport tries the URLs
+// in an order of its own, so that a service's instances spread over a
+// cluster's nodes.
+func TestFaultURLsSpread(t *testing.T) {
+	b := newFakeBroker()
+	var mu sync.Mutex
+	firsts := map[string]int{}
+	urls := []string{"amqp://fake-1/", "amqp://fake-2/", "amqp://fake-3/"}
+	for range 30 {
+		var first string
+		dial := func(url string, cfg amqp091.Config) (amqpConn, error) {
+			mu.Lock()
+			if first == "" {
+				first = url
+				firsts[url]++
+			}
+			mu.Unlock()
+			return b.dial(url, cfg)
+		}
+		tr, err := Dial(ctxFor(t, 5*time.Second), urls, Options{dial: dial})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = tr.Close()
+	}
+	if len(firsts) != 3 {
+		t.Fatalf("30 transports connected first to %v, want all three nodes used", firsts)
 	}
 }
 

@@ -135,6 +135,22 @@ func (p *freezingProxy) freeze(on bool) {
 	p.mu.Unlock()
 }
 
+// reset aborts every connection open through the proxy with a TCP RST on
+// both sides, as a middlebox or a crashed peer does: the client's next
+// write fails with "connection reset by peer".
+func (p *freezingProxy) reset() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		_ = c.Close()
+	}
+}
+
 // pipe copies src to dst, holding each chunk while the proxy is frozen.
 func (p *freezingProxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,13 +81,30 @@ func newLink(t *Transport, role string, setup func(*session) error) *link {
 	}
 }
 
-// connect tries each URL once, starting with the one that worked last, and
-// runs the link's setup on the first connection that opens.
+// placeURLs returns the order in which a transport tries urls: a random
+// one, so that the instances of a service spread over a cluster's nodes,
+// unless ordered.
+func placeURLs(urls []string, ordered bool) []string {
+	urls = slices.Clone(urls)
+	if !ordered {
+		rand.Shuffle(len(urls), func(i, j int) { urls[i], urls[j] = urls[j], urls[i] })
+	}
+	return urls
+}
+
+// connect tries each URL once and runs the link's setup on the first
+// connection that opens. The first connection starts with the first URL;
+// a reconnection with the one after the URL whose connection was lost, so
+// that a node that died or hangs is tried last.
 func (l *link) connect(ctx context.Context) (*session, error) {
 	urls := l.t.urls
 	var errs []error
+	first := l.next
+	if l.gen > 0 {
+		first++
+	}
 	for i := range urls {
-		idx := (l.next + i) % len(urls)
+		idx := (first + i) % len(urls)
 		select {
 		case <-l.stop:
 			return nil, transport.ErrClosed
@@ -120,10 +138,11 @@ func (l *link) dialOne(ctx context.Context, url string) (*session, error) {
 	var raw net.Conn
 	netDial := func(network, addr string) (net.Conn, error) {
 		d := net.Dialer{Timeout: o.DialTimeout}
-		conn, err := d.DialContext(ctx, network, addr)
+		c, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
+		conn := &heartbeatConn{Conn: c, timeout: o.Heartbeat}
 		if err := conn.SetDeadline(time.Now().Add(o.DialTimeout)); err != nil {
 			_ = conn.Close()
 			return nil, err
@@ -154,11 +173,11 @@ func (l *link) dialOne(ctx context.Context, url string) (*session, error) {
 	}
 	if raw != nil {
 		// amqp091 clears the handshake deadline when the connection opens
-		// and sets a read deadline of three heartbeat intervals (half the
-		// timeout each) only when a frame arrives: a broker that goes
-		// silent before its first heartbeat would never be noticed. Arm
-		// the deadline now; every frame read pushes it further.
-		_ = raw.SetReadDeadline(time.Now().Add(3 * o.Heartbeat / 2))
+		// and sets a read deadline only when a frame arrives: a broker
+		// that goes silent before its first heartbeat would never be
+		// noticed. Arm the deadline now; every frame read pushes it
+		// further.
+		_ = raw.SetReadDeadline(time.Now().Add(o.Heartbeat))
 	}
 	l.gen++
 	s := &session{
@@ -170,6 +189,27 @@ func (l *link) dialOne(ctx context.Context, url string) (*session, error) {
 		blocked: conn.NotifyBlocked(make(chan amqp091.Blocking, 4)),
 	}
 	return s, nil
+}
+
+// heartbeatConn caps the read deadlines amqp091 sets at timeout. amqp091
+// declares a connection dead after three heartbeat intervals without a
+// frame, and RabbitMQ sends one every half interval when it has nothing
+// else to send: six missed heartbeats, 15 s with a 5 s heartbeat, while
+// RabbitMQ itself gives a client two. With the cap, a connection is lost
+// after the heartbeat timeout without a frame (two missed heartbeats;
+// the negotiated interval is never longer than the one proposed).
+type heartbeatConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *heartbeatConn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() {
+		if limit := time.Now().Add(c.timeout); t.After(limit) {
+			t = limit
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
 // start runs the supervisor for the session s that Dial opened.

@@ -46,16 +46,36 @@ type Options struct {
 	// consumer with a prefetch below 3 sends every ack at once too.
 	AckDelay time.Duration
 
-	// Heartbeat is the AMQP heartbeat interval. Default 10s.
+	// Heartbeat is the AMQP heartbeat timeout: the transport proposes it
+	// to the broker, which sends a frame at least every half of it, and
+	// declares a connection lost when nothing arrived for that long (two
+	// missed heartbeats, RabbitMQ's own rule for its clients). It bounds
+	// how long a hung node or a silent network holds the transport up.
+	// Default 5s, the low end of RabbitMQ's advice: lower values risk
+	// false alarms on a busy host; see the README's "Running on a
+	// cluster" for the measurements.
 	Heartbeat time.Duration
 	// DialTimeout bounds the TCP connection, TLS handshake and AMQP
-	// handshake of one connection attempt. Default 15s.
+	// handshake of one connection attempt. Default 3s: shorter than
+	// Heartbeat, so that a reconnection does not wait longer on a node
+	// that accepts connections but does not answer (a hung node) than it
+	// took to notice the loss, while a healthy node answers in
+	// milliseconds.
 	DialTimeout time.Duration
 	// ReconnectDelay is the first pause between reconnection attempts; it
 	// doubles after each failed round of the URLs up to MaxReconnectDelay.
 	// Defaults 100ms and 5s.
 	ReconnectDelay    time.Duration
 	MaxReconnectDelay time.Duration
+
+	// OrderedURLs makes the transport try the URLs in the order given,
+	// the first that answers being preferred. By default each transport
+	// tries them in an order of its own, chosen at random by Dial, so that
+	// the instances of a service spread over the nodes of a cluster
+	// (RabbitMQ places a new quorum queue's leader on the node that
+	// declares it). Either way, a reconnection tries the other URLs
+	// before the one whose connection was just lost.
+	OrderedURLs bool
 
 	// TLS configures amqps:// connections. Nil means the system's roots
 	// and the URL's host as server name.
@@ -102,10 +122,10 @@ func (o Options) withDefaults() Options {
 		o.AckDelay = 5 * time.Millisecond
 	}
 	if o.Heartbeat <= 0 {
-		o.Heartbeat = 10 * time.Second
+		o.Heartbeat = 5 * time.Second
 	}
 	if o.DialTimeout <= 0 {
-		o.DialTimeout = 15 * time.Second
+		o.DialTimeout = 3 * time.Second
 	}
 	if o.ReconnectDelay <= 0 {
 		o.ReconnectDelay = 100 * time.Millisecond

@@ -88,6 +88,28 @@ func (p *publisher) channel(s *session) (*pubChannel, error) {
 	return pc, nil
 }
 
+// retire replaces pc, which keeps nacking: the next caller opens a fresh
+// channel in its slot. Its other messages in flight fail as if the
+// connection was lost, and are published again.
+func (p *publisher) retire(pc *pubChannel) {
+	if !pc.retired.CompareAndSwap(false, true) {
+		return
+	}
+	for _, slot := range p.slots {
+		slot.mu.Lock()
+		if slot.pc == pc {
+			slot.pc = nil
+			slot.live.Store(nil)
+		}
+		slot.mu.Unlock()
+	}
+	pc.t.log("replacing a publishing channel the broker keeps nacking", "nacks", pc.nacks.Load())
+	// Not inline: closing a channel is a round trip.
+	if !pc.t.spawn(func() { pc.close(nil) }) {
+		pc.close(nil)
+	}
+}
+
 // close closes every channel; their pending publishes fail with ErrClosed.
 func (p *publisher) close() {
 	for _, slot := range p.slots {
@@ -121,6 +143,11 @@ type pubChannel struct {
 	returns  <-chan amqp091.Return
 	closing  <-chan *amqp091.Error
 	stop     chan error
+
+	// nacks counts the nacks received since the last ack: a channel that
+	// keeps nacking is replaced (see Dispatch).
+	nacks   atomic.Int32
+	retired atomic.Bool
 }
 
 // pubReq is one message handed to a channel's writer, then waiting for its
@@ -134,6 +161,10 @@ type pubReq struct {
 	res           chan error      // receives the outcome once
 	returned      *amqp091.Return // set by the listener, under pmu
 	rkey          returnKey       // for mandatory messages
+	// wrote is set when the message was handed to amqp091 to be written:
+	// from then on, failing to get its confirm means its outcome is
+	// unknown (the broker may have enqueued it).
+	wrote atomic.Bool
 }
 
 // The states of a pubReq. Its message belongs to the Dispatch call that
@@ -148,19 +179,18 @@ const (
 	reqAbandoned              // given up by its caller before it was written
 )
 
-// abandon gives r up because its caller's context ended with cause, and
-// returns r's error. A request being written is waited for (amqp091 writes
-// a message in microseconds; a write stuck on a dead socket ends when the
-// connection's supervisor closes it), so that Dispatch never returns while
-// a message of its caller is still being read.
-func (r *pubReq) abandon(cause error) error {
+// abandon gives r up because its caller's context ended; r.wrote then
+// tells whether it was written. A request being written is waited for
+// (amqp091 writes a message in microseconds; a write stuck on a dead socket
+// ends when the connection's supervisor closes it), so that Dispatch never
+// returns while a message of its caller is still being read.
+func (r *pubReq) abandon() {
 	if r.state.CompareAndSwap(reqQueued, reqAbandoned) || r.state.CompareAndSwap(reqTaken, reqAbandoned) {
-		return fmt.Errorf("amqp: dispatch: not sent: %w", cause)
+		return
 	}
 	for r.state.Load() == reqWriting {
 		time.Sleep(20 * time.Microsecond)
 	}
-	return fmt.Errorf("amqp: dispatch: no confirm yet, outcome unknown: %w", cause)
 }
 
 func openPubChannel(t *Transport, s *session) (*pubChannel, error) {
@@ -308,8 +338,11 @@ func (pc *pubChannel) confirm(c amqp091.Confirmation, expect *uint64) {
 	}
 	*expect = c.DeliveryTag + 1
 	var err error
-	if !c.Ack {
-		err = fmt.Errorf("amqp: the broker nacked the message: %w", transport.ErrRejected)
+	if c.Ack {
+		pc.nacks.Store(0)
+	} else {
+		pc.nacks.Add(1)
+		err = errNacked
 	}
 	pc.settle(c.DeliveryTag, err)
 }
@@ -338,6 +371,21 @@ func (pc *pubChannel) cause(e *amqp091.Error) error {
 	// outcome: unknown.
 	return &channelError{err: fmt.Errorf("amqp: publishing channel closed by the broker: %w: %w", transport.ErrConnectionLost, e)}
 }
+
+// errNacked is a publisher nack. RabbitMQ nacks a message it could not
+// take responsibility for, and that may or may not have been enqueued: a
+// quorum queue nacks while it elects a leader (for a while, on a channel
+// first used then), a queue with x-overflow=reject-publish while it is
+// full. Both pass, so Dispatch publishes the message again.
+var errNacked = fmt.Errorf("amqp: the broker nacked the message: %w", transport.ErrRejected)
+
+// nackStreakLimit is the number of nacks in a row after which a publishing
+// channel is replaced: after a quorum queue's leader died, a channel first
+// used while the queue had no leader is nacked for a while, whereas a fresh
+// one gets acks as soon as a new leader is elected (measured on RabbitMQ
+// 3.10). A channel that acks in between is kept: its nacks come from the
+// queues, not from its state.
+const nackStreakLimit = 2
 
 // channelError marks a publishing failure caused by a channel exception
 // while the connection stayed up: Dispatch retries such failures a bounded
@@ -469,6 +517,7 @@ func (pc *pubChannel) send(r *pubReq) {
 			pc.untagged[r.rkey] = seq
 		}
 	}
+	r.wrote.Store(true)
 	pc.pmu.Unlock()
 	if tag {
 		h := make(amqp091.Table, len(msg.Headers)+1)
@@ -486,6 +535,22 @@ func (pc *pubChannel) send(r *pubReq) {
 			return // the channel died meanwhile, and r with it
 		}
 		<-pc.window
+		var aerr *amqp091.Error
+		if !errors.As(err, &aerr) {
+			// A socket error (a reset, a broken pipe, a timeout): the
+			// connection is gone, whatever amqp091 and the broker think
+			// yet, and part of the message may have reached the broker.
+			// Close the connection, so that its supervisor reconnects
+			// now rather than when a read fails, and let Dispatch wait
+			// for the next one and publish again.
+			r.res <- fmt.Errorf("amqp: publish: %w: %w", transport.ErrConnectionLost, err)
+			conn := pc.sess.conn
+			pc.t.spawn(func() { _ = conn.Close() })
+			return
+		}
+		if errors.Is(err, amqp091.ErrClosed) {
+			r.wrote.Store(false) // refused before writing
+		}
 		r.res <- classify("amqp: publish", err)
 		if pc.sess.alive() {
 			// amqp091 refused before sending (a closed channel): replace it.
@@ -510,12 +575,17 @@ type delivery struct {
 // The messages of one call are published in order on one channel, each as
 // soon as the window has room, and Dispatch returns when every one is
 // settled. A message whose confirm is lost with its channel or connection
-// is published again once the connection is back (at least once: the
-// broker may have enqueued the first copy), bounded by ctx; a message that
-// failed because the broker closed its channel while the connection stayed
-// up is tried three times at most. A nack fails the message with
-// [transport.ErrRejected], a return with [transport.ErrUnroutable]; neither
-// is retried.
+// (a socket error, a connection closed by the broker or by a heartbeat
+// timeout) is published again once the connection is back, and so is a
+// nacked one, after a pause that grows to a second, on a fresh channel
+// when its channel keeps nacking: both are retried until ctx ends (at
+// least once: the broker may have enqueued the first copy). A message
+// that failed because the broker closed its channel while the connection
+// stayed up is tried three times at most, since the cause may be the
+// message. A return fails the message with [transport.ErrUnroutable], at
+// once. When ctx ends first, a message that was written at least once
+// fails with an error saying it may or may not have been delivered, and a
+// message never written with one saying it was not sent.
 func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) error {
 	if err := t.checkOpen(); err != nil {
 		return fmt.Errorf("amqp: dispatch: %w", err)
@@ -542,27 +612,26 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 			todo = append(todo, i)
 		}
 	}
+	var written []bool // messages written at least once; allocated when one was
 	channelFailures := 0
 	pause := 50 * time.Millisecond
 	for len(todo) > 0 {
-		retry, s, err := t.publishRound(ctx, ds, todo, errs)
-		if err != nil { // ctx done or closed: every message left fails
-			for _, i := range retry {
-				errs[i] = err
-			}
-			break
-		}
+		retry, s := t.publishRound(ctx, ds, todo, errs, &written)
 		if len(retry) == 0 {
 			break
 		}
 		var ce *channelError
 		if errors.As(errs[retry[0]], &ce) {
 			if channelFailures++; channelFailures >= 3 {
+				for _, i := range retry {
+					errs[i] = giveUp(nil, errs[i], written != nil && written[i])
+				}
 				break
 			}
 		}
-		// Give the supervisor time to notice a dead connection, without
-		// spinning on a live one whose channel failed.
+		// Give the supervisor time to notice a dead connection, and the
+		// broker time to elect a queue leader, without spinning on a live
+		// connection.
 		timer := time.NewTimer(pause)
 		select {
 		case <-s.dead:
@@ -582,42 +651,77 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 	return errors.Join(out...)
 }
 
+// giveUp returns the error of a message Dispatch stops trying to publish,
+// because of cause (ctx's error, ErrClosed, or nil when last says it all),
+// after an attempt that ended with last (nil if none did). The error says
+// whether the message may have been delivered: it may as soon as one
+// attempt was written without a confirm coming back.
+func giveUp(cause, last error, written bool) error {
+	switch {
+	case errors.Is(cause, transport.ErrClosed):
+		if written {
+			return fmt.Errorf("amqp: dispatch: no confirm, the message may or may not have been delivered: %w", transport.ErrClosed)
+		}
+		return fmt.Errorf("amqp: dispatch: not sent: %w", transport.ErrClosed)
+	case cause == nil:
+		return fmt.Errorf("amqp: dispatch: no confirm, the message may or may not have been delivered: %w", last)
+	case written && last != nil:
+		return fmt.Errorf("amqp: dispatch: no confirm, the message may or may not have been delivered: %w (last attempt: %w)", cause, last)
+	case written:
+		return fmt.Errorf("amqp: dispatch: no confirm, the message may or may not have been delivered: %w", cause)
+	case last != nil:
+		return fmt.Errorf("amqp: dispatch: not sent: %w (last attempt: %w)", cause, last)
+	default:
+		return fmt.Errorf("amqp: dispatch: not sent: %w", cause)
+	}
+}
+
 func dispatchError(o *transport.Outgoing, i int, err error) error {
 	return &transport.DispatchError{Index: i, Exchange: o.Exchange, RoutingKey: o.RoutingKey, MessageID: o.Message.ID, Err: err}
 }
 
 // publishRound publishes the messages todo on one channel and waits for
-// their outcome, recording it in errs. It returns the messages to publish
-// again (their channel or connection was lost), or an error when ctx is done
-// or the transport closed, with the messages it concerns.
-func (t *Transport) publishRound(ctx context.Context, ds []delivery, todo []int, errs []error) ([]int, *session, error) {
+// their outcome, recording it in errs, and in *written (allocated when
+// needed) those written at least once. It returns the messages to publish
+// again (their channel or connection was lost, or the broker nacked them)
+// with the session they failed on; none when ctx is done or the transport
+// closed, which fails every message left.
+func (t *Transport) publishRound(ctx context.Context, ds []delivery, todo []int, errs []error, written *[]bool) ([]int, *session) {
+	wrote := func(i int) bool { return *written != nil && (*written)[i] }
+	stop := func(cause error, which []int) {
+		for _, i := range which {
+			errs[i] = giveUp(cause, errs[i], wrote(i))
+		}
+	}
 	s, err := t.pub.wait(ctx, nil)
 	if err == nil {
 		err = t.pub.unblocked(ctx)
 	}
 	if err != nil {
-		if !errors.Is(err, transport.ErrClosed) {
-			err = fmt.Errorf("amqp: dispatch: not sent: %w", err)
-		}
-		return todo, nil, err
+		stop(err, todo)
+		return nil, nil
 	}
 	pc, err := t.pool.channel(s)
 	if err != nil {
 		if errors.Is(err, transport.ErrClosed) {
-			return todo, s, err
+			stop(err, todo)
+			return nil, s
 		}
 		for _, i := range todo {
 			errs[i] = err
 		}
-		return todo, s, nil
+		return todo, s
+	}
+	mark := func(i int, r *pubReq) {
+		if r.wrote.Load() {
+			if *written == nil {
+				*written = make([]bool, len(ds))
+			}
+			(*written)[i] = true
+		}
 	}
 	reqs := make([]*pubReq, 0, len(todo))
 	var retry []int
-	abandon := func(from int, err error) {
-		for _, j := range todo[from:] {
-			errs[j] = err
-		}
-	}
 queue:
 	for k, i := range todo {
 		r := &pubReq{exchange: ds[i].exchange, key: ds[i].key, mandatory: ds[i].mandatory, msg: ds[i].msg,
@@ -628,17 +732,20 @@ queue:
 		case <-pc.writerDone:
 			err := pc.deadCause()
 			if errors.Is(err, transport.ErrClosed) {
-				abandon(k, fmt.Errorf("amqp: dispatch: %w", transport.ErrClosed))
+				stop(err, todo[k:])
 				break queue
 			}
-			abandon(k, err)
+			for _, j := range todo[k:] {
+				errs[j] = err
+			}
 			retry = append(retry, todo[k:]...)
 			break queue
 		case <-ctx.Done():
-			abandon(k, fmt.Errorf("amqp: dispatch: not sent: %w", ctx.Err()))
+			stop(ctx.Err(), todo[k:])
 			break queue
 		}
 	}
+	nacked := false
 	for k, r := range reqs {
 		i := todo[k]
 		var err error
@@ -652,24 +759,41 @@ queue:
 			}
 		case <-ctx.Done():
 			for kk, rr := range reqs[k:] {
-				errs[todo[k+kk]] = rr.abandon(ctx.Err())
+				j := todo[k+kk]
+				rr.abandon()
+				mark(j, rr)
+				stop(ctx.Err(), []int{j})
 			}
-			return nil, s, nil
+			return nil, s
 		}
-		errs[i] = err
+		mark(i, r)
 		switch {
 		case err == nil:
+			errs[i] = nil
 		case errors.Is(err, transport.ErrClosed) || (errors.Is(err, transport.ErrConnectionLost) && t.checkOpen() != nil):
-			errs[i] = fmt.Errorf("amqp: dispatch: %w", transport.ErrClosed)
+			stop(transport.ErrClosed, []int{i})
 		case errors.Is(err, transport.ErrConnectionLost):
+			errs[i] = err
 			retry = append(retry, i)
+		case errors.Is(err, errNacked):
+			errs[i] = err
+			retry = append(retry, i)
+			nacked = true
+		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+			stop(ctx.Err(), []int{i})
+		default:
+			errs[i] = err
 		}
 	}
+	if nacked && pc.nacks.Load() >= nackStreakLimit {
+		t.pool.retire(pc)
+	}
 	if len(retry) > 0 && ctx.Err() != nil {
-		return retry, s, fmt.Errorf("amqp: dispatch: not confirmed, outcome unknown: %w", ctx.Err())
+		stop(ctx.Err(), retry)
+		return nil, s
 	}
 	slices.Sort(retry)
-	return retry, s, nil
+	return retry, s
 }
 
 // plan validates o and works out where it goes.

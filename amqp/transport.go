@@ -57,9 +57,10 @@ var (
 
 // Dial connects to the first of urls that answers (amqp:// or amqps://;
 // several URLs are the nodes of a cluster, tried in turn, now and on every
-// reconnection), declares the exchanges and the delay levels, and returns a
-// running transport. Each URL is tried once: if none answers, or ctx is done
-// first, Dial fails. Errors never contain a password.
+// reconnection, in an order of the transport's own unless
+// Options.OrderedURLs is set), declares the exchanges and the delay levels,
+// and returns a running transport. Each URL is tried once: if none answers,
+// or ctx is done first, Dial fails. Errors never contain a password.
 func Dial(ctx context.Context, urls []string, opts Options) (*Transport, error) {
 	return dial(ctx, urls, opts, false)
 }
@@ -78,7 +79,7 @@ func dial(ctx context.Context, urls []string, opts Options, noDelay bool) (*Tran
 	}
 	t := &Transport{
 		opts:      opts,
-		urls:      slices.Clone(urls),
+		urls:      placeURLs(urls, opts.OrderedURLs),
 		secrets:   newSecrets(urls),
 		delays:    newDelays(opts),
 		noDelay:   noDelay,
