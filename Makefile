@@ -14,6 +14,9 @@ PKGS := $(shell $(GO) list -m -f '{{.Dir}}' | sed "s|^$(CURDIR)|.|; s|$$|/...|")
 # address for the tests, run the rest of the line and stop the component.
 # Each component adds its own line, so that they do not collide.
 COMPONENTS := $(RABBITMQ)
+# A 3-node RabbitMQ cluster for amqp/clustertest, started in the background
+# while the tests compile and run (`make bench` does not start it).
+COMPONENTS += scripts/rabbitmq-cluster.sh run --
 
 .PHONY: all test vet depcheck leancheck allocs unit bench demo rabbitmq-start rabbitmq-stop
 
@@ -44,7 +47,7 @@ allocs:
 
 ## bench: every benchmark, against a private RabbitMQ node where needed
 bench:
-	$(COMPONENTS) $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS)
+	BUSLINE_RABBITMQ_CLUSTER=off $(COMPONENTS) $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS)
 
 ## demo: the demo program on the in-memory broker
 demo:

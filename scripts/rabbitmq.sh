@@ -175,6 +175,9 @@ heal_node() {
 
 state_dir() { echo "${BUSLINE_RABBITMQ_DIR:-$here/../.rabbitmq}"; }
 
+# Sourced (by scripts/rabbitmq-cluster.sh) for its functions only.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
+
 cmd=${1:-}
 shift || true
 case "$cmd" in

@@ -66,7 +66,11 @@ func heal(t testing.TB) {
 }
 
 func run(script string, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	return runFor(2*time.Minute, script, args...)
+}
+
+func runFor(timeout time.Duration, script string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return exec.CommandContext(ctx, script, args...).CombinedOutput()
 }

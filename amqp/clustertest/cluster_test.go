@@ -1,0 +1,94 @@
+package clustertest_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/busline/busline/amqp"
+	"github.com/busline/busline/internal/brokertest"
+	"github.com/busline/busline/internal/loadtest"
+	"github.com/busline/busline/transport"
+)
+
+// clusterHeartbeat is the transports' heartbeat in the cluster scenarios:
+// shorter than the default, to keep the hung-node scenario short.
+const clusterHeartbeat = 2 * time.Second
+
+// TestCluster runs the node-loss scenarios on a 3-node cluster
+// (scripts/rabbitmq-cluster.sh) while 8 goroutines send, each message with
+// a Dispatch call of its own and a minute of context, and a consumer takes
+// them from a quorum queue. In each, the client's transport is connected to
+// node 1, which leads the queue (RabbitMQ places a new quorum queue's
+// leader on the declaring node). Each scenario logs its figures: confirmed,
+// consumed, lost, failed Sends, duplicates, and how long publishing and
+// consuming stalled after the fault; it asserts only that no confirmed
+// message is lost and that no Send fails while its context lives.
+func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("disrupts a RabbitMQ cluster")
+	}
+	urls := brokertest.ClusterURLs(t)
+	for _, sc := range []struct {
+		name  string
+		fault func(t *testing.T)
+	}{
+		{"kill-leader-client-node", func(t *testing.T) { brokertest.ClusterControl(t, "kill", "1") }},
+		{"kill-follower", func(t *testing.T) { brokertest.ClusterControl(t, "kill", "2") }},
+		{"stop_app-leader-client-node", func(t *testing.T) { brokertest.ClusterControl(t, "ctl", "1", "stop_app") }},
+		{"sigstop-leader-client-node", func(t *testing.T) {
+			brokertest.ClusterControl(t, "freeze", "1")
+			time.Sleep(2*clusterHeartbeat + time.Second)
+			brokertest.ClusterControl(t, "thaw", "1")
+		}},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			r := clusterScenario(t, urls, sc.fault)
+			t.Logf("%s: %v", sc.name, r)
+			if r.Lost != 0 {
+				t.Errorf("%d confirmed messages never consumed", r.Lost)
+			}
+			if r.Failed != 0 {
+				t.Errorf("%d Sends failed with a minute of context left", r.Failed)
+			}
+		})
+	}
+}
+
+func clusterScenario(t *testing.T, urls []string, fault func(t *testing.T)) loadtest.Result {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tr, err := amqp.Dial(ctx, urls, amqp.Options{
+		OrderedURLs: true, // node 1 first
+		Heartbeat:   clusterHeartbeat, DialTimeout: time.Second,
+		ReconnectDelay: 50 * time.Millisecond, MaxReconnectDelay: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { _ = tr.Close() }) // after the queue's deletion
+	stop := tr.Watch(func(e transport.Event) {
+		if e.Kind == transport.Disconnected || e.Kind == transport.Connected {
+			t.Logf("%s %v %v", e.Time.Format("15:04:05.000"), e.Kind, e.Err)
+		}
+	})
+	defer stop()
+	q := fmt.Sprintf("cluster-test-%d", time.Now().UnixNano())
+	if err := tr.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: q, Type: transport.Quorum}}); err != nil {
+		t.Fatalf("Declare: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = tr.DeleteQueue(ctx, q)
+	})
+	l := loadtest.Start(t, tr, q, 8, 5*time.Millisecond)
+	l.WaitProgress(300, 60*time.Second)
+	t.Logf("%s fault", time.Now().Format("15:04:05.000"))
+	l.Mark()
+	fault(t)
+	t.Logf("%s fault done", time.Now().Format("15:04:05.000"))
+	l.WaitProgress(300, 90*time.Second)
+	return l.Finish(90 * time.Second)
+}
