@@ -3,7 +3,10 @@ package amqp_test
 import (
 	"net"
 	"net/url"
+	"os"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,4 +180,45 @@ func (p *freezingProxy) pipe(dst, src net.Conn) {
 			return
 		}
 	}
+}
+
+// TestHeartbeatFalseAlarms measures how often a heartbeat timeout fires on
+// a healthy broker: 20 idle transports (40 connections) for
+// BUSLINE_MEASURE_SECONDS (default 120) with the heartbeat in
+// BUSLINE_MEASURE_HEARTBEAT (default 1s), counting lost connections. It
+// runs only with BUSLINE_MEASURE=1; run it on a loaded host to see the
+// margin the default heartbeat leaves.
+func TestHeartbeatFalseAlarms(t *testing.T) {
+	if os.Getenv("BUSLINE_MEASURE") != "1" {
+		t.Skip("a measurement: set BUSLINE_MEASURE=1")
+	}
+	brokertest.URL(t)
+	hb, secs := time.Second, 120
+	if v := os.Getenv("BUSLINE_MEASURE_HEARTBEAT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hb = d
+	}
+	if v := os.Getenv("BUSLINE_MEASURE_SECONDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secs = n
+	}
+	var lost atomic.Int32
+	for range 20 {
+		tr := dial(t, amqp.Options{Heartbeat: hb})
+		stop := tr.Watch(func(e transport.Event) {
+			if e.Kind == transport.Disconnected {
+				lost.Add(1)
+				t.Logf("%s %v", e.Time.Format("15:04:05.000"), e.Err)
+			}
+		})
+		t.Cleanup(stop)
+	}
+	time.Sleep(time.Duration(secs) * time.Second)
+	t.Logf("heartbeat %v: %d connections lost in %d s over 40 idle connections", hb, lost.Load(), secs)
 }

@@ -3,6 +3,8 @@ package clustertest_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,7 +46,7 @@ func TestCluster(t *testing.T) {
 		}},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
-			r := clusterScenario(t, urls, sc.fault)
+			r := clusterScenario(t, urls, testOptions, sc.fault)
 			t.Logf("%s: %v", sc.name, r)
 			if r.Lost != 0 {
 				t.Errorf("%d confirmed messages never consumed", r.Lost)
@@ -56,21 +58,50 @@ func TestCluster(t *testing.T) {
 	}
 }
 
-func clusterScenario(t *testing.T, urls []string, fault func(t *testing.T)) loadtest.Result {
+// testOptions are the transports' options in the scenarios: node 1
+// first, a short heartbeat.
+var testOptions = amqp.Options{
+	OrderedURLs: true,
+	Heartbeat:   clusterHeartbeat, DialTimeout: time.Second,
+	ReconnectDelay: 50 * time.Millisecond, MaxReconnectDelay: 500 * time.Millisecond,
+}
+
+// TestClusterHungNodeDefaults measures what the defaults (Heartbeat,
+// DialTimeout, reconnection delays) give when the client's node hangs for
+// 40 s, as in issue 10. It runs only with BUSLINE_CLUSTER_MEASURE=1: it
+// takes over a minute and asserts nothing the scenarios do not.
+func TestClusterHungNodeDefaults(t *testing.T) {
+	if os.Getenv("BUSLINE_CLUSTER_MEASURE") != "1" {
+		t.Skip("a measurement: set BUSLINE_CLUSTER_MEASURE=1")
+	}
+	urls := brokertest.ClusterURLs(t)
+	r := clusterScenario(t, urls, amqp.Options{OrderedURLs: true}, func(t *testing.T) {
+		brokertest.ClusterControl(t, "freeze", "1")
+		time.Sleep(40 * time.Second)
+		brokertest.ClusterControl(t, "thaw", "1")
+	})
+	t.Logf("SIGSTOP for 40s with the default options: %v", r)
+	if r.Lost != 0 || r.Failed != 0 {
+		t.Errorf("%d lost, %d failed", r.Lost, r.Failed)
+	}
+}
+
+func clusterScenario(t *testing.T, urls []string, opts amqp.Options, fault func(t *testing.T)) loadtest.Result {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	tr, err := amqp.Dial(ctx, urls, amqp.Options{
-		OrderedURLs: true, // node 1 first
-		Heartbeat:   clusterHeartbeat, DialTimeout: time.Second,
-		ReconnectDelay: 50 * time.Millisecond, MaxReconnectDelay: 500 * time.Millisecond,
-	})
+	tr, err := amqp.Dial(ctx, urls, opts)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
 	t.Cleanup(func() { _ = tr.Close() }) // after the queue's deletion
+	var faultAt atomic.Int64
 	stop := tr.Watch(func(e transport.Event) {
 		if e.Kind == transport.Disconnected || e.Kind == transport.Connected {
-			t.Logf("%s %v %v", e.Time.Format("15:04:05.000"), e.Kind, e.Err)
+			var since string
+			if at := faultAt.Load(); at != 0 {
+				since = fmt.Sprintf(" (%v after the fault)", e.Time.Sub(time.Unix(0, at)).Round(time.Millisecond))
+			}
+			t.Logf("%s%s %v %v", e.Time.Format("15:04:05.000"), since, e.Kind, e.Err)
 		}
 	})
 	defer stop()
@@ -86,6 +117,7 @@ func clusterScenario(t *testing.T, urls []string, fault func(t *testing.T)) load
 	l := loadtest.Start(t, tr, q, 8, 5*time.Millisecond)
 	l.WaitProgress(300, 60*time.Second)
 	t.Logf("%s fault", time.Now().Format("15:04:05.000"))
+	faultAt.Store(time.Now().UnixNano())
 	l.Mark()
 	fault(t)
 	t.Logf("%s fault done", time.Now().Format("15:04:05.000"))
