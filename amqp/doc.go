@@ -98,8 +98,8 @@
 // delay levels, refuses a message with a NotBefore in the future with
 // [transport.ErrNotSupported], and is not a [transport.Delayer] (it has no
 // MaxDelay method), so that whoever discovers capabilities by type
-// assertion sees that it cannot defer. Package bus then needs a pipeline
-// without deferral and delayed retries (bus.Options.Pipeline). The
+// assertion sees that it cannot defer. Package bus then builds a pipeline
+// without deferral, whose retries are immediate (see bus.New). The
 // alternatives were worse: a MaxDelay of zero on the one Transport type
 // would make the type assertion claim a capability the value lacks.
 //

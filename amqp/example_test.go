@@ -11,7 +11,6 @@ import (
 
 	"github.com/busline/busline/amqp"
 	"github.com/busline/busline/bus"
-	"github.com/busline/busline/middleware"
 	"github.com/busline/busline/transport"
 )
 
@@ -90,18 +89,11 @@ func ExampleDialNoDelay() {
 	}
 	defer t.Close()
 
-	orders, err := bus.New(t, "orders", bus.Options{
-		Pipeline: func(b *bus.Bus) (middleware.Middleware, error) {
-			return middleware.Standard(b.Sender(), middleware.StandardOptions{
-				NoDeferral: true,
-				ErrorQueue: middleware.ErrorQueueOptions{Queue: b.ErrorQueue(), OnForward: b.OnForward},
-				Retry:      middleware.RetryOptions{Immediate: 1, MaxRetries: -1},
-				Headers:    b.HeaderNames(),
-			})
-		},
-	})
+	// The transport is no transport.Delayer: the endpoint retries failed
+	// handlings at once, in process, then sends them to the error queue.
+	orders, err := bus.New(t, "orders", bus.Options{})
 	if err != nil {
-		log.Fatal(err) // without Pipeline: ErrNotSupported, the transport is no transport.Delayer
+		log.Fatal(err)
 	}
 	if err := orders.Start(ctx); err != nil {
 		log.Fatal(err)

@@ -82,9 +82,12 @@ const (
 // broker: [Bus.Start] does. The transport remains the caller's: close it
 // after the Bus.
 //
-// With the standard pipeline (no [Options.Pipeline]) the transport must
-// implement transport.Delayer, for delayed retries and deferred messages;
-// New fails with an error wrapping [ErrNotSupported] otherwise.
+// The standard pipeline (no [Options.Pipeline]) fits the transport: over
+// one that implements transport.Delayer, failed handlings get delayed
+// retries and deferred messages wait for their time; over one that does not
+// (amqp.DialNoDelay), failed handlings are retried at once, in process, as
+// many times as the delayed retries would have been, then go to the error
+// queue, and Defer fails with [ErrNotSupported].
 func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 	if t == nil {
 		return nil, errors.New("bus.New: nil transport")
@@ -212,7 +215,12 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 		} else {
 			retry.OnRetry = b.OnRetry
 		}
+		noDelay := b.delayer == nil
+		if noDelay {
+			retry = b.immediateOnly(retry)
+		}
 		stages, err = middleware.Standard(b.sender, middleware.StandardOptions{
+			NoDeferral: noDelay,
 			ErrorQueue: middleware.ErrorQueueOptions{Queue: b.errorQueue, OnForward: b.OnForward},
 			Retry:      retry,
 			Timeout:    opts.HandlerTimeout,
@@ -227,6 +235,23 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 
 	b.handlers.Store(&handlerTable{})
 	return b, nil
+}
+
+// immediateOnly adapts the retry options to a transport that cannot defer
+// (amqp.DialNoDelay, say): delayed retries need deferred delivery, so the
+// retries are made at once, in process, as many as the delayed ones would
+// have been (Retry.Immediate, if larger), and then the message goes to the
+// error queue. It says so in the log, once, at New.
+func (b *Bus) immediateOnly(r middleware.RetryOptions) middleware.RetryOptions {
+	delayed := r.MaxRetries
+	if delayed == 0 {
+		delayed = middleware.DefaultMaxRetries
+	}
+	r.Immediate = max(r.Immediate, delayed)
+	r.MaxRetries = -1
+	b.log.Info("the transport cannot defer messages: failed handlings are retried at once, in process, then go to the error queue; incoming deferred messages are handled on arrival",
+		"queue", b.queue, "immediate_retries", r.Immediate)
+	return r
 }
 
 // delayingSender is the Bus's dispatcher offered to the pipeline's stages

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,7 +35,6 @@ func TestNewRefusesBadArguments(t *testing.T) {
 		{"bad error queue", tr, "orders", bus.Options{ErrorQueue: "amq.error"}, bus.ErrInvalidName},
 		{"pattern too long", tr, "orders", bus.Options{Subscriptions: []string{long}}, bus.ErrInvalidName},
 		{"subscriptions without a queue", tr, "", bus.Options{Subscriptions: []string{"a.*"}}, bus.ErrSendOnly},
-		{"no Delayer for the standard pipeline", noDelay{tr}, "orders", bus.Options{}, bus.ErrNotSupported},
 		{"negative concurrency", tr, "orders", bus.Options{Concurrency: -1}, nil},
 		{"unknown queue type", tr, "orders", bus.Options{QueueType: "stream"}, nil},
 		{"unknown error queue type", tr, "orders", bus.Options{ErrorQueueType: "stream"}, nil},
@@ -222,4 +222,43 @@ func TestSendOnly(t *testing.T) {
 		must(t, client.Health(ctx))
 		must(t, client.Shutdown(ctx))
 	})
+}
+
+// TestNoDelayTransportRetriesAtOnce checks the pipeline New builds over a
+// transport that cannot defer: as many immediate retries as the delayed
+// ones would have been, then the error queue; Defer is refused.
+func TestNoDelayTransportRetriesAtOnce(t *testing.T) {
+	tr := memory.New(memory.Options{})
+	defer tr.Close()
+	b, err := bus.New(noDelay{tr}, "orders", bus.Options{Retry: middleware.RetryOptions{MaxRetries: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	if err := bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
+		calls.Add(1)
+		return errors.New("gateway down")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Send(ctx, "orders", PlaceOrder{ID: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Broker().WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := calls.Load(); got != 4 {
+		t.Errorf("handler called %d times, want 4 (the first try and 3 immediate retries)", got)
+	}
+	if got := tr.Broker().Messages("error"); len(got) != 1 {
+		t.Errorf("%d messages on the error queue, want 1", len(got))
+	}
+	if err := b.Defer(ctx, time.Second, "orders", PlaceOrder{ID: "2"}); !errors.Is(err, bus.ErrNotSupported) {
+		t.Errorf("Defer: %v, want ErrNotSupported", err)
+	}
 }

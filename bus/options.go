@@ -122,8 +122,9 @@ type Options struct {
 	// Middleware, then the handlers. Build it from package middleware's
 	// stages with the Bus's [Bus.Sender] and [Bus.ErrorQueue] (and
 	// [Bus.OnRetry] and [Bus.OnForward] as the stages' hooks, for the
-	// Retried and SentToErrorQueue events); it is needed with a transport
-	// that cannot defer messages (no transport.Delayer).
+	// Retried and SentToErrorQueue events). A transport that cannot defer
+	// messages (no transport.Delayer) needs none: the standard stages fit
+	// it (see [New]).
 	// Without a stage that deals with errors, a failed handling is given
 	// back to the broker (nack with requeue) and delivered again.
 	Pipeline func(b *Bus) (middleware.Middleware, error)
