@@ -39,10 +39,8 @@ var (
 // permission on the two exchanges and the endpoint queues only.
 // Options.DelayLevels is ignored.
 //
-// Package bus needs a pipeline without deferral and delayed retries over
-// it (bus.New fails with [transport.ErrNotSupported] otherwise): set
-// bus.Options.Pipeline, for example to middleware.Standard with NoDeferral
-// and Retry.MaxRetries < 0.
+// Package bus fits its standard pipeline to it by itself: no deferral, and
+// immediate retries instead of delayed ones (see bus.New).
 func DialNoDelay(ctx context.Context, urls []string, opts Options) (*NoDelayTransport, error) {
 	t, err := dial(ctx, urls, opts, true)
 	if err != nil {
