@@ -107,10 +107,10 @@
 //	    messages ready in the endpoint's queue and in the error queue, read
 //	    from the broker at each collection, when the transport is a
 //	    transport.Inspector: messaging.destination.name (the queue).
-//	busline.connection.up               Gauge 1
+//	busline.connection.up               Gauge {connection}
 //	    1 while the endpoint runs and its transport is connected (as its
 //	    Connected and Disconnected events tell), else 0: busline.endpoint.
-//	busline.connection.blocked          Gauge 1
+//	busline.connection.blocked          Gauge {connection}
 //	    1 while the broker blocks publishing (a resource alarm):
 //	    busline.endpoint.
 //

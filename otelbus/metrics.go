@@ -162,12 +162,12 @@ func newGauges(m metric.Meter, b *bus.Bus, t transport.Transport) (*gauges, erro
 	if err != nil {
 		return nil, err
 	}
-	up, err := m.Int64ObservableGauge(MetricConnectionUp, metric.WithUnit("1"),
+	up, err := m.Int64ObservableGauge(MetricConnectionUp, metric.WithUnit("{connection}"),
 		metric.WithDescription("1 while the endpoint runs and its transport is connected, else 0."))
 	if err != nil {
 		return nil, err
 	}
-	blocked, err := m.Int64ObservableGauge(MetricConnectionBlocked, metric.WithUnit("1"),
+	blocked, err := m.Int64ObservableGauge(MetricConnectionBlocked, metric.WithUnit("{connection}"),
 		metric.WithDescription("1 while the broker blocks the transport's publishing (a resource alarm), else 0."))
 	if err != nil {
 		return nil, err
