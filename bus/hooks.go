@@ -44,7 +44,8 @@ type Hooks struct {
 
 	// Handle wraps each handling of a message delivered to the endpoint's
 	// queue: it is called with the delivery (read it; settling it is the
-	// Bus's business) and must call next once with m and a context derived
+	// Bus's business; neither it nor m may be kept past the call, as the
+	// transport may reuse them) and must call next once with m and a context derived
 	// from ctx, and return what next returned. next runs the whole pipeline
 	// (the standard stages, [Options.Middleware], the handlers, the
 	// dispatch of their batch); its error, if any, sends the message back
