@@ -63,9 +63,10 @@ type Hooks struct {
 	// whether or not [Options.OnEvent] is set.
 	Event func(e Event)
 
-	// Log, if set, wraps the handler of [Options.Logger] (when it is set)
-	// for every record the Bus and its standard stages log: for example
-	// to add the trace and span ids of the context.
+	// Log, if set, wraps the handler of [Options.Logger] (of
+	// slog.Default() when it is nil) for every record the Bus and its
+	// standard stages log: for example to add the trace and span ids of
+	// the context.
 	Log func(h slog.Handler) slog.Handler
 }
 
