@@ -1,6 +1,8 @@
 package bus
 
 import (
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,6 +100,34 @@ type Event struct {
 	Retries int
 	// Delay is, for Retried, how long until the retry is due.
 	Delay time.Duration
+}
+
+// String describes the event on one line, with the fields its kind uses:
+// "retried: message 0192… (orders.PlaceOrder) in orders, retry 2 in 4s:
+// gateway down".
+func (e Event) String() string {
+	var b strings.Builder
+	b.WriteString(e.Kind.String())
+	if e.MessageID != "" || e.MessageType != "" {
+		fmt.Fprintf(&b, ": message %s (%s)", e.MessageID, e.MessageType)
+	}
+	if e.Queue != "" {
+		fmt.Fprintf(&b, " in %s", e.Queue)
+	}
+	switch e.Kind {
+	case Retried:
+		fmt.Fprintf(&b, ", retry %d in %v", e.Retries, e.Delay)
+	case SentToErrorQueue:
+		fmt.Fprintf(&b, " after %d retries", e.Retries)
+	case TransportEvent, ConsumerLost, ConsumerResumed:
+		if e.Transport.Kind != 0 {
+			fmt.Fprintf(&b, " (transport: %s)", e.Transport.Kind)
+		}
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	return b.String()
 }
 
 // events delivers events to OnEvent in order on a goroutine of its own, so

@@ -34,28 +34,38 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	bus.Handle(orders, func(ctx context.Context, cmd PlaceOrder) error {
+	err = bus.Handle(orders, func(ctx context.Context, cmd PlaceOrder) error {
 		fmt.Println("orders: placing order", cmd.ID)
 		// Dispatched when this handler returns nil, before the command is acked.
 		return orders.Publish(ctx, "orders.placed", OrderPlaced{ID: cmd.ID})
 	})
+	if err != nil {
+		return err
+	}
 
 	billing, err := bus.New(t, "billing", bus.Options{Subscriptions: []string{"orders.*"}})
 	if err != nil {
 		return err
 	}
 	invoiced := make(chan string, 1)
-	bus.Handle(billing, func(ctx context.Context, ev OrderPlaced) error {
+	err = bus.Handle(billing, func(ctx context.Context, ev OrderPlaced) error {
 		fmt.Println("billing: invoicing order", ev.ID)
 		invoiced <- ev.ID
 		return nil
 	})
+	if err != nil {
+		return err
+	}
 
 	for _, b := range []*bus.Bus{orders, billing} {
 		if err := b.Start(ctx); err != nil {
 			return err
 		}
-		defer b.Shutdown(context.WithoutCancel(ctx))
+		defer func() {
+			if err := b.Shutdown(context.WithoutCancel(ctx)); err != nil {
+				log.Print(err)
+			}
+		}()
 	}
 
 	if err := orders.Send(ctx, "orders", PlaceOrder{ID: "42"}); err != nil {
