@@ -88,7 +88,10 @@ func (d delays) owns(exchange string) bool {
 
 // fits reports whether a queue name is short enough to be delayed to: the
 // routing key must stay within 255 bytes.
-func (d delays) fits(dest string) bool { return 2*d.levels+len(dest) <= 255 }
+func (d delays) fits(dest string) bool { return len(dest) <= d.maxDest() }
+
+// maxDest is the longest destination queue name a deferred message can have.
+func (d delays) maxDest() int { return 255 - 2*d.levels }
 
 // destination extracts the destination from a routing key built by key.
 func (d delays) destination(key string) string {

@@ -46,13 +46,14 @@ type Transport struct {
 }
 
 var (
-	_ transport.Transport     = (*Transport)(nil)
-	_ transport.Delayer       = (*Transport)(nil)
-	_ transport.Inspector     = (*Transport)(nil)
-	_ transport.Getter        = (*Transport)(nil)
-	_ transport.QueueDeleter  = (*Transport)(nil)
-	_ transport.Watcher       = (*Transport)(nil)
-	_ transport.HealthChecker = (*Transport)(nil)
+	_ transport.Transport           = (*Transport)(nil)
+	_ transport.Delayer             = (*Transport)(nil)
+	_ transport.DelayedQueueLimiter = (*Transport)(nil)
+	_ transport.Inspector           = (*Transport)(nil)
+	_ transport.Getter              = (*Transport)(nil)
+	_ transport.QueueDeleter        = (*Transport)(nil)
+	_ transport.Watcher             = (*Transport)(nil)
+	_ transport.HealthChecker       = (*Transport)(nil)
 )
 
 // Dial connects to the first of urls that answers (amqp:// or amqps://;
@@ -548,6 +549,10 @@ func (t *Transport) remember(queue, pattern string, bound bool) {
 
 // MaxDelay implements [transport.Delayer]: 2^Options.DelayLevels-1 seconds.
 func (t *Transport) MaxDelay() time.Duration { return t.delays.max() }
+
+// MaxDelayedQueueName implements [transport.DelayedQueueLimiter]: 255 bytes
+// less two per delay level (199 with the default 28 levels).
+func (t *Transport) MaxDelayedQueueName() int { return t.delays.maxDest() }
 
 // Inspect implements [transport.Inspector] with a passive queue declare.
 func (t *Transport) Inspect(ctx context.Context, queue string) (transport.QueueInfo, error) {

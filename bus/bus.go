@@ -52,9 +52,20 @@ type Bus struct {
 	evOnce  sync.Once
 	ev      *events // created on the first event, if OnEvent is set
 
-	closed atomic.Bool    // Shutdown or Close began
-	done   chan struct{}  // closed when the Bus has stopped
-	wg     sync.WaitGroup // consumer monitors
+	closed    atomic.Bool    // Shutdown or Close began
+	finishing chan struct{}  // closed when the Bus stops waiting for its consumers
+	done      chan struct{}  // closed when the Bus has stopped
+	wg        sync.WaitGroup // consumer monitors
+	// running counts the handler calls under way; abandoned is set when
+	// Shutdown or Close returned without waiting for some of them, whose
+	// messages then go back to the queue whatever they return.
+	running   atomic.Int64
+	abandoned atomic.Bool
+	holds     holds // messages given back after a failure, to pace them
+	// released is closed when Shutdown, Close or Pause begins, which ends
+	// the holds under way (see Bus.hold); Resume makes a new one. Guarded
+	// by mu.
+	released chan struct{}
 
 	opMu sync.Mutex // serializes Start, Pause, Resume and Shutdown
 	mu   sync.Mutex // guards the fields below
@@ -92,7 +103,8 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 	if t == nil {
 		return nil, errors.New("bus.New: nil transport")
 	}
-	b := &Bus{t: t, opts: opts, done: make(chan struct{}), name: "send-only bus"}
+	b := &Bus{t: t, opts: opts, done: make(chan struct{}), released: make(chan struct{}),
+		finishing: make(chan struct{}), name: "send-only bus"}
 	if opts.Logger == nil {
 		// Silence is a choice (slog.DiscardHandler), not the default: a
 		// failing handler must show up before its message reaches the
@@ -144,6 +156,10 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 		b.queue = opts.QueuePrefix + queue
 		if err := transport.ValidateQueueName(b.queue); err != nil {
 			return nil, fmt.Errorf("bus.New: endpoint queue: %w", err)
+		}
+		if l, ok := b.delayer.(transport.DelayedQueueLimiter); ok && len(b.queue) > l.MaxDelayedQueueName() {
+			return nil, fmt.Errorf("bus.New: endpoint queue %q is %d bytes long: the transport's deferred delivery, which delayed retries and Defer use, reaches queues of at most %d bytes",
+				b.queue, len(b.queue), l.MaxDelayedQueueName())
 		}
 		b.queueBox = b.queue
 		b.name = fmt.Sprintf("bus %q", b.queue)
@@ -434,7 +450,11 @@ func (b *Bus) monitorLocked(c transport.Consumer, queue string) {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		<-c.Done()
+		select {
+		case <-c.Done():
+		case <-b.finishing:
+			return // stopping: the consumer's end is not a loss
+		}
 		if err := c.Err(); err != nil {
 			b.consumerLost(queue, err, transport.Event{})
 		}
@@ -566,6 +586,7 @@ func (b *Bus) Pause(ctx context.Context) error {
 	case st == paused:
 		return nil
 	}
+	b.releaseHolds()
 	err := c.Drain(ctx)
 	b.mu.Lock()
 	b.st, b.cons = paused, nil
@@ -608,6 +629,7 @@ func (b *Bus) Resume(ctx context.Context) error {
 		return fmt.Errorf("%s: resume: %w", b.name, ErrClosed)
 	}
 	b.st, b.cons = running, c
+	b.released = make(chan struct{})
 	delete(b.lost, b.queue)
 	b.monitorLocked(c, b.queue)
 	b.mu.Unlock()
@@ -723,10 +745,19 @@ func (b *Bus) Subscriptions() []string {
 // waits for the handlers under way to finish and dispatch what they sent,
 // stops the reply queue's consumer (requests still waiting fail with
 // [ErrClosed]) and returns. If ctx is done first, the handlers' contexts are
-// cancelled, their messages go back to the queue, and Shutdown returns the
-// context's error once they returned. Afterwards every call fails with
-// [ErrClosed], except inside handlers still finishing. A second Shutdown or
-// Close returns nil once the Bus has stopped. The transport is not closed.
+// cancelled and Shutdown returns an error wrapping the context's error:
+// their messages go back to the queue, and what they sent is not
+// dispatched. Like http.Server.Shutdown, it returns by ctx's deadline (plus
+// [StopGrace] for the cancelled handlers to return), even if a handler
+// ignores its context: the error then says how many handlers were still
+// running. Their messages stay unacked: the Bus nacks them (requeue),
+// whatever the handlers return, when they return, and the broker redelivers
+// them; the transport's Close waits for them (the transport owns the
+// goroutines handlers run on), so a program that closes its transport after
+// its endpoints leaves no goroutine behind once its handlers returned.
+// Afterwards every call fails with [ErrClosed], except inside handlers
+// still finishing. A second Shutdown or Close returns nil once the Bus has
+// stopped. The transport is not closed.
 //
 // Shutdown does not wait for Send or Publish calls under way outside
 // handlers, on other goroutines: they finish or fail on their own.
@@ -739,13 +770,14 @@ func (b *Bus) Shutdown(ctx context.Context) error {
 			return fmt.Errorf("%s: shutdown: waiting for the first Shutdown or Close: %w", b.name, ctx.Err())
 		}
 	}
+	b.releaseHolds()
 	b.emit(Event{Kind: Stopping, Queue: b.queue})
 	b.mu.Lock()
 	c := b.cons
 	b.mu.Unlock()
 	var err error
 	if c != nil {
-		if derr := c.Drain(ctx); derr != nil {
+		if derr := b.stopConsumer(ctx, c); derr != nil {
 			err = fmt.Errorf("%s: shutdown: %w", b.name, derr)
 		}
 	}
@@ -757,23 +789,73 @@ func (b *Bus) Shutdown(ctx context.Context) error {
 }
 
 // Close stops the Bus at once: the broker stops delivering, the handlers'
-// contexts are cancelled, and Close waits for them to return; their
-// messages go back to the queue, and what they sent is not dispatched.
-// Requests still waiting fail with [ErrClosed]. Afterwards every call fails
-// with ErrClosed. A second Close returns nil. The transport is not closed.
+// contexts are cancelled, and Close waits for them to return, for
+// [StopGrace] at most; their messages go back to the queue, and what they
+// sent is not dispatched. A handler that ignores its context does not hold
+// Close: it goes on, on the transport's goroutine, its message is nacked
+// when it returns, and the transport's Close waits for it (see
+// [Bus.Shutdown]). Requests still waiting fail with [ErrClosed]. Afterwards
+// every call fails with ErrClosed. A second Close returns nil. The transport
+// is not closed.
 func (b *Bus) Close() error {
 	if b.closed.CompareAndSwap(false, true) {
+		b.releaseHolds()
 		b.emit(Event{Kind: Stopping, Queue: b.queue})
 	}
 	b.mu.Lock()
 	c := b.cons
 	b.mu.Unlock()
 	if c != nil {
-		_ = c.Close()
+		_ = b.stopConsumer(nil, c)
 	}
 	_ = b.closeReplies(context.Background(), false)
 	b.finish(nil)
 	return nil
+}
+
+// StopGrace is how long Shutdown, once its context is done, and Close give
+// the handlers, whose contexts they cancelled, to return before they return
+// without them.
+const StopGrace = 250 * time.Millisecond
+
+// stopConsumer drains c (ctx non-nil, for Shutdown) or closes it (Close),
+// and returns once it stopped, or once ctx is done (for Close: at once) and
+// the cancelled handlers had StopGrace to return. Then the handlers still
+// running are abandoned: their messages are nacked when they return, and
+// the goroutine left waiting for c ends when they have.
+func (b *Bus) stopConsumer(ctx context.Context, c transport.Consumer) error {
+	stopped := make(chan error, 1)
+	var done <-chan struct{}
+	if ctx != nil {
+		go func() { stopped <- c.Drain(ctx) }()
+		done = ctx.Done()
+	} else {
+		go func() { stopped <- c.Close() }()
+		closed := make(chan struct{})
+		close(closed)
+		done = closed
+	}
+	select {
+	case err := <-stopped:
+		return err
+	case <-done:
+	}
+	grace := time.NewTimer(StopGrace)
+	defer grace.Stop()
+	select {
+	case err := <-stopped:
+		return err
+	case <-grace.C:
+	}
+	b.abandoned.Store(true)
+	n := b.running.Load()
+	b.log.Error("handlers still running after their contexts were cancelled; their messages go back to the queue when they return",
+		"queue", b.queue, "handlers", n)
+	err := fmt.Errorf("%d handlers still running after their contexts were cancelled (their messages go back to the queue when they return)", n)
+	if ctx != nil {
+		err = fmt.Errorf("%w: %w", ctx.Err(), err)
+	}
+	return err
 }
 
 // finish releases what is left once consumption has stopped, once.
@@ -786,6 +868,7 @@ func (b *Bus) finish(err error) {
 		if stop != nil {
 			stop()
 		}
+		close(b.finishing)
 		b.wg.Wait()
 		close(b.done)
 		b.emit(Event{Kind: Stopped, Queue: b.queue, Err: err})

@@ -123,6 +123,43 @@
 // that do not use it stay free of OpenTelemetry, fills them with traces and
 // metrics following OpenTelemetry's messaging conventions.
 //
+// # When the failure path fails
+//
+// No input and no broker state makes a message cycle faster than a
+// backoff. When the pipeline cannot deal with a failure (a retry copy or an
+// error-queue copy cannot be dispatched: the broker refuses publishes, the
+// error queue was deleted, the copy is refused; or a pipeline of one's own
+// returns an error), the Bus holds the delivery before it nacks it with
+// requeue: 1 s the first time, twice as long each time the same message
+// (by queue and id) comes back, up to a minute, forgotten two minutes after
+// it stops coming back. The delivery keeps its handling slot meanwhile, so
+// the consumer slows down. A hold ends early when the Bus pauses or stops.
+// For a forward that failed, the Bus raises [ForwardFailed] and logs, at
+// Error level, "cannot forward the failed message; holding it, then giving
+// it back to its queue" (with the message id, stage, destination, hold and
+// error): alert on either, they repeat while the cause lasts. If the error
+// queue was missing (unroutable), the Bus declares it again, as Start did,
+// so the next delivery reaches it.
+//
+// A message RabbitMQ delivered can always be forwarded: header keys that
+// are not valid UTF-8 (which RabbitMQ accepts and no client of busline
+// publishes) are rewritten on the copy, each invalid byte as \xNN, and
+// listed in its [middleware.SanitizedHeader] header. [New] refuses an
+// endpoint queue whose name is too long for the transport's deferred
+// delivery (transport.DelayedQueueLimiter: 199 bytes with RabbitMQ's
+// default 28 delay levels), since its delayed retries could not reach it.
+//
+// # Stopping
+//
+// [Bus.Shutdown] returns by its context's deadline, as http.Server.Shutdown
+// does, plus [StopGrace] for the handlers it cancelled to return; [Bus.Close]
+// waits StopGrace at most. A handler that ignores its context goes on after
+// they returned, on the transport's goroutine: its message is not acked,
+// whatever it returns (the Bus nacks it when it returns, and what it sent is
+// not dispatched), and the transport's Close waits for it. So the rule for
+// leak-free programs and tests: close the transport after its endpoints;
+// its Close returns once every handler has.
+//
 // # Request and reply
 //
 // [Request] sends a message and waits for the reply correlated with it. The
@@ -146,7 +183,8 @@
 // Every method of [Bus] is safe for concurrent use. The endpoint handles up
 // to [Options.Concurrency] messages at once (one by default, in queue
 // order). Handlers may call any method of the Bus except Shutdown, Close and
-// Pause, which wait for the handlers. The [Options.OnEvent] callback runs on
+// Pause, which wait for the handlers (Shutdown and Close for a bounded
+// time, see Stopping). The [Options.OnEvent] callback runs on
 // a goroutine of the Bus, one event at a time, and must not call Shutdown or
 // Close.
 package bus

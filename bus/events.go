@@ -46,6 +46,19 @@ const (
 	// error queue. Event.MessageID and MessageType say which message,
 	// Event.Err why, Event.Retries how many delayed retries it had.
 	SentToErrorQueue
+	// ForwardFailed: a message's failure could not be dealt with: its
+	// retry copy or its copy for the error queue (or a rescheduled
+	// deferred message) could not be dispatched, because the broker
+	// refuses publishes, the destination queue is gone, or the copy is
+	// refused. The Bus holds the message for Event.Delay (its consumer
+	// slowed meanwhile) and then gives it back to its queue, to be
+	// delivered again; the hold doubles each time the same message comes
+	// back, up to a minute. Event.MessageID and MessageType say which
+	// message, Event.Err why (a *middleware.ForwardError), Event.Retries
+	// how many times in a row this message could not be forwarded. If the
+	// missing queue was the error queue, the Bus declared it again. Alert
+	// on it: it repeats while the cause lasts.
+	ForwardFailed
 )
 
 // String returns the kind's name, such as "started".
@@ -71,6 +84,8 @@ func (k EventKind) String() string {
 		return "retried"
 	case SentToErrorQueue:
 		return "sent to error queue"
+	case ForwardFailed:
+		return "forward failed"
 	}
 	return "unknown event"
 }
@@ -96,9 +111,12 @@ type Event struct {
 	MessageID, MessageType string
 	// Retries is, for Retried, the number of the retry scheduled (1 for
 	// the first); for SentToErrorQueue, the delayed retries the message
-	// had (0 when it skipped them).
+	// had (0 when it skipped them); for ForwardFailed, how many times in a
+	// row the message could not be forwarded.
 	Retries int
-	// Delay is, for Retried, how long until the retry is due.
+	// Delay is, for Retried, how long until the retry is due; for
+	// ForwardFailed, how long the message is held before it goes back to
+	// its queue.
 	Delay time.Duration
 }
 

@@ -2,11 +2,13 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/busline/busline/middleware"
 	"github.com/busline/busline/transport"
@@ -243,20 +245,29 @@ func (h *handling) Value(k any) any {
 // deliver is the transport.Handler of the endpoint's consumer: it runs the
 // pipeline and settles the delivery.
 func (b *Bus) deliver(ctx context.Context, d *transport.Delivery) {
+	b.running.Add(1)
+	defer b.running.Add(-1)
 	h := &handling{Context: ctx, bus: b}
 	h.msg = middleware.Message{Message: d.Message, Queue: d.Queue, Redelivered: d.Redelivered}
 	err := b.runPipeline(h, d)
-	if err != nil {
-		b.log.ErrorContext(ctx, "handling failed and the pipeline could not deal with it; the message goes back to its queue",
-			"queue", d.Queue, "message_id", d.ID, "error", err)
-		if nerr := d.Nack(true); nerr != nil {
-			b.log.WarnContext(ctx, "nack failed", "queue", d.Queue, "message_id", d.ID, "error", nerr)
+	switch {
+	case err == nil && !b.abandoned.Load():
+		if b.holds.n.Load() > 0 {
+			b.holds.forget(b.holdKey(d))
+		}
+		if aerr := d.Ack(); aerr != nil {
+			b.log.WarnContext(ctx, "ack failed; the message will be delivered again", "queue", d.Queue, "message_id", d.ID, "error", aerr)
 		}
 		b.recycle(h, d)
 		return
+	case err == nil || ctx.Err() != nil:
+		// Stopping: Shutdown or Close gave up on this handler, or
+		// cancelled it. The message goes back at once.
+	default:
+		b.hold(ctx, d, err)
 	}
-	if aerr := d.Ack(); aerr != nil {
-		b.log.WarnContext(ctx, "ack failed; the message will be delivered again", "queue", d.Queue, "message_id", d.ID, "error", aerr)
+	if nerr := d.Nack(true); nerr != nil {
+		b.log.WarnContext(ctx, "nack failed", "queue", d.Queue, "message_id", d.ID, "error", nerr)
 	}
 	b.recycle(h, d)
 }
@@ -276,6 +287,77 @@ func (b *Bus) recycle(h *handling, d *transport.Delivery) {
 	if h.recycled {
 		b.recycler.Recycle(d)
 	}
+}
+
+// hold keeps a message whose failure the pipeline could not deal with for a
+// while before it goes back to its queue, so that no input and no broker
+// state can make a message cycle faster than a backoff (see holds): the
+// delivery keeps its slot, which slows the consumer. A forward that failed
+// is reported (ForwardFailed, an Error log line), and an error queue found
+// missing is declared again. The hold ends early when the Bus stops.
+func (b *Bus) hold(ctx context.Context, d *transport.Delivery, err error) {
+	delay, times := b.holds.next(b.holdKey(d), time.Now())
+	var fe *middleware.ForwardError
+	if errors.As(err, &fe) {
+		b.log.ErrorContext(ctx, "cannot forward the failed message; holding it, then giving it back to its queue",
+			"queue", d.Queue, "message_id", fe.MessageID, "stage", fe.Stage, "destination", fe.Queue,
+			"hold", delay, "times", times, "error", fe.Err, "handling_error", fe.Cause)
+		if fe.Queue == b.errorQueue && errors.Is(fe, transport.ErrUnroutable) {
+			b.redeclareErrorQueue(ctx)
+		}
+		if b.opts.OnEvent != nil {
+			b.emit(Event{Kind: ForwardFailed, Queue: d.Queue, Err: err, MessageID: fe.MessageID,
+				MessageType: b.messageTypeOf(&d.Message), Retries: times, Delay: delay})
+		}
+	} else {
+		b.log.ErrorContext(ctx, "handling failed and the pipeline could not deal with it; holding the message, then giving it back to its queue",
+			"queue", d.Queue, "message_id", d.ID, "hold", delay, "times", times, "error", err)
+	}
+	b.mu.Lock()
+	rel := b.released
+	b.mu.Unlock()
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-rel:
+	}
+}
+
+// holdKey identifies d's message for holds.
+func (b *Bus) holdKey(d *transport.Delivery) string {
+	id := d.ID
+	if id == "" {
+		id, _ = middleware.HeaderString(d.Headers[b.names.MessageID])
+	}
+	return d.Queue + "\x00" + id
+}
+
+// releaseHolds ends the holds under way: the Bus is stopping or pausing.
+func (b *Bus) releaseHolds() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-b.released:
+	default:
+		close(b.released)
+	}
+}
+
+// redeclareErrorQueue declares the error queue again after a forward found
+// it missing (deleted while the endpoint runs), as Start declared it.
+func (b *Bus) redeclareErrorQueue(ctx context.Context) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), middleware.DefaultDispatchTimeout)
+	defer cancel()
+	err := b.t.Declare(dctx, transport.Topology{
+		Queue: transport.Queue{Name: b.errorQueue, Type: b.errorQueueType(), Shared: true},
+	})
+	if err != nil {
+		b.log.ErrorContext(ctx, "cannot declare the missing error queue", "error_queue", b.errorQueue, "error", err)
+		return
+	}
+	b.log.WarnContext(ctx, "the error queue was missing; declared it again", "error_queue", b.errorQueue)
 }
 
 // runPipeline runs the pipeline, turning a panic that escaped it (a
@@ -334,6 +416,12 @@ func (b *Bus) terminal(ctx context.Context, m *middleware.Message) error {
 	out := s.finish()
 	if len(out) == 0 {
 		return nil
+	}
+	if b.abandoned.Load() {
+		// Shutdown or Close gave up on this handler: its message goes
+		// back to the queue, so what it sent must not go out.
+		releaseAll(out)
+		return fmt.Errorf("%s: stopped before the handler returned: %w", b.name, context.Canceled)
 	}
 	err := b.batch(ctx, out...)
 	releaseAll(out)

@@ -269,6 +269,9 @@ func TestPipelineWithoutErrorHandlingRequeues(t *testing.T) {
 		}))
 		e.start(b)
 		must(t, b.Send(ctx, "orders", PlaceOrder{}))
+		// Each failure holds the message (1 s, then 2 s) before it goes
+		// back to its queue.
+		time.Sleep(10 * time.Second)
 		idle()
 		if attempts != 3 || e.broker.Depth("orders") != 0 {
 			t.Errorf("%d attempts, %d left", attempts, e.broker.Depth("orders"))

@@ -410,6 +410,7 @@ func (c *consumer) failLocked(err error) {
 }
 
 func (c *consumer) work() {
+	defer c.cn.wg.Done()
 	defer c.workers.Done()
 	for {
 		dl := <-c.ch

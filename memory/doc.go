@@ -113,7 +113,13 @@
 // delivered, acked, nacked and requeued (the newest [DefaultJournalLimit]
 // records unless [Broker.SetJournalLimit] says otherwise),
 // [Broker.Deferred] lists the messages waiting for their time, and
-// [Broker.FailDispatches] makes the next dispatches fail.
+// [Broker.FailDispatches] makes the next dispatches fail. To reproduce the
+// faults of a production broker: [Broker.Inject] puts a message into a queue
+// as RabbitMQ delivers what a foreign client published, header keys that
+// are not valid UTF-8 included (Publish refuses them, as every busline
+// transport does); [Broker.DeleteQueue] deletes a queue, the error queue
+// say, while endpoints run; [Broker.FailDispatches] and [Broker.Block]
+// make the broker refuse or hold publishes.
 //
 // # Errors
 //
@@ -127,6 +133,8 @@
 //
 // Every method of [Broker] and [Transport] is safe for concurrent use. Each
 // goroutine the package starts (a consumer's handler goroutines, a
-// watcher's goroutine) belongs to a transport, which waits for it in Close;
+// watcher's goroutine) belongs to a transport, which waits for it in Close,
+// including those of a consumer still stopping (package bus
+// gives up waiting for handlers that ignore their context);
 // timers belong to the broker, which stops them in Close.
 package memory

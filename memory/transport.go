@@ -388,6 +388,10 @@ func (t *Transport) Consume(ctx context.Context, queue string, opts transport.Co
 		done:        make(chan struct{}),
 	}
 	c.workers.Add(concurrency)
+	// The connection owns the handler goroutines too, so that Close waits
+	// for the handlers of a consumer whose own Close or Drain gave up on
+	// them (package bus does, for handlers that ignore their context).
+	cn.wg.Add(concurrency)
 	for range concurrency {
 		go c.work()
 	}

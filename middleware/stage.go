@@ -38,7 +38,10 @@ const DefaultDispatchTimeout = 30 * time.Second
 // move: a retry copy to the endpoint's queue, a rescheduled deferred message,
 // or a copy for the error queue. The original was not acked: the stage
 // returns the error so that the endpoint gives the message back to the broker
-// and it is delivered again. The ErrorQueue stage passes a ForwardError from
+// and it is delivered again. The endpoint must not give it back at once,
+// or a broker that refuses publishes makes the message cycle as fast as it
+// can be delivered: package bus holds it with an exponential backoff first
+// (see its section "When the failure path fails"). The ErrorQueue stage passes a ForwardError from
 // the stages inside it through unchanged, instead of sending the message to
 // the error queue.
 type ForwardError struct {
@@ -179,10 +182,14 @@ func withHeaders(h transport.Headers, extra int) transport.Headers {
 const deliveryCountHeader = "x-delivery-count"
 
 // forwardHeaders is withHeaders for the copy of a received message that a
-// stage dispatches again: without the headers that describe its delivery.
+// stage dispatches again: without the headers that describe its delivery,
+// and with the keys RabbitMQ delivered but no transport publishes (not valid
+// UTF-8) rewritten and listed under [SanitizedHeader], so that any message
+// the broker delivered can be forwarded.
 func forwardHeaders(h transport.Headers, extra int) transport.Headers {
-	c := withHeaders(h, extra)
+	c := withHeaders(h, extra+1)
 	delete(c, deliveryCountHeader)
+	sanitizeHeaders(c)
 	return c
 }
 

@@ -43,7 +43,10 @@ type Transport interface {
 	Consume(ctx context.Context, queue string, opts ConsumeOptions, h Handler) (Consumer, error)
 
 	// Close closes every consumer as [Consumer.Close] does, waits for the
-	// transport's goroutines to end and releases its connection. Dispatch
+	// transport's goroutines to end (every handler call included, also
+	// those of a consumer whose Drain or Close is still waiting for them:
+	// a caller may stop waiting for a handler that ignores its context,
+	// and Close is where its goroutine ends) and releases its connection. Dispatch
 	// calls under way return [ErrClosed] (or succeed, if confirmed first).
 	// A second Close returns nil.
 	Close() error
@@ -71,6 +74,18 @@ type Recycler interface {
 	// Recycle takes d back. It must not block, and it ignores a delivery
 	// the transport did not make.
 	Recycle(d *Delivery)
+}
+
+// DelayedQueueLimiter is implemented by a [Delayer] whose deferred delivery
+// reaches only queues whose names are short enough: RabbitMQ's delay levels
+// route a deferred message under a key that holds two bytes per level
+// before the destination's name, within AMQP's 255 bytes. Package bus
+// refuses, at New, an endpoint queue whose delayed retries and deferred
+// messages could not reach it.
+type DelayedQueueLimiter interface {
+	// MaxDelayedQueueName is the longest queue name, in bytes, that a
+	// deferred message can be delivered to.
+	MaxDelayedQueueName() int
 }
 
 // QueueInfo describes a queue's state at one moment.
