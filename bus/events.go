@@ -137,6 +137,8 @@ func (e Event) String() string {
 		fmt.Fprintf(&b, ", retry %d in %v", e.Retries, e.Delay)
 	case SentToErrorQueue:
 		fmt.Fprintf(&b, " after %d retries", e.Retries)
+	case ForwardFailed:
+		fmt.Fprintf(&b, ", failed %d times in a row, held %v", e.Retries, e.Delay)
 	case TransportEvent, ConsumerLost, ConsumerResumed:
 		if e.Transport.Kind != 0 {
 			fmt.Fprintf(&b, " (transport: %s)", e.Transport.Kind)
