@@ -102,14 +102,11 @@ func TestNoDelay(t *testing.T) {
 		_ = d.Ack()
 	}
 
-	// Package bus sees that the transport cannot defer.
-	_, err = bus.New(tr, q, bus.Options{})
-	if !errors.Is(err, bus.ErrNotSupported) || !strings.Contains(err.Error(), "Delayer") {
-		t.Fatalf("bus.New with the standard pipeline = %v, want ErrNotSupported naming transport.Delayer", err)
-	}
-	ep, err := bus.New(tr, q, bus.Options{Pipeline: noDeferral, ErrorQueue: q + "-error"})
+	// Package bus sees that the transport cannot defer and builds its
+	// standard pipeline without deferral, with immediate retries.
+	ep, err := bus.New(tr, q, bus.Options{ErrorQueue: q + "-error"})
 	if err != nil {
-		t.Fatalf("bus.New with a pipeline without deferral: %v", err)
+		t.Fatalf("bus.New with the standard pipeline: %v", err)
 	}
 	t.Cleanup(func() { _ = tr.DeleteQueue(context.Background(), q+"-error") })
 	got := make(chan PlaceOrder, 1)
