@@ -17,6 +17,8 @@ COMPONENTS := $(RABBITMQ)
 # A 3-node RabbitMQ cluster for amqp/clustertest, started in the background
 # while the tests compile and run (`make bench` does not start it).
 COMPONENTS += scripts/rabbitmq-cluster.sh run --
+# Headless Chromium for busctl's browser tests (installed when missing).
+COMPONENTS += scripts/chromium.sh run --
 
 .PHONY: all test vet depcheck leancheck allocs unit bench demo rabbitmq-start rabbitmq-stop
 

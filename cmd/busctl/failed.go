@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -184,7 +181,7 @@ func printMessage(w io.Writer, m *store.Failed) error {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nBody:")
-	fmt.Fprintln(w, indent(PrettyBody(wm)))
+	fmt.Fprintln(w, indent(store.PrettyBody(wm)))
 	return nil
 }
 
@@ -200,30 +197,6 @@ func headerText(raw json.RawMessage) string {
 		return s
 	}
 	return string(raw)
-}
-
-// PrettyBody renders a body by its content type.
-func PrettyBody(wm *store.WireMessage) string {
-	var body []byte
-	switch {
-	case wm.Body != nil:
-		body = []byte(*wm.Body)
-	case wm.BodyBase64 != "":
-		body, _ = base64.StdEncoding.DecodeString(wm.BodyBase64)
-	default:
-		return "(empty)"
-	}
-	ct := strings.ToLower(strings.TrimSpace(strings.Split(wm.ContentType, ";")[0]))
-	if ct == "application/json" || strings.HasSuffix(ct, "+json") || (ct == "" && json.Valid(body)) {
-		var buf bytes.Buffer
-		if json.Indent(&buf, body, "", "  ") == nil {
-			return buf.String()
-		}
-	}
-	if wm.Body != nil {
-		return *wm.Body
-	}
-	return hex.Dump(body)
 }
 
 func newGroupsCmd(g *globals) *cobra.Command {

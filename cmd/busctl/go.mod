@@ -5,6 +5,7 @@ go 1.25.0
 require (
 	github.com/busline/busline v0.0.0-00010101000000-000000000000
 	github.com/chromedp/chromedp v0.14.2
+	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/spf13/cobra v1.10.2
 	go.uber.org/goleak v1.3.0
 	modernc.org/sqlite v1.50.0

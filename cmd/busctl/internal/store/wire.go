@@ -3,12 +3,14 @@ package store
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -346,4 +348,30 @@ func decodeTagged(tag string, v json.RawMessage) (any, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("unknown value type %q (want int8, uint8, int16, uint16, int32, uint32, int64, float32, float64, decimal, time, bytes, table or array)", tag)
+}
+
+// PrettyBody renders a message's body by its content type: indented JSON
+// for application/json and +json types, text as it is, anything else as a
+// hex dump.
+func PrettyBody(wm *WireMessage) string {
+	var body []byte
+	switch {
+	case wm.Body != nil:
+		body = []byte(*wm.Body)
+	case wm.BodyBase64 != "":
+		body, _ = base64.StdEncoding.DecodeString(wm.BodyBase64)
+	default:
+		return "(empty)"
+	}
+	ct := strings.ToLower(strings.TrimSpace(strings.Split(wm.ContentType, ";")[0]))
+	if ct == "application/json" || strings.HasSuffix(ct, "+json") || (ct == "" && json.Valid(body)) {
+		var buf bytes.Buffer
+		if json.Indent(&buf, body, "", "  ") == nil {
+			return buf.String()
+		}
+	}
+	if wm.Body != nil {
+		return *wm.Body
+	}
+	return hex.Dump(body)
 }
