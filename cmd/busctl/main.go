@@ -1,8 +1,3 @@
-// Command busctl operates busline services: it lists their queues, shows,
-// groups, retries, deletes, exports and imports the messages that failed,
-// sends messages by hand, and serves a web console over the same.
-//
-// See `busctl --help` and the "Operating" section of busline's README.
 package main
 
 import (

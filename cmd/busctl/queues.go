@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/busline/busline/cmd/busctl/internal/store"
 	"github.com/busline/busline/transport"
@@ -126,6 +127,27 @@ func (b *broker) queueType(q string) string {
 	if b.url == "" {
 		return "memory"
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if c, ok := b.types[q]; ok && time.Since(c.at) < time.Minute {
+		return c.typ
+	}
+	typ := b.probeType(q)
+	if b.types == nil {
+		b.types = make(map[string]typeSeen)
+	}
+	b.types[q] = typeSeen{typ, time.Now()}
+	return typ
+}
+
+// typeSeen is a queue type probed at a time; serve's overview asks every
+// few seconds, and a queue's type does not change while it exists.
+type typeSeen struct {
+	typ string
+	at  time.Time
+}
+
+func (b *broker) probeType(q string) string {
 	conn, err := amqp091.DialConfig(b.url, amqp091.Config{Properties: amqp091.Table{"connection_name": "busctl queue type"}})
 	if err != nil {
 		return "?"

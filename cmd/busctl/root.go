@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -124,6 +125,9 @@ func defaultStore() string {
 type broker struct {
 	t   transport.Transport
 	url string // empty for memory
+
+	mu    sync.Mutex
+	types map[string]typeSeen
 }
 
 func (b *broker) Close() error { return b.t.Close() }
@@ -230,19 +234,14 @@ func fmtTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04:05")
 }
 
-// parseTime reads an RFC 3339 time, a date, or a duration meaning that
-// long ago (2h, 30m).
+// parseTime reads a filter's time; empty is none.
 func parseTime(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return time.Now().Add(-d), nil
+	t, err := store.ParseTime(s)
+	if err != nil {
+		return t, withCode(exitUsage, err)
 	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, withCode(exitUsage, fmt.Errorf("cannot read the time %q: give RFC 3339 (2026-12-03T09:00:00Z), a date (2026-12-03) or a duration ago (2h)", s))
+	return t, nil
 }

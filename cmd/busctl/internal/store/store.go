@@ -556,3 +556,17 @@ func (s *Store) deleteSeqsLocked(ctx context.Context, seqs []int64) error {
 	}
 	return nil
 }
+
+// ParseTime reads a time as busctl's filters take it: RFC 3339, a date and
+// time or a date (UTC), or a duration meaning that long ago (2h, 30m).
+func ParseTime(s string) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("cannot read the time %q: give RFC 3339 (2026-12-03T09:00:00Z), a date (2026-12-03) or a duration ago (2h)", s)
+}
