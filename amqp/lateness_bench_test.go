@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,23 +18,32 @@ import (
 
 // BenchmarkDeferLateness: N deferred messages fall due at the same moment;
 // how late do they arrive? N is BUSLINE_BENCH_DEFER_N (default 2,000, which
-// `make bench` runs in seconds; run 100,000 by hand). Each round sends the
-// N messages first, all with one NotBefore a margin after the sending ends,
-// then consumes them and reports the lateness of their arrival in a
-// handler (p50, p99, max, in ms) and the arrival rate once the first is
-// in. Columns:
+// `make bench` runs in seconds; run 100,000 by hand with -benchtime 1x).
+// Each round sends the N messages first, as fast as it can, all with one
+// due time a margin after the sending ends, then consumes them (prefetch
+// 200) and reports the lateness of their arrival (p50, p99, max, in ms)
+// and the rate at which they arrived. Delays are whole seconds, rounded
+// up, so the transport's lateness includes up to a second of rounding.
+// Columns:
 //
-//   - transport: this package's delay levels (the messages enter at the
-//     level of their delay's highest bit and pass a level per set bit),
-//     consumed with prefetch 200 and one worker;
-//   - raw-dlx: the broker's own limit for the last hop of that path,
-//     measured with amqp091-go: the N messages wait in one quorum queue
-//     with at-least-once dead-lettering, each with the per-message TTL that
-//     makes it expire at the same moment, and are dead-lettered to the
-//     destination queue, consumed with prefetch 200 and multiple acks.
+//   - transport: the delay levels, as Dispatch uses them: the messages,
+//     sent together, pass the same levels together (a level per set bit
+//     of the delay), and each level's at-least-once dead-lettering moves
+//     the whole convoy on, one after the other;
+//   - transport-onehop: every message deferred by 8 s exactly, so through
+//     one level only (its lateness counts from the first one's due time);
+//   - raw-levels: the same path published by amqp091-go straight into
+//     level 3: the broker's own limit for a hop through the levels;
+//   - raw-dlx: the broker's own limit for one hop of at-least-once
+//     dead-lettering, with amqp091-go: the N messages wait in one quorum
+//     queue, each with the per-message TTL that makes it expire at the
+//     due time, and are dead-lettered through the default exchange;
+//   - raw-dlx-topic: the same, dead-lettered into level 0's topic exchange
+//     with an all-zero delay key, as the levels' last hop is routed (to
+//     level 0's exchange, on to the delivery exchange, to the queue);
+//     BUSLINE_BENCH_DLX_EXCHANGE names another exchange to route through.
 //
-// b.N is ignored beyond running the round b.N times: run it with
-// -benchtime 1x.
+// The figures and what they say are in the README ("Deferral lateness").
 func BenchmarkDeferLateness(b *testing.B) {
 	n := 2000
 	if s := os.Getenv("BUSLINE_BENCH_DEFER_N"); s != "" {
@@ -48,9 +58,24 @@ func BenchmarkDeferLateness(b *testing.B) {
 			lateness(b, n, deferTransport)
 		}
 	})
+	b.Run("transport-onehop", func(b *testing.B) {
+		for range b.N {
+			lateness(b, n, deferOneHop)
+		}
+	})
 	b.Run("raw-dlx", func(b *testing.B) {
 		for range b.N {
 			lateness(b, n, deferRawDLX)
+		}
+	})
+	b.Run("raw-dlx-topic", func(b *testing.B) {
+		for range b.N {
+			lateness(b, n, deferRawDLXTopic)
+		}
+	})
+	b.Run("raw-levels", func(b *testing.B) {
+		for range b.N {
+			lateness(b, n, deferRawLevels)
 		}
 	})
 }
@@ -139,24 +164,79 @@ func deferTransport(b *testing.B, n int, margin time.Duration, arrived func()) t
 	return due
 }
 
+// deferOneHop defers every message by 8 seconds exactly, so that it
+// waits in one level only (bit 3), and returns the first one's due time.
+func deferOneHop(b *testing.B, n int, margin time.Duration, arrived func()) time.Time {
+	tr := dial(b, amqp.Options{})
+	q := benchQueue(b, tr, transport.Quorum)
+	const batch = 500
+	ctx := context.Background()
+	msgs := make([]transport.Outgoing, 0, batch)
+	var first time.Time
+	for i := 0; i < n; i += batch {
+		msgs = msgs[:0]
+		due := time.Now().Add(8 * time.Second)
+		if first.IsZero() {
+			first = due
+		}
+		for range min(batch, n-i) {
+			m := transportMsg(q)
+			m.NotBefore = due
+			msgs = append(msgs, m)
+		}
+		if err := tr.Dispatch(ctx, msgs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c, err := tr.Consume(ctx, q, transport.ConsumeOptions{Prefetch: 200}, func(ctx context.Context, d *transport.Delivery) {
+		arrived()
+		_ = d.Ack()
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close() })
+	return first
+}
+
 // deferRawDLX: one quorum queue, at-least-once dead-lettering through the
 // default exchange to the destination, per-message TTLs that end at due.
 func deferRawDLX(b *testing.B, n int, margin time.Duration, arrived func()) time.Time {
+	return rawDLX(b, n, margin, arrived, false)
+}
+
+// deferRawDLXTopic: as deferRawDLX, dead-lettering into level 0's topic
+// exchange with a routing key whose bits are all 0 (so it goes on to the
+// delivery exchange and the destination): the routing of the last hop of
+// the delay levels, without their queues.
+func deferRawDLXTopic(b *testing.B, n int, margin time.Duration, arrived func()) time.Time {
+	return rawDLX(b, n, margin, arrived, true)
+}
+
+func rawDLX(b *testing.B, n int, margin time.Duration, arrived func(), levels bool) time.Time {
 	tr := dial(b, amqp.Options{})
 	dest := benchQueue(b, tr, transport.Quorum)
 	hold := queueName(b, tr)
 	conn := rawConn(b)
 	ch := rawConfirmChannel(b, conn)
-	if _, err := ch.QueueDeclare(hold, true, false, false, false, amqp091.Table{
+	args := amqp091.Table{
 		"x-queue-type":              "quorum",
 		"x-dead-letter-exchange":    "",
 		"x-dead-letter-routing-key": dest,
 		"x-dead-letter-strategy":    "at-least-once",
 		"x-overflow":                "reject-publish",
-	}); err != nil {
-		b.Fatal(err)
+	}
+	if levels {
+		if err := ch.QueueBind(dest, strings.Repeat("*.", 28)+dest, "busline-delay-delivery", false, nil); err != nil {
+			b.Fatal(err)
+		}
+		args["x-dead-letter-exchange"] = rawDLXTopicExchange
+		args["x-dead-letter-routing-key"] = strings.Repeat("0.", 28) + dest
 	}
 	due := time.Now().Add(margin).Truncate(time.Second)
+	if _, err := ch.QueueDeclare(hold, true, false, false, false, args); err != nil {
+		b.Fatal(err)
+	}
 	ctx := context.Background()
 	window := make([]*amqp091.DeferredConfirmation, 0, 512)
 	for range n {
@@ -205,3 +285,69 @@ func deferRawDLX(b *testing.B, n int, margin time.Duration, arrived func()) time
 	b.Cleanup(func() { _ = cch.Close() })
 	return due
 }
+
+// deferRawLevels publishes with amqp091-go straight into the delay
+// levels, as the transport does (a delay of 8 seconds: level 3 only).
+func deferRawLevels(b *testing.B, n int, margin time.Duration, arrived func()) time.Time {
+	tr := dial(b, amqp.Options{})
+	dest := benchQueue(b, tr, transport.Quorum)
+	conn := rawConn(b)
+	ch := rawConfirmChannel(b, conn)
+	if err := ch.QueueBind(dest, strings.Repeat("*.", 28)+dest, "busline-delay-delivery", false, nil); err != nil {
+		b.Fatal(err)
+	}
+	key := strings.Repeat("0.", 24) + "1.0.0.0." + dest
+	ctx := context.Background()
+	window := make([]*amqp091.DeferredConfirmation, 0, 512)
+	first := time.Now().Add(8 * time.Second)
+	for range n {
+		if len(window) == cap(window) {
+			if !window[0].Wait() {
+				b.Fatal("nack")
+			}
+			window = window[1:]
+		}
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "busline-delay-03", key, true, false, rawPublishing())
+		if err != nil {
+			b.Fatal(err)
+		}
+		window = append(window, dc)
+	}
+	for _, dc := range window {
+		if !dc.Wait() {
+			b.Fatal("nack")
+		}
+	}
+	cch, err := conn.Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cch.Qos(200, 0, false); err != nil {
+		b.Fatal(err)
+	}
+	ds, err := cch.Consume(dest, "", false, false, false, false, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		k := 0
+		for d := range ds {
+			arrived()
+			if k++; k%50 == 0 {
+				_ = d.Ack(true)
+			}
+		}
+	}()
+	b.Cleanup(func() { _ = cch.Close() })
+	return first
+}
+
+// rawDLXTopicExchange is where raw-dlx-topic dead-letters to: level 0's
+// exchange, or (BUSLINE_BENCH_DLX_EXCHANGE) another, such as the delivery
+// exchange itself, to tell their routing costs apart.
+var rawDLXTopicExchange = func() string {
+	if e := os.Getenv("BUSLINE_BENCH_DLX_EXCHANGE"); e != "" {
+		return e
+	}
+	return "busline-delay-00"
+}()
