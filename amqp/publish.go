@@ -132,10 +132,15 @@ type pubChannel struct {
 	writerDone chan struct{} // closed when the writer has ended
 	seq        uint64        // delivery tag of the last message published; the writer's
 
-	pmu      sync.Mutex // guards pending, inFlight, untagged and deadErr; never held during I/O
-	pending  map[uint64]*pubReq
-	inFlight map[returnKey]int    // mandatory messages in flight
-	untagged map[returnKey]uint64 // the one sent without seqHeader
+	pmu sync.Mutex // guards pending, inFlight and deadErr; never held during I/O
+	// pending holds the publishes awaiting their confirm by delivery tag
+	// modulo the window: at most a window of them is unsettled, each
+	// holding a token, and their tags are consecutive (confirms settle
+	// them in order, and a publish amqp091 refused gives its tag back), so
+	// no two share a slot. A slice indexed so costs no hashing and no
+	// allocation per message, as a map did.
+	pending  []*pubReq
+	inFlight map[returnKey]inFlight // mandatory messages in flight
 	deadErr  error
 	dead     chan struct{}
 
@@ -150,6 +155,15 @@ type pubChannel struct {
 	retired atomic.Bool
 }
 
+// inFlight counts the mandatory messages in flight with one returnKey, and
+// names the one sent without seqHeader (0: none is in flight). One map of
+// both costs one lookup and one store per message where two maps cost
+// three.
+type inFlight struct {
+	n        int
+	untagged uint64
+}
+
 // pubReq is one message handed to a channel's writer, then waiting for its
 // confirm.
 type pubReq struct {
@@ -161,6 +175,7 @@ type pubReq struct {
 	res           chan error      // receives the outcome once
 	returned      *amqp091.Return // set by the listener, under pmu
 	rkey          returnKey       // for mandatory messages
+	seq           uint64          // delivery tag, once in pending
 	// wrote is set when the message was handed to amqp091 to be written:
 	// from then on, failing to get its confirm means its outcome is
 	// unknown (the broker may have enqueued it).
@@ -208,9 +223,8 @@ func openPubChannel(t *Transport, s *session) (*pubChannel, error) {
 		ch:         ch,
 		sess:       s,
 		window:     make(chan struct{}, w),
-		pending:    make(map[uint64]*pubReq, w),
-		inFlight:   make(map[returnKey]int),
-		untagged:   make(map[returnKey]uint64),
+		pending:    make([]*pubReq, w),
+		inFlight:   make(map[returnKey]inFlight),
 		reqs:       make(chan *pubReq, w),
 		writerDone: make(chan struct{}),
 		dead:       make(chan struct{}),
@@ -278,9 +292,9 @@ func (pc *pubChannel) listen() {
 			if s, ok := r.Headers[seqHeader].(int64); ok {
 				seq = uint64(s)
 			} else {
-				seq = pc.untagged[returnKey{r.Exchange, r.RoutingKey, r.MessageId}]
+				seq = pc.inFlight[returnKey{r.Exchange, r.RoutingKey, r.MessageId}].untagged
 			}
-			in := pc.pending[seq]
+			in := pc.lookup(seq)
 			if in != nil {
 				ret := r
 				in.returned = &ret
@@ -409,21 +423,33 @@ func (pc *pubChannel) settle(tag uint64, err error) {
 	in.res <- err
 }
 
+// lookup returns the pending publish tag, or nil; pmu must be held.
+func (pc *pubChannel) lookup(tag uint64) *pubReq {
+	if tag == 0 {
+		return nil
+	}
+	if r := pc.pending[tag%uint64(len(pc.pending))]; r != nil && r.seq == tag {
+		return r
+	}
+	return nil
+}
+
 // forget removes the pending publish tag; pmu must be held.
 func (pc *pubChannel) forget(tag uint64) *pubReq {
-	r := pc.pending[tag]
+	r := pc.lookup(tag)
 	if r == nil {
 		return nil
 	}
-	delete(pc.pending, tag)
+	pc.pending[tag%uint64(len(pc.pending))] = nil
 	if r.mandatory {
-		if n := pc.inFlight[r.rkey] - 1; n > 0 {
-			pc.inFlight[r.rkey] = n
-		} else {
+		f := pc.inFlight[r.rkey]
+		if f.n--; f.n == 0 {
 			delete(pc.inFlight, r.rkey)
-		}
-		if pc.untagged[r.rkey] == tag {
-			delete(pc.untagged, r.rkey)
+		} else {
+			if f.untagged == tag {
+				f.untagged = 0
+			}
+			pc.inFlight[r.rkey] = f
 		}
 	}
 	return r
@@ -436,10 +462,14 @@ func (pc *pubChannel) die(err error) {
 		pc.deadErr = err
 		close(pc.dead)
 	}
-	pending := pc.pending
-	pc.pending = make(map[uint64]*pubReq)
+	var pending []*pubReq
+	for i, r := range pc.pending {
+		if r != nil {
+			pending = append(pending, r)
+			pc.pending[i] = nil
+		}
+	}
 	clear(pc.inFlight)
-	clear(pc.untagged)
 	pc.pmu.Unlock()
 	for _, in := range pending {
 		in.res <- err
@@ -508,14 +538,26 @@ func (pc *pubChannel) send(r *pubReq) {
 		r.res <- err
 		return
 	}
-	pc.pending[seq] = r
+	slot := seq % uint64(len(pc.pending))
+	if old := pc.pending[slot]; old != nil {
+		// Cannot happen while the window bounds what is pending (see
+		// pubChannel.pending); fail the message rather than lose track.
+		err := fmt.Errorf("amqp: publish: internal error: delivery tag %d still pending at %d", old.seq, seq)
+		pc.pmu.Unlock()
+		<-pc.window
+		r.res <- err
+		return
+	}
+	r.seq = seq
+	pc.pending[slot] = r
 	if r.mandatory {
 		r.rkey = returnKey{r.exchange, r.key, msg.MessageId}
-		n := pc.inFlight[r.rkey]
-		pc.inFlight[r.rkey] = n + 1
-		if tag = n > 0; !tag {
-			pc.untagged[r.rkey] = seq
+		f := pc.inFlight[r.rkey]
+		if tag = f.n > 0; !tag {
+			f.untagged = seq
 		}
+		f.n++
+		pc.inFlight[r.rkey] = f
 	}
 	r.wrote.Store(true)
 	pc.pmu.Unlock()
@@ -593,7 +635,16 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 	if len(msgs) == 0 {
 		return nil
 	}
-	ds := make([]delivery, len(msgs))
+	// A batch of one, the bus's usual, keeps its bookkeeping on the stack.
+	var one struct {
+		ds   [1]delivery
+		errs [1]error
+		todo [1]int
+	}
+	ds, errs, todo := one.ds[:], one.errs[:], one.todo[:0]
+	if len(msgs) > 1 {
+		ds, errs, todo = make([]delivery, len(msgs)), make([]error, len(msgs)), make([]int, 0, len(msgs))
+	}
 	now := time.Now()
 	for i := range msgs {
 		d, err := t.plan(&msgs[i], now)
@@ -602,8 +653,6 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 		}
 		ds[i] = d
 	}
-	errs := make([]error, len(msgs))
-	todo := make([]int, 0, len(msgs))
 	if err := t.bindDeferred(ctx, msgs, ds, errs); err != nil {
 		return err
 	}
