@@ -73,7 +73,7 @@ func (a *acker) lost(why error) {
 	err := fmt.Errorf("amqp: settle a delivery of queue %q: the channel is gone, the message will be delivered again: %w: %w",
 		a.queue, transport.ErrConnectionLost, why)
 	a.state.CompareAndSwap(nil, &err)
-	a.stopBatch()
+	a.stopBatch(false)
 }
 
 // close closes the channel on purpose, after sending the acks that wait;
@@ -81,24 +81,24 @@ func (a *acker) lost(why error) {
 func (a *acker) close() {
 	err := fmt.Errorf("amqp: settle a delivery of queue %q: the consumer was closed, the message will be delivered again: %w",
 		a.queue, transport.ErrClosed)
-	if a.state.CompareAndSwap(nil, &err) && a.batch != nil {
-		a.batch.mu.Lock()
-		if !a.batch.done {
-			_ = a.flushLocked(time.Time{}, true)
-		}
-		a.batch.mu.Unlock()
-	}
-	a.stopBatch()
+	flush := a.state.CompareAndSwap(nil, &err)
+	a.stopBatch(flush)
 	_ = a.ch.Close()
 }
 
-func (a *acker) stopBatch() {
+// stopBatch stops the batch, after sending what waits if flush is set
+// (in the same critical section, so that no ack queued meanwhile is
+// dropped unsent after its Ack returned nil).
+func (a *acker) stopBatch(flush bool) {
 	b := a.batch
 	if b == nil {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if flush && !b.done {
+		_ = a.flushLocked(time.Time{}, true)
+	}
 	b.done = true
 	b.open, b.pending = nil, nil
 	if b.timer != nil {
