@@ -408,7 +408,7 @@ func (c *Console) act(retry bool) http.HandlerFunc {
 			verb = "Retry"
 		}
 		d := confirmData{Retry: retry, Scope: describe(f, scope), Back: r.PostForm.Get("back")}
-		if !strings.HasPrefix(d.Back, "/") || strings.HasPrefix(d.Back, "//") {
+		if !strings.HasPrefix(d.Back, "/") || strings.HasPrefix(d.Back, "//") || strings.HasPrefix(d.Back, "/\\") {
 			d.Back = "/messages"
 		}
 		if d.Count, err = c.opts.Store.Count(ctx, f); err != nil {

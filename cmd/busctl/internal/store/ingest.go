@@ -94,9 +94,11 @@ func (s *Store) Ingest(ctx context.Context, t transport.Transport, queue string,
 	}
 	drained := make(chan error, 1)
 	draining := false
+	var consumerDone <-chan struct{}
 	stop := func() {
 		if !draining {
 			draining = true
+			consumerDone = nil // Drain's end is reported on drained
 			go func() { drained <- c.Drain(context.WithoutCancel(ctx)) }()
 		}
 	}
@@ -128,6 +130,7 @@ func (s *Store) Ingest(ctx context.Context, t transport.Transport, queue string,
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()
 	ctxDone := ctx.Done()
+	consumerDone = c.Done()
 	for {
 		idle.Reset(100 * time.Millisecond)
 		select {
@@ -140,6 +143,13 @@ func (s *Store) Ingest(ctx context.Context, t transport.Transport, queue string,
 		case <-ctxDone:
 			ctxDone = nil
 			stop()
+		case <-consumerDone:
+			// The consumer stopped by itself (its queue was deleted, the
+			// connection cannot recover): its handlers have returned.
+			if ferr := flush(); ferr != nil {
+				return n, fmt.Errorf("ingest %q: %w", queue, ferr)
+			}
+			return n, fmt.Errorf("ingest %q: the consumer stopped: %w", queue, c.Err())
 		case err := <-drained:
 			// Every handler returned: what they handed over is in ch.
 			for {

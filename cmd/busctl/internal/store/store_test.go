@@ -222,3 +222,34 @@ func TestExportImportDelete(t *testing.T) {
 		t.Fatalf("Count = %d", c)
 	}
 }
+
+// TestIngestFollowQueueDeleted: a follow ingest whose error queue is
+// deleted returns, saying so, instead of waiting for nothing.
+func TestIngestFollowQueueDeleted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr, s := setup(t)
+	fill(t, tr, failed("a", "billing", "x", 1))
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Ingest(ctx, tr, "error", store.IngestOptions{Follow: true})
+		done <- err
+	}()
+	for {
+		if n, _ := s.Count(ctx, store.Filter{}); n == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := tr.DeleteQueue(ctx, "error"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || ctx.Err() != nil {
+			t.Fatalf("Ingest = %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Ingest did not return after its queue was deleted")
+	}
+}
