@@ -2,11 +2,13 @@ package store
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/busline/busline/transport"
@@ -113,6 +115,8 @@ func (s *Store) Ingest(ctx context.Context, t transport.Transport, queue string,
 		if len(pending) == 0 {
 			return nil
 		}
+		// Handlers run concurrently: put the batch back in queue order.
+		slices.SortFunc(pending, func(a, b ingested) int { return cmp.Compare(a.d.Tag, b.d.Tag) })
 		msgs := make([]*transport.Message, len(pending))
 		for i, it := range pending {
 			msgs[i] = &it.d.Message
