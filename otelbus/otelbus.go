@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
@@ -86,6 +87,12 @@ func Instrument(opts ...Option) func(*bus.Bus, transport.Transport) (bus.Hooks, 
 		if err != nil {
 			return bus.Hooks{}, fmt.Errorf("otelbus: %w", err)
 		}
+		if !e.tracing && !e.metering {
+			// Both providers are no-ops: nothing to record, but the
+			// context still travels from the messages handled to the
+			// messages sent, as it would through no-op spans.
+			return bus.Hooks{Send: e.propagate, Handle: e.extract, Log: LogHandler}, nil
+		}
 		return bus.Hooks{
 			Send:     e.send,
 			Sent:     e.sent,
@@ -101,28 +108,31 @@ func Instrument(opts ...Option) func(*bus.Bus, transport.Transport) (bus.Hooks, 
 
 // endpoint is the instrumentation of one Bus.
 type endpoint struct {
-	tracer  trace.Tracer
-	tracing bool // false with a no-op TracerProvider: no span is started
-	prop    propagation.TextMapPropagator
-	names   middleware.HeaderNames
-	queue   string
-	direct  string
-	topic   string
-	inst    *instruments
-	gauges  *gauges
-	cache   cache
+	tracer   trace.Tracer
+	tracing  bool // false with a no-op TracerProvider: no span is started
+	metering bool // false with a no-op MeterProvider
+	prop     propagation.TextMapPropagator
+	names    middleware.HeaderNames
+	queue    string
+	direct   string
+	topic    string
+	inst     *instruments
+	gauges   *gauges
+	cache    cache
 }
 
 func newEndpoint(b *bus.Bus, t transport.Transport, c *config) (*endpoint, error) {
 	_, noopTracer := c.tp.(tracenoop.TracerProvider)
+	_, noopMeter := c.mp.(metricnoop.MeterProvider)
 	e := &endpoint{
-		tracer:  c.tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version)),
-		tracing: !noopTracer,
-		prop:    c.prop,
-		names:   b.HeaderNames(),
-		queue:   b.Queue(),
-		direct:  c.direct,
-		topic:   c.topic,
+		metering: !noopMeter,
+		tracer:   c.tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version)),
+		tracing:  !noopTracer,
+		prop:     c.prop,
+		names:    b.HeaderNames(),
+		queue:    b.Queue(),
+		direct:   c.direct,
+		topic:    c.topic,
 	}
 	meter := c.mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
 	var err error
@@ -133,6 +143,19 @@ func newEndpoint(b *bus.Bus, t transport.Transport, c *config) (*endpoint, error
 		return nil, err
 	}
 	return e, nil
+}
+
+// propagate writes the context into the message's headers: the Send hook
+// when neither traces nor metrics are recorded.
+func (e *endpoint) propagate(ctx context.Context, s bus.Sending) context.Context {
+	e.prop.Inject(ctx, headerCarrier(s.Message.Message.Headers))
+	return ctx
+}
+
+// extract reads the context of the message's headers for its handling: the
+// Handle hook when neither traces nor metrics are recorded.
+func (e *endpoint) extract(ctx context.Context, d *transport.Delivery, m *middleware.Message, next middleware.Handler) error {
+	return next(e.prop.Extract(ctx, headerCarrier(m.Headers)), m)
 }
 
 // sendCtx is the context a producer span runs under, and when the send
