@@ -42,6 +42,10 @@
 //     batch's dispatch, operation type send, with
 //     messaging.batch.message_count and a link to each message's creation
 //     context; its destination is left out when the batch goes to several.
+//     Under a bus.UnitOfWork (a transactional outbox), which dispatches the
+//     batch itself, the messages' create spans and the context they carry
+//     are there, but not the batch's send span, nor its
+//     messaging.client.sent.messages.
 //   - Each handling of a received message: a CONSUMER span
 //     "process {destination}", operation type process, from the delivery to
 //     the end of the pipeline (handlers and the dispatch of their batch
