@@ -488,7 +488,7 @@ func Example_errorQueue() {
 	fmt.Println("replayed", len(res.Replayed))
 	// Output:
 	// shipping 1 no address for o-1
-	// shipping 1 no handler for message: permanent failure: endpoint "shipping" has no handler for message type "bus_test.OrderShipped"
+	// shipping 1 no handler for message: permanent failure: endpoint "shipping" has no handler for message type "bus_test.OrderShipped"; it handles ["bus_test.ShipOrder"]
 	// shipped o-1
 	// replayed 1
 }

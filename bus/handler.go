@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -438,8 +440,23 @@ func (b *Bus) unhandled(ctx context.Context, m *middleware.Message, name string)
 		return nil
 	}
 	if name == "" {
-		return fmt.Errorf("%w: the message has no message type (no %s header, no type property), and endpoint %q has no Options.DefaultMessageType and no fallback handler",
-			ErrUnhandled, b.names.MessageType, b.queue)
+		return fmt.Errorf("%w: the message has no message type (no %s header, no type property), and endpoint %q has no Options.DefaultMessageType and no fallback handler; it handles %s",
+			ErrUnhandled, b.names.MessageType, b.queue, b.handledTypes())
 	}
-	return fmt.Errorf("%w: endpoint %q has no handler for message type %q", ErrUnhandled, b.queue, name)
+	return fmt.Errorf("%w: endpoint %q has no handler for message type %q; it handles %s", ErrUnhandled, b.queue, name, b.handledTypes())
+}
+
+// handledTypes lists the message types the endpoint has handlers for, for
+// an unhandled message's error: a sender that got a name wrong sees the
+// right one.
+func (b *Bus) handledTypes() string {
+	names := slices.Sorted(maps.Keys(b.handlers.Load().byType))
+	const most = 20
+	switch {
+	case len(names) == 0:
+		return "no message type"
+	case len(names) > most:
+		return fmt.Sprintf("%q and %d more", names[:most], len(names)-most)
+	}
+	return fmt.Sprintf("%q", names)
 }

@@ -316,7 +316,7 @@ func TestRetryAndErrorQueueEvents(t *testing.T) {
 		want := []string{
 			"retried m-x bus_test.PlaceOrder queue=orders retries=1 delay=1s err=database down",
 			"sent to error queue m-bad bus_test.PlaceOrder queue=orders retries=0 delay=0s err=bad order",
-			`sent to error queue m-y bus_test.OrderPlaced queue=orders retries=0 delay=0s err=no handler for message: permanent failure: endpoint "orders" has no handler for message type "bus_test.OrderPlaced"`,
+			`sent to error queue m-y bus_test.OrderPlaced queue=orders retries=0 delay=0s err=no handler for message: permanent failure: endpoint "orders" has no handler for message type "bus_test.OrderPlaced"; it handles ["bus_test.PlaceOrder"]`,
 			"retried m-x bus_test.PlaceOrder queue=orders retries=2 delay=2s err=database down",
 			"sent to error queue m-x bus_test.PlaceOrder queue=orders retries=2 delay=0s err=database down (gave up after 2 delayed retries)",
 		}
