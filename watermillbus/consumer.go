@@ -6,11 +6,16 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/busline/busline/transport"
 )
+
+// backendStopTimeout bounds the wait for a Watermill subscription to close
+// its channel once its context is cancelled, as Watermill promises.
+const backendStopTimeout = 10 * time.Second
 
 // The metadata a Transport adds for its own consumers, never a header.
 const (
@@ -74,6 +79,28 @@ func (c *consumer) start(subs []<-chan *message.Message) {
 		c.pumps.Wait()
 		c.cancelH()
 		c.cancelSub()
+		// A subscription's channel closes once its backend has stopped,
+		// after it wrote the acks it was given (watermill-sql writes an
+		// acked offset after Ack returns): waiting for that makes an ack
+		// durable before Drain or Close returns, so that the next
+		// consumer does not see the message again. A message the backend
+		// still pushes is not handed over, and goes back.
+		timeout := time.NewTimer(backendStopTimeout)
+		defer timeout.Stop()
+	drain:
+		for _, msgs := range subs {
+			for {
+				select {
+				case m, ok := <-msgs:
+					if !ok {
+						continue drain
+					}
+					m.Nack()
+				case <-timeout.C:
+					break drain
+				}
+			}
+		}
 		c.t.forget(c)
 		close(c.done)
 	}()

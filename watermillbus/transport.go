@@ -29,7 +29,9 @@ type TransportOptions struct {
 	// compete, each message going to one of them (watermill-amqp's queue
 	// configurations, NATS queue groups, Kafka consumer groups): a
 	// consumer then opens one subscription per unit of Concurrency.
-	// Without it Consume refuses a Concurrency above 1.
+	// Without it a consumer opens one subscription and handles one
+	// message at a time, whatever the Concurrency (an upper bound in the
+	// transport contract).
 	Competing bool
 
 	// Registry keeps the queues and bindings; every transport that
@@ -75,8 +77,8 @@ type TransportOptions struct {
 //     per subscription whatever the Prefetch: one subscription, in queue
 //     order, or, on a backend whose subscriptions compete
 //     ([TransportOptions.Competing]), one per unit of Concurrency; on
-//     other backends Consume refuses a Concurrency above 1 with
-//     transport.ErrNotSupported;
+//     other backends one message is handled at a time whatever the
+//     Concurrency;
 //   - Nack with requeue, and a consumer stopped with a delivery unsettled,
 //     publish the message again to the back of its queue, marked
 //     redelivered, then ack the original: the redelivery is exact on
@@ -319,8 +321,6 @@ func (t *Transport) Consume(ctx context.Context, queue string, opts transport.Co
 	subscriptions := 1
 	if t.opts.Competing {
 		subscriptions = concurrency
-	} else if concurrency > 1 {
-		return nil, fmt.Errorf("watermillbus: Consume %q: %w: Concurrency %d on a backend whose subscriptions do not compete (TransportOptions.Competing)", queue, transport.ErrNotSupported, concurrency)
 	}
 	if ok, err := t.opts.Registry.QueueExists(ctx, queue); err != nil {
 		return nil, fmt.Errorf("watermillbus: Consume %q: %w", queue, err)
