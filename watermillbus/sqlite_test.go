@@ -81,6 +81,9 @@ func sqliteHarness() conformance.Harness {
 			return sqliteTransport{tr, db}, nil
 		},
 		Unsupported: sqliteUnsupported,
+		// The suites run beside every other package's tests on two shared
+		// cores in CI.
+		Timeout: 30 * time.Second,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wmamqp "github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
@@ -75,6 +76,9 @@ func watermillAMQP(t *testing.T) conformance.Harness {
 		},
 		QueueType:   transport.Classic,
 		Unsupported: unsupported,
+		// The suites run beside every other package's tests on two shared
+		// cores in CI.
+		Timeout: 30 * time.Second,
 	}
 }
 
