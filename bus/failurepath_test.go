@@ -311,3 +311,34 @@ func TestCloseDoesNotWaitForStubbornHandlers(t *testing.T) {
 		}
 	})
 }
+
+// TestPauseEndsHolds: a message held after a forward failed goes back to
+// its queue at once when the Bus pauses, so Pause does not wait for the
+// hold; Shutdown likewise.
+func TestPauseEndsHolds(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		var evs eventLog
+		b, n := failing(e, errors.New("db down"), &evs)
+		e.broker.FailDispatches(1<<30, nil)
+		for range 4 { // the first is held, the others wait behind it
+			must(t, e.broker.Inject("orders", transport.Message{ID: fmt.Sprint("m", n.Load()),
+				Headers: transport.Headers{"PikaBus.MessageType": "bus_test.PlaceOrder"}, Body: []byte(`{}`)}))
+			idle()
+		}
+		start := time.Now()
+		must(t, b.Pause(ctx))
+		if took := time.Since(start); took != 0 {
+			t.Errorf("Pause waited %v for a held message", took)
+		}
+		if e.broker.Depth("orders") != 4 {
+			t.Errorf("orders %d after Pause, want the held messages back", e.broker.Depth("orders"))
+		}
+		must(t, b.Resume(ctx))
+		idle()
+		start = time.Now()
+		must(t, b.Shutdown(ctx))
+		if took := time.Since(start); took != 0 {
+			t.Errorf("Shutdown waited %v for a held message", took)
+		}
+	})
+}
