@@ -51,7 +51,9 @@ type Hooks struct {
 	// dispatch of their batch); its error, if any, sends the message back
 	// to its queue. Handler errors that the pipeline turned into a retry or
 	// an error-queue forward are reported by Retry and Forward, with a
-	// context derived from the one given to next.
+	// context derived from the one given to next. It also wraps the
+	// arrival of each reply on the reply queue of [Request], where next
+	// hands the reply to its request (and acks it) instead.
 	Handle func(ctx context.Context, d *transport.Delivery, m *middleware.Message, next middleware.Handler) error
 
 	// Retry is called when a delayed retry was scheduled (see

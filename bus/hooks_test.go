@@ -235,3 +235,22 @@ func TestInstrumentErrorFailsNew(t *testing.T) {
 		}
 	})
 }
+
+func TestHooksSeeRepliesArrive(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		var l hookLog
+		server := e.bus("server", bus.Options{})
+		must(t, bus.Handle(server, func(ctx context.Context, p Ping) error { return server.Reply(ctx, Pong(p)) }))
+		e.start(server)
+		client := e.bus("", bus.Options{Instrument: recordingHooks(&l)})
+		pong, err := bus.Request[Pong](after(t, time.Minute), client, "server", Ping{N: 7})
+		if err != nil || pong.N != 7 {
+			t.Fatalf("Request = %v, %v", pong, err)
+		}
+		got := l.lines()
+		if len(got) != 3 || got[0] != ": sent request server held=false ctx=true err=<nil>" ||
+			!strings.HasPrefix(got[1], ": handle bus_test.Pong from busline.reply-") || got[2] != ": handled bus_test.Pong err=<nil>" {
+			t.Errorf("hooks saw\n%s\nwant the request sent, and its reply handed over within Handle", strings.Join(got, "\n"))
+		}
+	})
+}

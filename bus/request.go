@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/busline/busline/middleware"
 	"github.com/busline/busline/transport"
 )
 
@@ -145,8 +146,21 @@ func (r *replies) forget(id string) {
 	r.pmu.Unlock()
 }
 
-// deliverReply hands a reply to its request, or drops it.
+// deliverReply hands a reply to its request, or drops it, within
+// Hooks.Handle if it is set.
 func (b *Bus) deliverReply(ctx context.Context, d *transport.Delivery) {
+	if b.hooks.Handle == nil {
+		b.handReply(ctx, d)
+		return
+	}
+	m := middleware.Message{Message: d.Message, Queue: d.Queue, Redelivered: d.Redelivered}
+	_ = b.hooks.Handle(ctx, d, &m, func(ctx context.Context, _ *middleware.Message) error {
+		b.handReply(ctx, d)
+		return nil
+	})
+}
+
+func (b *Bus) handReply(ctx context.Context, d *transport.Delivery) {
 	corr := headerOr(d.Headers, b.names.CorrelationID, d.CorrelationID)
 	r := &b.replies
 	r.pmu.Lock()

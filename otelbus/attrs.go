@@ -99,16 +99,21 @@ func (e *endpoint) producerDestination(o *transport.Outgoing) (string, bool) {
 
 // consumerDestination is the messaging.destination.name of a delivery:
 // "{exchange}:{routing key}:{queue}", with the routing key left out when
-// it is the queue's name, as a direct message's is.
-func (e *endpoint) consumerDestination(d *transport.Delivery) string {
+// it is the queue's name, as a direct message's is. A reply arriving on a
+// Request's reply queue gives the template "{exchange}:{queue}.reply-{id}"
+// and temporary true.
+func (e *endpoint) consumerDestination(d *transport.Delivery) (string, bool) {
 	ex := e.direct
 	if d.Exchange == transport.Topic {
 		ex = e.topic
 	}
-	if d.RoutingKey == d.Queue {
-		return joinDestination(ex, d.Queue)
+	if base, ok := replyQueueBase(d.Queue); ok {
+		return ex + ":" + base + ".reply-{id}", true
 	}
-	return joinDestination(joinDestination(ex, d.RoutingKey), d.Queue)
+	if d.RoutingKey == d.Queue {
+		return joinDestination(ex, d.Queue), false
+	}
+	return joinDestination(joinDestination(ex, d.RoutingKey), d.Queue), false
 }
 
 func joinDestination(a, b string) string {

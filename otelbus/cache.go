@@ -102,11 +102,12 @@ type consumerKey struct {
 
 // consumerInfo is what the deliveries from one destination share.
 type consumerInfo struct {
-	dest   string
-	name   string
-	start  []trace.SpanStartOption
-	ok     measure // consumed.messages and process.duration, success
-	active []metric.AddOption
+	dest      string
+	temporary bool
+	name      string
+	start     []trace.SpanStartOption
+	ok        measure // consumed.messages and process.duration, success
+	active    []metric.AddOption
 }
 
 func (e *endpoint) consumer(ex transport.Exchange, rk, queue string) *consumerInfo {
@@ -114,11 +115,16 @@ func (e *endpoint) consumer(ex transport.Exchange, rk, queue string) *consumerIn
 	if c, ok := e.cache.consumers.Load(k); ok {
 		return c.(*consumerInfo)
 	}
-	c := &consumerInfo{dest: e.consumerDestination(&transport.Delivery{Exchange: ex, RoutingKey: rk, Queue: queue})}
-	c.name = spanName("process", c.dest, false)
-	c.start = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
-		systemRabbitMQ, operationNameKey.String("process"), operationTypeKey.String("process"), destinationNameKey.String(c.dest))}
-	c.ok = e.inst.attrs(metricKey{op: "process", opType: "process", dest: c.dest})
+	c := &consumerInfo{}
+	c.dest, c.temporary = e.consumerDestination(&transport.Delivery{Exchange: ex, RoutingKey: rk, Queue: queue})
+	c.name = spanName("process", c.dest, c.temporary)
+	attrs := appendDestination([]attribute.KeyValue{systemRabbitMQ, operationNameKey.String("process"), operationTypeKey.String("process")},
+		c.dest, c.temporary)
+	c.start = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...)}
+	c.ok = e.inst.attrs(metricKey{op: "process", opType: "process", dest: c.dest, temporary: c.temporary})
+	if base, ok := replyQueueBase(queue); ok {
+		queue = base + ".reply-{id}"
+	}
 	c.active = newMeasure(systemRabbitMQ, destinationNameKey.String(queue)).add
 	e.cache.store(&e.cache.consumers, k, c)
 	return c

@@ -54,6 +54,9 @@
 //     [EventSentToErrorQueue]; either marks the span failed (status Error,
 //     error.type), as does a pipeline error that sends the message back to
 //     its queue.
+//   - The arrival of a reply on a Request's reply queue: a CONSUMER span
+//     "process ..." too, a child of the reply's creation, which ends when
+//     the reply is handed to the waiting Request.
 //
 // Destinations are RabbitMQ's: "{exchange}:{routing key}" for a producer
 // (PikaBusDirect:orders, PikaBusTopic:orders.placed) and

@@ -331,7 +331,7 @@ func (e *endpoint) handle(ctx context.Context, d *transport.Delivery, m *middlew
 		}
 		ms := c.ok
 		if failure != nil {
-			ms = e.inst.attrs(metricKey{op: "process", opType: "process", dest: c.dest, errType: errorType(failure)})
+			ms = e.inst.attrs(metricKey{op: "process", opType: "process", dest: c.dest, temporary: c.temporary, errType: errorType(failure)})
 		}
 		e.inst.consumed.Add(ctx, 1, ms.add...)
 		e.inst.process.Record(ctx, time.Since(start).Seconds(), ms.record...)

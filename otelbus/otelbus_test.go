@@ -255,8 +255,11 @@ func TestFailuresRequestsAndDeferrals(t *testing.T) {
 		wait(t, pinged)
 
 		// root, 4 sends, 2+3 attempts, the quote (process, reply, batch),
-		// the ping
-		spans := w.waitSpans(1 + 4 + 5 + 3 + 1)
+		// the reply's arrival, the ping
+		spans := w.waitSpans(1 + 4 + 5 + 3 + 1 + 1)
+		if len(spans) != 15 {
+			t.Fatalf("%d spans, want 15:\n%s", len(spans), dump(spans))
+		}
 		rootSpan := w.one(spans, "POST /orders")
 		for _, s := range spans {
 			if s.SpanContext().TraceID() != rootSpan.SpanContext().TraceID() {
@@ -332,6 +335,21 @@ func TestFailuresRequestsAndDeferrals(t *testing.T) {
 		if v, _ := attr(reply, "messaging.destination.temporary"); !v.AsBool() {
 			t.Errorf("reply: not marked temporary")
 		}
+		// The reply's arrival at the requester: a process span on the
+		// temporary reply queue, a child of the reply's creation.
+		arrived := w.one(spans, "process "+replyDest)
+		w.childOf(arrived, reply)
+		w.checkAttrs(arrived, map[string]any{
+			"messaging.system":                           "rabbitmq",
+			"messaging.operation.name":                   "process",
+			"messaging.operation.type":                   "process",
+			"messaging.destination.template":             replyDest,
+			"messaging.destination.temporary":            true,
+			"messaging.rabbitmq.destination.routing_key": must2(attr(reply, "messaging.rabbitmq.destination.routing_key")).AsString(),
+			"messaging.message.id":                       must2(attr(reply, "messaging.message.id")).AsString(),
+			"messaging.message.conversation_id":          must2(attr(reply, "messaging.message.conversation_id")).AsString(),
+			"busline.message.type":                       "otelbus_test.Quote",
+		})
 		deferred := w.one(spans, "send "+toFlaky, operation("defer"))
 		w.childOf(deferred, rootSpan)
 		ping := w.one(spans, "process "+toFlaky, otelbus.MessageTypeKey.String("otelbus_test.Ping"))
@@ -365,8 +383,9 @@ func TestFailuresRequestsAndDeferrals(t *testing.T) {
 		m := w.metrics()
 		proc := ",messaging.operation.name=process,messaging.operation.type=process"
 		checkPoints(t, m, otelbus.MetricConsumedMessages, map[string]float64{
-			"messaging.destination.name=" + toFlaky + proc:                   3, // once's 2nd, the quote, the ping
-			"error.type=_OTHER,messaging.destination.name=" + toFlaky + proc: 4,
+			"messaging.destination.name=" + toFlaky + proc:                                                 3, // once's 2nd, the quote, the ping
+			"error.type=_OTHER,messaging.destination.name=" + toFlaky + proc:                               4,
+			"messaging.destination.template=" + replyDest + ",messaging.destination.temporary=true" + proc: 1,
 		})
 		checkPoints(t, m, otelbus.MetricProcessDuration, m[otelbus.MetricConsumedMessages])
 		checkPoints(t, m, otelbus.MetricSentMessages, map[string]float64{
@@ -377,7 +396,10 @@ func TestFailuresRequestsAndDeferrals(t *testing.T) {
 		failure := "busline.message.type=otelbus_test.PlaceOrder,error.type=_OTHER,messaging.destination.name=" + w.q("flaky")
 		checkPoints(t, m, otelbus.MetricRetries, map[string]float64{failure: 3})
 		checkPoints(t, m, otelbus.MetricForwarded, map[string]float64{failure: 1})
-		checkPoints(t, m, otelbus.MetricActiveHandlings, map[string]float64{"messaging.destination.name=" + w.q("flaky"): 0})
+		checkPoints(t, m, otelbus.MetricActiveHandlings, map[string]float64{
+			"messaging.destination.name=" + w.q("flaky"):                   0,
+			"messaging.destination.name=" + w.q("busline") + ".reply-{id}": 0,
+		})
 		checkPoints(t, m, otelbus.MetricQueueMessages, map[string]float64{
 			"messaging.destination.name=" + w.q("flaky"): 0,
 			"messaging.destination.name=" + w.q("error"): 1,
@@ -430,6 +452,10 @@ func toValue(v any) attribute.Value {
 	}
 	panic(v)
 }
+
+// must2 returns v, found or not: attr's value, for an attribute the
+// test checks elsewhere.
+func must2(v attribute.Value, _ bool) attribute.Value { return v }
 
 func must(t *testing.T, err error) {
 	t.Helper()
