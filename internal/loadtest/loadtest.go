@@ -151,8 +151,11 @@ func (l *Run) WaitProgress(n int64, within time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			l.t.Fatalf("no progress within %v: %d confirmed and %d consumed since the fault began (failed Dispatch calls: %d)",
-				within, p, r, l.failedN.Load())
+			l.mu.Lock()
+			failures := l.failures
+			l.mu.Unlock()
+			l.t.Fatalf("no progress within %v: %d confirmed and %d consumed since the fault began (failed Dispatch calls: %d, the first: %v)",
+				within, p, r, l.failedN.Load(), failures)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
