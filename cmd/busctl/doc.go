@@ -16,5 +16,6 @@
 // runs busctl's main when BUSCTL_TEST_MAIN=1) against the memory broker and
 // the RabbitMQ node of BUSLINE_AMQP_URL; the browser tests of
 // internal/console drive the Chromium of BUSLINE_CHROMIUM
-// (scripts/chromium.sh).
+// (scripts/chromium.sh) and save a screenshot of the page when a step
+// fails, in $BUSCTL_SCREENSHOTS (the temporary directory by default).
 package main

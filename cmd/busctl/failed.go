@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,11 +80,15 @@ func newListCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer closeAll()
+			out := cmd.OutOrStdout()
+			if limit <= 0 && offset <= 0 {
+				// All of them: streamed, not held in memory.
+				return streamList(cmd.Context(), s, sf, out, g.json())
+			}
 			list, err := s.List(cmd.Context(), sf, offset, limit)
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
 			if g.json() {
 				if list == nil {
 					list = []store.Failed{}
@@ -90,9 +96,9 @@ func newListCmd(g *globals) *cobra.Command {
 				return writeJSON(out, list)
 			}
 			w := table(out)
-			fmt.Fprintln(w, "SEQ\tID\tTYPE\tSOURCE QUEUE\tRETRIES\tFAILED AT\tERROR")
-			for _, m := range list {
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", m.Seq, clip(m.ID, 36), clip(m.Type, 30), m.SourceQueue, m.Retries, fmtTime(m.FailedAt), clip(m.ErrorLine(), 80))
+			listHeader(w)
+			for i := range list {
+				listRow(w, &list[i])
 			}
 			if err := w.Flush(); err != nil {
 				return err
@@ -109,6 +115,50 @@ func newListCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVarP(&limit, "limit", "n", 50, "show at most this many (0: all)")
 	cmd.Flags().IntVar(&offset, "offset", 0, "skip this many first")
 	return cmd
+}
+
+func listHeader(w io.Writer) {
+	fmt.Fprintln(w, "SEQ\tID\tTYPE\tSOURCE QUEUE\tRETRIES\tFAILED AT\tERROR")
+}
+
+func listRow(w io.Writer, m *store.Failed) {
+	fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", m.Seq, clip(m.ID, 36), clip(m.Type, 30), m.SourceQueue, m.Retries, fmtTime(m.FailedAt), clip(m.ErrorLine(), 80))
+}
+
+// streamList writes every message f selects as it reads them: a table
+// (aligned per 1,000 rows) or a JSON array.
+func streamList(ctx context.Context, s *store.Store, f store.Filter, out io.Writer, asJSON bool) error {
+	bw := bufio.NewWriterSize(out, 64<<10)
+	defer bw.Flush()
+	if asJSON {
+		enc := json.NewEncoder(bw)
+		enc.SetEscapeHTML(false)
+		bw.WriteString("[")
+		n := 0
+		err := s.Each(ctx, f, false, func(m *store.Failed) error {
+			if n > 0 {
+				bw.WriteString(",")
+			}
+			n++
+			return enc.Encode(m)
+		})
+		bw.WriteString("]\n")
+		return err
+	}
+	w := table(bw)
+	listHeader(w)
+	n := 0
+	err := s.Each(ctx, f, false, func(m *store.Failed) error {
+		listRow(w, m)
+		if n++; n%1000 == 0 {
+			return w.Flush()
+		}
+		return nil
+	})
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 func newShowCmd(g *globals) *cobra.Command {

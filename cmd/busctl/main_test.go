@@ -273,3 +273,91 @@ func TestCLIRabbitMQ(t *testing.T) {
 		t.Errorf("%d failed messages left, want 10", len(list))
 	}
 }
+
+// TestCLIRetryInterrupted interrupts a bulk retry (SIGINT, as Ctrl-C) once
+// its first batch is on the source queue: whatever the moment, every
+// message is either on the source queue or still in the store, never both
+// and never neither.
+func TestCLIRetryInterrupted(t *testing.T) {
+	url := os.Getenv("BUSLINE_AMQP_URL")
+	if url == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("BUSLINE_AMQP_URL is not set, and CI=true")
+		}
+		t.Skip("BUSLINE_AMQP_URL is not set (make test starts a RabbitMQ node)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	tr, err := amqp.DialNoDelay(ctx, []string{url}, amqp.Options{ConnectionName: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	suffix := fmt.Sprint(time.Now().UnixNano())
+	source, errQ := "busctl-int-billing-"+suffix, "busctl-int-error-"+suffix
+	for _, q := range []transport.Queue{{Name: source, Type: transport.Classic}, {Name: errQ, Type: transport.Classic}} {
+		if err := tr.Declare(ctx, transport.Topology{Queue: q}); err != nil {
+			t.Fatal(err)
+		}
+		defer tr.DeleteQueue(context.Background(), q.Name)
+	}
+	const total = 4 * store.RetryBatch
+	names := middleware.DefaultHeaderNames
+	var outs []transport.Outgoing
+	for i := range total {
+		outs = append(outs, transport.Outgoing{Exchange: transport.Direct, RoutingKey: errQ, Mandatory: true, Message: transport.Message{
+			ID: fmt.Sprintf("i-%d", i), Body: []byte("{}"),
+			Headers: transport.Headers{names.SourceQueue: source, names.ErrorDetails: "boom"},
+		}})
+	}
+	if err := tr.Dispatch(ctx, outs...); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	eq := "--error-queue=" + errQ
+	want(t, busctl(t, dir, "", eq, "failed", "ingest"), 0, "ingest")
+
+	cmd := exec.CommandContext(ctx, os.Args[0], eq, "failed", "retry", "--all")
+	cmd.Env = append(os.Environ(), "BUSCTL_TEST_MAIN=1", "BUSCTL_STORE="+filepath.Join(dir, "store.db"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var werr error
+	for done := false; !done; {
+		select {
+		case werr = <-exited:
+			done = true
+		case <-time.After(10 * time.Millisecond):
+			if info, err := tr.Inspect(ctx, source); err == nil && info.Messages > 0 {
+				cmd.Process.Signal(os.Interrupt)
+				werr = <-exited
+				done = true
+			}
+		}
+	}
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		code = ee.ExitCode()
+	}
+	if code != 0 && code != exitInterrupted {
+		t.Fatalf("retry exit %d:\n%s", code, out.String())
+	}
+	r := busctl(t, dir, "", "--no-ingest", "failed", "list", "--limit", "0", "-o", "json")
+	stored := len(jsonOut[[]store.Failed](t, r))
+	info, err := tr.Inspect(ctx, source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("exit %d: %d on %s, %d still stored", code, info.Messages, source, stored)
+	if info.Messages+stored != total {
+		t.Errorf("%d on the source queue + %d in the store != %d: messages lost or duplicated\n%s", info.Messages, stored, total, out.String())
+	}
+	if info.Messages%store.RetryBatch != 0 {
+		t.Errorf("%d on the source queue: the interrupted batch did not complete", info.Messages)
+	}
+}
