@@ -3,6 +3,7 @@ package amqp_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"maps"
 	"runtime"
 	"strconv"
@@ -82,7 +83,7 @@ func (c *capture) Dispatch(ctx context.Context, msgs ...transport.Outgoing) erro
 // same bytes; each copy gets its own message id.
 func busPublishing(b *testing.B, tr *amqp.Transport, q string) func() amqp091.Publishing {
 	c := &capture{Transport: tr}
-	s, err := bus.New(c, "", bus.Options{})
+	s, err := bus.New(c, "", bus.Options{Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -116,9 +117,13 @@ func busPublishing(b *testing.B, tr *amqp.Transport, q string) func() amqp091.Pu
 	}
 }
 
+// quiet is the benchmarks' bus logger: a nil Logger logs to slog.Default,
+// whose lines would break the benchmark's result lines.
+var quiet = slog.New(slog.DiscardHandler)
+
 // sender returns a send-only bus client on tr.
 func sender(b *testing.B, tr *amqp.Transport) *bus.Bus {
-	c, err := bus.New(tr, "", bus.Options{})
+	c, err := bus.New(tr, "", bus.Options{Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -379,7 +384,7 @@ func BenchmarkConsume(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := queueName(b, tr)
 			errQueue := queueName(b, tr)
-			ep, err := bus.New(tr, q, bus.Options{QueueType: typ, Prefetch: 100, ErrorQueue: errQueue})
+			ep, err := bus.New(tr, q, bus.Options{QueueType: typ, Prefetch: 100, ErrorQueue: errQueue, Logger: quiet})
 			if err != nil {
 				b.Fatal(err)
 			}
