@@ -11,7 +11,8 @@ import (
 	"github.com/busline/busline/amqp"
 )
 
-// The benchmarks of one run record their msg/s here, and the test binary
+// The benchmarks of one run record their msg/s and client CPU time per
+// message here, and the test binary
 // prints the ratios that matter at its end (see main_test.go): bus against
 // rawbus, transport against raw, consume with coalesced acks against raw
 // amqp091-go acking each message, Defer against Send. Ratios within one run
@@ -19,10 +20,11 @@ import (
 // average printed with them says how much.
 var results = struct {
 	sync.Mutex
-	rate  map[string][]float64 // by benchmark name, of the runs with the largest b.N
+	rate  map[string][]float64 // msg/s by benchmark name, of the runs with the largest b.N
+	cpu   map[string][]float64 // client-cpu-ns/msg, likewise
 	n     map[string]int
 	load0 string
-}{rate: map[string][]float64{}, n: map[string]int{}}
+}{rate: map[string][]float64{}, cpu: map[string][]float64{}, n: map[string]int{}}
 
 func init() { amqp.AfterTests = printRatios }
 
@@ -36,9 +38,10 @@ func loadavg() string {
 	return strings.Join(f[:min(3, len(f))], " ")
 }
 
-// record keeps the msg/s of a benchmark run. The framework runs a
-// benchmark with growing b.N; only the runs with the largest are kept.
-func record(b *testing.B, rate float64) {
+// record keeps the msg/s and client CPU time per message of a benchmark
+// run. The framework runs a benchmark with growing b.N; only the runs with
+// the largest are kept.
+func record(b *testing.B, rate, cpu float64) {
 	results.Lock()
 	defer results.Unlock()
 	if results.load0 == "" {
@@ -49,8 +52,10 @@ func record(b *testing.B, rate float64) {
 	case b.N > n:
 		results.n[name] = b.N
 		results.rate[name] = []float64{rate}
+		results.cpu[name] = []float64{cpu}
 	case b.N == n:
 		results.rate[name] = append(results.rate[name], rate)
+		results.cpu[name] = append(results.cpu[name], cpu)
 	}
 }
 
@@ -60,10 +65,10 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// ratio returns the ratio of the median msg/s of benchmarks a and b.
-func ratio(a, b string) (float64, bool) {
-	ra, rb := results.rate[a], results.rate[b]
-	if len(ra) == 0 || len(rb) == 0 {
+// ratio returns the ratio of the medians of benchmarks a and b in m.
+func ratio(m map[string][]float64, a, b string) (float64, bool) {
+	ra, rb := m[a], m[b]
+	if len(ra) == 0 || len(rb) == 0 || median(rb) == 0 {
 		return 0, false
 	}
 	return median(ra) / median(rb), true
@@ -89,14 +94,19 @@ func printRatios() {
 	var lines []string
 	for _, p := range ratioPairs {
 		for _, typ := range queueTypes {
-			if r, ok := ratio(fmt.Sprintf(p.a, typ), fmt.Sprintf(p.b, typ)); ok {
-				lines = append(lines, fmt.Sprintf("ratio %-50s %-7s %.2f", p.label, typ, r))
+			a, b := fmt.Sprintf(p.a, typ), fmt.Sprintf(p.b, typ)
+			if r, ok := ratio(results.rate, a, b); ok {
+				line := fmt.Sprintf("ratio %-50s %-7s %.2f", p.label, typ, r)
+				if c, ok := ratio(results.cpu, a, b); ok {
+					line += fmt.Sprintf("  (client CPU per message %.2f)", c)
+				}
+				lines = append(lines, line)
 			}
 		}
 	}
 	if len(lines) == 0 {
 		return
 	}
-	fmt.Printf("ratios of median msg/s in this run (load average %s at the first benchmark, %s now):\n%s\n",
+	fmt.Printf("ratios of median msg/s in this run, and of client CPU time per message (load average %s at the first benchmark, %s now):\n%s\n",
 		results.load0, loadavg(), strings.Join(lines, "\n"))
 }
