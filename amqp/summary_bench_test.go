@@ -12,8 +12,8 @@ import (
 )
 
 // The benchmarks of one run record their msg/s and client CPU time per
-// message here, and the test binary
-// prints the ratios that matter at its end (see main_test.go): bus against
+// message here, and the test binary prints the ratios that matter at its
+// end (see main_test.go): bus against
 // rawbus, transport against raw, consume with coalesced acks against raw
 // amqp091-go acking each message, Defer against Send. Ratios within one run
 // are what the benchmarks are for: the machine may be shared, and the load
