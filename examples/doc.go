@@ -24,6 +24,8 @@
 //	tutorials/rpc            RabbitMQ tutorial 6: request and reply
 //	quickstart               the README's quick start
 //	invoices                 a service package and its testing/synctest tests (the README's testing section)
+//	telemetry                OpenTelemetry: one order's trace across three services, metrics for Prometheus
+//	                         (a module of its own, tested by its own TestExample: cd telemetry && go run .)
 //
 // # Running them
 //
