@@ -69,6 +69,9 @@ func harness(url string, typ transport.QueueType, noDelay bool, prefix string) c
 			}
 			return amqp.Dial(ctx, []string{url}, opts)
 		},
+		DeclareUnbound: func(ctx context.Context, t testing.TB, _ transport.Transport, q transport.Queue) error {
+			return declareUnbound(url, q)
+		},
 		Timeout:        20 * time.Second,
 		DelayTolerance: 3 * time.Second,
 		QueueType:      typ,
@@ -90,4 +93,24 @@ func deleteExchanges(t testing.TB, url string, names ...string) {
 	for _, n := range names {
 		_ = ch.ExchangeDelete(n, false, false)
 	}
+}
+
+// declareUnbound declares q with amqp091 alone, bound on no exchange, as
+// PikaBus 1.x declares its listener queue.
+func declareUnbound(url string, q transport.Queue) error {
+	conn, err := amqp091.Dial(url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	typ := q.Type
+	if typ == "" {
+		typ = transport.Quorum
+	}
+	_, err = ch.QueueDeclare(q.Name, true, false, false, false, amqp091.Table{"x-queue-type": string(typ)})
+	return err
 }

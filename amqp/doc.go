@@ -109,12 +109,34 @@
 // routes it to the quorum queue "busline-delay-undelivered" instead, which
 // keeps it seven days for an operator to look at.
 //
-// A deferred message is delivered as sent to its destination on the direct
-// exchange: the x-death, x-first-death-* and x-last-death-* headers that
-// dead-lettering adds are removed. Dispatch binds the destination on the
-// delivery exchange before it publishes, so a deferred message to a queue
-// that was never declared through this transport arrives; if the queue does
-// not exist, a mandatory deferred message fails with ErrUnroutable.
+// A deferred message reaches its destination with the x-death,
+// x-first-death-* and x-last-death-* headers that dead-lettering added:
+// RabbitMQ cannot be told to leave them out. This transport's consumers
+// remove them, and report the message as delivered from the direct
+// exchange under its destination's name, so a busline handler sees the
+// message as it was sent; a consumer of another library, a PikaBus
+// service say, receives them (PikaBus ignores them). Dispatch makes sure
+// the destination is bound on the delivery exchange before it publishes
+// (see "Destinations"), so a deferred message to a queue that was never
+// declared through this transport arrives; if the queue does not exist, a
+// mandatory deferred message fails with ErrUnroutable.
+//
+// # Destinations
+//
+// A Direct message reaches the queue its routing key names even if that
+// queue is not bound on the direct exchange, as PikaBus 1.x leaves its
+// listener queue until a sender binds it: Dispatch binds a destination it
+// does not know yet, on the direct exchange under its own name and on the
+// delay levels' delivery exchange, on a control channel, before the first
+// message to it, and remembers it. Later messages to it cost nothing more;
+// concurrent callers share one bind. The transport forgets every
+// destination when either connection is replaced, a queue when it deletes
+// it, and a destination whose message comes back unroutable (the queue was
+// deleted and declared again without its binding): that message is
+// published once more after a new bind. A queue that does not exist fails
+// a mandatory message with [transport.ErrUnroutable]; an account that may
+// not bind a queue (ACCESS_REFUSED) publishes to it as it is, and the
+// transport logs that once per queue.
 //
 // # Recovery
 //

@@ -27,6 +27,8 @@ type fakeBroker struct {
 	onPublish func(ch *fakeChannel, seq uint64, p publishCall)
 	// writeErr, when set, makes Publish fail as a socket write does.
 	writeErr func(p publishCall) error
+	missing  map[string]bool // queues that do not exist: binding them fails with 404
+	binds    map[string]int  // QueueBind calls per queue
 }
 
 func newFakeBroker() *fakeBroker {
@@ -439,7 +441,41 @@ func (ch *fakeChannel) QueueDeclarePassive(name string, _, _, _, _ bool, _ amqp0
 	return amqp091.Queue{Name: name}, ch.ok()
 }
 
-func (ch *fakeChannel) QueueBind(string, string, string, bool, amqp091.Table) error { return ch.ok() }
+// setMissing makes queue not exist (or exist again) for QueueBind.
+func (b *fakeBroker) setMissing(queue string, missing bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.missing == nil {
+		b.missing = make(map[string]bool)
+	}
+	b.missing[queue] = missing
+}
+
+// bindCount returns how many times queue was bound, on any exchange.
+func (b *fakeBroker) bindCount(queue string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.binds[queue]
+}
+
+func (ch *fakeChannel) QueueBind(queue, _, _ string, _ bool, _ amqp091.Table) error {
+	if err := ch.ok(); err != nil {
+		return err
+	}
+	b := ch.c.b
+	b.mu.Lock()
+	missing := b.missing[queue]
+	if b.binds == nil {
+		b.binds = make(map[string]int)
+	}
+	b.binds[queue]++
+	b.mu.Unlock()
+	if missing {
+		ch.shutdown(nil)
+		return &amqp091.Error{Code: amqp091.NotFound, Reason: "NOT_FOUND - no queue '" + queue + "'", Server: true}
+	}
+	return nil
+}
 
 func (ch *fakeChannel) QueueUnbind(string, string, string, amqp091.Table) error { return ch.ok() }
 

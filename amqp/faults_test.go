@@ -243,6 +243,7 @@ func TestFaultReturnSameMessage(t *testing.T) {
 				}
 				for i, p := range held {
 					if uint64(i+1) == returned {
+						b.setMissing(p.key, true)
 						ch.ret(p)
 					}
 					ch.ack(uint64(i + 1))

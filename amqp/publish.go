@@ -609,26 +609,11 @@ type delivery struct {
 	key       string
 	mandatory bool
 	msg       amqp091.Publishing
-	deferTo   string // destination queue of a deferred message
 }
 
-// Dispatch implements [transport.Transport.Dispatch].
-//
-// The messages of one call are published in order on one channel, each as
-// soon as the window has room, and Dispatch returns when every one is
-// settled. A message whose confirm is lost with its channel or connection
-// (a socket error, a connection closed by the broker or by a heartbeat
-// timeout) is published again once the connection is back, and so is a
-// nacked one, after a pause that grows to a second, on a fresh channel
-// when its channel keeps nacking: both are retried until ctx ends (at
-// least once: the broker may have enqueued the first copy). A message
-// that failed because the broker closed its channel while the connection
-// stayed up is tried three times at most, since the cause may be the
-// message. A return fails the message with [transport.ErrUnroutable], at
-// once. When ctx ends first, a message that was written at least once
-// fails with an error saying it may or may not have been delivered, and a
-// message never written with one saying it was not sent.
-func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) error {
+// dispatch is Dispatch (see routes.go) without the second try of a
+// message whose destination binding went stale.
+func (t *Transport) dispatch(ctx context.Context, msgs []transport.Outgoing) error {
 	if err := t.checkOpen(); err != nil {
 		return fmt.Errorf("amqp: dispatch: %w", err)
 	}
@@ -653,7 +638,7 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 		}
 		ds[i] = d
 	}
-	if err := t.bindDeferred(ctx, msgs, ds, errs); err != nil {
+	if err := t.routes.ensure(ctx, msgs, errs); err != nil {
 		return err
 	}
 	for i := range msgs {
@@ -878,42 +863,6 @@ func (t *Transport) plan(o *transport.Outgoing, now time.Time) (delivery, error)
 		s := seconds(delay)
 		d.exchange = t.delays.entry(s)
 		d.key = t.delays.key(s, o.RoutingKey)
-		d.deferTo = o.RoutingKey
 	}
 	return d, nil
-}
-
-// bindDeferred makes sure the delivery exchange routes to every destination
-// of a deferred message of the batch, so that a deferred message to a queue
-// declared by someone else arrives. A destination that does not exist fails
-// its mandatory messages with ErrUnroutable; its other messages go ahead
-// and will be dropped on arrival, as an unroutable non-mandatory message is.
-func (t *Transport) bindDeferred(ctx context.Context, msgs []transport.Outgoing, ds []delivery, errs []error) error {
-	done := map[string]error{}
-	for i := range ds {
-		dest := ds[i].deferTo
-		if dest == "" {
-			continue
-		}
-		err, seen := done[dest]
-		if !seen {
-			err = t.control(ctx, func(ch amqpChannel) error {
-				if err := ch.QueueBind(dest, t.delays.bindingKey(dest), t.delays.delivery, false, nil); err != nil {
-					return classify(fmt.Sprintf("amqp: bind queue %q to exchange %q", dest, t.delays.delivery), err)
-				}
-				return nil
-			})
-			done[dest] = err
-		}
-		switch {
-		case err == nil:
-		case errors.Is(err, transport.ErrNotFound):
-			if msgs[i].Mandatory {
-				errs[i] = fmt.Errorf("amqp: deferred message: %w: queue %q does not exist", transport.ErrUnroutable, dest)
-			}
-		default:
-			return dispatchError(&msgs[i], i, err)
-		}
-	}
-	return nil
 }

@@ -29,6 +29,7 @@ type Transport struct {
 
 	pub, con *link
 	pool     *publisher
+	routes   *routes // destinations known to be bound; see routes.go
 	events   eventHub
 	ctl      chan amqpChannel // idle control channels of the consuming link
 	getter   getChannel
@@ -89,7 +90,8 @@ func dial(ctx context.Context, urls []string, opts Options, noDelay bool) (*Tran
 		consumers: make(map[*consumer]struct{}),
 		done:      make(chan struct{}),
 	}
-	t.pub = newLink(t, "publish", func(*session) error { return nil })
+	t.routes = newRoutes(t)
+	t.pub = newLink(t, "publish", func(*session) error { t.routes.reset(); return nil })
 	t.con = newLink(t, "consume", t.setupConsume)
 	t.pool = newPublisher(t)
 	t.getter.t = t
@@ -159,6 +161,7 @@ func (t *Transport) setupConsume(s *session) error {
 		return err
 	}
 	defer func() { _ = ch.Close() }()
+	t.routes.reset()
 	if err := t.declareExchanges(ch); err != nil {
 		return err
 	}
@@ -454,6 +457,7 @@ func (t *Transport) Declare(ctx context.Context, tp transport.Topology) error {
 	if err != nil {
 		return err
 	}
+	t.routes.declared(tp.Queue.Name)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i, old := range t.topo {
@@ -587,6 +591,7 @@ func (t *Transport) DeleteQueue(ctx context.Context, queue string) error {
 		}
 		return nil
 	})
+	t.routes.forget(queue)
 	if err != nil {
 		return err
 	}

@@ -79,6 +79,7 @@
 //	Routing/Topic/<case>      one subtest per topic-matching edge case of docs/architecture.md
 //	Routing/OneCopyPerQueue   several matching bindings, one copy per queue
 //	Routing/Random            random patterns and keys against a reference matcher (seed logged)
+//	Dispatch/UnboundQueue     a queue not bound on the direct exchange (PikaBus 1.x's) is reached, deferred too; a missing one is ErrUnroutable
 //	Dispatch/Empty            no messages, no error
 //	Dispatch/Order            a batch arrives in order in each queue
 //	Dispatch/Mandatory        one DispatchError per unroutable mandatory message; the rest delivered

@@ -65,6 +65,15 @@ type Harness struct {
 	// picks a new seed every run. Set it to repeat a failing run.
 	Seed uint64
 
+	// DeclareUnbound, if set, creates queue q on the broker of t's
+	// transports (tr is one of them) the way PikaBus 1.x declares its
+	// listener queue: durable, of type q.Type, and not bound on the direct
+	// exchange (nor on any other). It must go to the broker directly, not
+	// through tr.Declare, which binds. The Dispatch/UnboundQueue subtest,
+	// which checks that Dispatch reaches such a queue (see
+	// transport.Transport.Dispatch), needs it and skips without it.
+	DeclareUnbound func(ctx context.Context, t testing.TB, tr transport.Transport, q transport.Queue) error
+
 	// Bubble, if set, runs the body of every subtest (after its call to
 	// t.Parallel), and the transports of that subtest are created inside
 	// it. An in-memory transport sets it to [testing/synctest.Test],

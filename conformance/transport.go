@@ -226,6 +226,11 @@ func (s *suite) bindGroup(t *testing.T) {
 }
 
 func (s *suite) dispatchGroup(t *testing.T) {
+	noUnbound := ""
+	if s.h.DeclareUnbound == nil {
+		noUnbound = "Harness.DeclareUnbound is not set"
+	}
+	s.leafUnless(t, "UnboundQueue", noUnbound, s.unboundQueue)
 	s.leaf(t, "Empty", func(e *env) {
 		if err := e.tr.Dispatch(e.ctx()); err != nil {
 			e.t.Errorf("Dispatch of no messages = %v, want nil", err)
@@ -353,4 +358,61 @@ func (s *suite) dispatchGroup(t *testing.T) {
 		err := e.tr.Dispatch(ctx, direct(q, "canceled")...)
 		is(e.t, err, context.Canceled, "Dispatch with a canceled context")
 	})
+}
+
+// unboundQueue checks that Direct messages reach a queue declared without
+// its direct binding, as PikaBus 1.x declares its own, from this transport
+// and from another, deferred or not; and that a destination deleted and
+// declared again so behind the transport's back still gets the next
+// message.
+func (s *suite) unboundQueue(e *env) {
+	t := e.t
+	unbound := func(tag string) string {
+		q := e.name(tag)
+		e.remember(q)
+		if err := e.h.DeclareUnbound(e.ctx(), t, e.tr, transport.Queue{Name: q, Type: e.h.QueueType}); err != nil {
+			t.Fatalf("Harness.DeclareUnbound(%q): %v", q, err)
+		}
+		return q
+	}
+	q := unbound("unbound")
+	in := e.inbox(q, transport.ConsumeOptions{})
+	e.send(q, "first")
+	e.send(q, "second", "third")
+	want := []string{"first", "second", "third"}
+	if s.caps.delayer {
+		e.dispatch(transport.Outgoing{RoutingKey: q, Mandatory: true, NotBefore: time.Now().Add(time.Second), Message: msg("deferred")})
+		want = append(want, "deferred")
+	}
+	in.expect(want...)
+
+	other := e.newTransport()
+	defer func() {
+		if err := closeBounded(other, e.h.Timeout); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
+	if err := other.Dispatch(e.ctx(), direct(q, "from-another-connection")...); err != nil {
+		t.Fatalf("Dispatch from another transport to the unbound queue %q: %v", q, err)
+	}
+	in.expect("from-another-connection")
+
+	missing := e.name("missing")
+	err := e.tr.Dispatch(e.ctx(), direct(missing, "lost")...)
+	is(t, err, transport.ErrUnroutable, "mandatory Dispatch to a queue that does not exist")
+
+	if !s.caps.deleter {
+		return
+	}
+	again := unbound("again")
+	e.send(again, "before")
+	del := other.(transport.QueueDeleter)
+	if err := del.DeleteQueue(e.ctx(), again); err != nil {
+		t.Fatalf("DeleteQueue(%q): %v", again, err)
+	}
+	if err := e.h.DeclareUnbound(e.ctx(), t, other, transport.Queue{Name: again, Type: e.h.QueueType}); err != nil {
+		t.Fatalf("Harness.DeclareUnbound(%q) again: %v", again, err)
+	}
+	e.send(again, "after")
+	e.inbox(again, transport.ConsumeOptions{}).expect("after")
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/busline/busline/conformance"
 	"github.com/busline/busline/internal/memtest"
+	"github.com/busline/busline/memory"
 	"github.com/busline/busline/transport"
 )
 
@@ -30,6 +31,10 @@ func harness(typ transport.QueueType) conformance.Harness {
 	return conformance.Harness{
 		New: func(_ context.Context, t testing.TB) (transport.Transport, error) {
 			return memtest.New(t), nil
+		},
+		// A queue of the broker alone, as PikaBus 1.x declares its own.
+		DeclareUnbound: func(_ context.Context, _ testing.TB, tr transport.Transport, q transport.Queue) error {
+			return tr.(*memory.Transport).Broker().DeclareQueue(q)
 		},
 		Bubble:    synctest.Test,
 		QueueType: typ,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,7 +258,11 @@ func (t *Transport) Unbind(ctx context.Context, queue, pattern string) error {
 }
 
 // Dispatch implements [transport.Transport]. Each message is normalized and
-// copied ([transport.Message.Normalized]) before it is routed. A message
+// copied ([transport.Message.Normalized]) before it is routed. A Direct
+// message to a queue that exists but is not bound on the direct exchange (a
+// queue declared with [Broker.DeclareQueue], as PikaBus 1.x declares its
+// own) binds it there first, as the RabbitMQ transport does; the broker's
+// own [Broker.Publish] does not, as RabbitMQ does not. A message
 // with a NotBefore in the future waits in the broker (see
 // [Broker.Deferred]); a deferred mandatory message must be routable now.
 func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) error {
@@ -310,6 +315,9 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 	var errs []error
 	for i := range msgs {
 		o := &msgs[i]
+		if o.Exchange == transport.Direct {
+			t.bindDestinationLocked(o.RoutingKey)
+		}
 		// publishLocked takes over the reference to es[i].
 		if err := t.b.publishLocked(t.cn, es[i], o.Mandatory, o.NotBefore, stamp); err != nil {
 			errs = append(errs, t.dispatchError(i, o, err))
@@ -320,6 +328,26 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 		return nil
 	}
 	return errors.Join(errs...)
+}
+
+// bindDestinationLocked binds the queue named queue, if it exists, on the
+// direct exchange under its own name, as the RabbitMQ transport does before
+// it publishes to a destination it does not know: a PikaBus 1.x service
+// declares its queue without that binding. Under the broker's lock it is
+// exact and costs no round trip, so the memory transport keeps no set of
+// known destinations.
+func (t *Transport) bindDestinationLocked(queue string) {
+	b := t.b
+	ex, ok := b.exchanges[t.direct]
+	if !ok {
+		return
+	}
+	q, ok := b.queues[queue]
+	if !ok || slices.Contains(ex.direct[queue], q) {
+		return
+	}
+	ex.bind(q, queue)
+	q.bindings[binding{ex, queue}] = struct{}{}
 }
 
 // validateOutgoing validates o as [transport.Outgoing.Validate] does, except

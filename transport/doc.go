@@ -57,6 +57,21 @@
 // before that time. Deferred delivery is an optional capability, see
 // [Delayer].
 //
+// # Destinations
+//
+// A Direct message reaches the queue named by its routing key if that queue
+// exists, bound on the direct exchange or not: the transport binds it there
+// first (see [Transport.Dispatch]). This is what PikaBus 1.x expects of its
+// peers: it declares its listener queue without the direct binding and
+// binds each destination just before sending to it, so a peer that only
+// publishes would find a freshly started 1.x service unroutable. One
+// mechanism serves every Direct message, deferred ones included (RabbitMQ's
+// delay levels need the destination bound on their delivery exchange too).
+// A transport remembers what it has bound and forgets it on the events that
+// can undo a binding; a queue that does not exist stays an error,
+// [ErrUnroutable] for a mandatory message, as a publish to it would be. The
+// conformance suite checks this (its Harness.DeclareUnbound).
+//
 // # Headers
 //
 // Header values may be of any type AMQP 0-9-1 tables carry, not only strings:

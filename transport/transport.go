@@ -33,6 +33,20 @@ type Transport interface {
 	// sent: one invalid message fails the whole call and nothing is sent.
 	// During a connection outage Dispatch waits for the connection to
 	// return, bounded by ctx; it never reports success without a confirm.
+	//
+	// A Direct message goes to the queue its routing key names whether or
+	// not that queue is bound on the direct exchange: a queue declared by
+	// someone else without that binding (PikaBus 1.x declares its queues
+	// so, and binds a destination just before it sends to it) is bound
+	// there under its own name before the message is published, as
+	// PikaBus does. A mandatory Direct message to a queue that does not
+	// exist fails with [ErrUnroutable]. A transport whose bind is a round
+	// trip remembers the destinations it has bound, so that it costs one
+	// per destination, not per message, and forgets them when its
+	// connection is replaced, when it deletes the queue, and when a
+	// message to one comes back unroutable (then it binds again and
+	// publishes that message once more). See "Destinations" in the
+	// package documentation.
 	Dispatch(ctx context.Context, msgs ...Outgoing) error
 
 	// Consume starts delivering the messages of queue to h and returns at
