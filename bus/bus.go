@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -48,9 +49,10 @@ type Bus struct {
 	handlers atomic.Pointer[handlerTable]
 	regMu    sync.Mutex
 
-	replies replies
-	evOnce  sync.Once
-	ev      *events // created on the first event, if OnEvent is set
+	replies  replies
+	pikaBus1 pikaBus1Senders // senders warned about; see timeformat.go
+	evOnce   sync.Once
+	ev       *events // created on the first event, if OnEvent is set
 
 	closed    atomic.Bool    // Shutdown or Close began
 	finishing chan struct{}  // closed when the Bus stops waiting for its consumers
@@ -151,6 +153,15 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 		return nil, fmt.Errorf("bus.New: unknown TimeFormat %d", opts.TimeFormat)
 	}
 	b.times = opts.TimeFormat
+	b.opts.TimeFormatByQueue = maps.Clone(opts.TimeFormatByQueue) // the caller's map may change
+	for q, f := range opts.TimeFormatByQueue {
+		if f > middleware.TimePikaBus1 {
+			return nil, fmt.Errorf("bus.New: TimeFormatByQueue[%q]: unknown TimeFormat %d", q, f)
+		}
+		if err := transport.ValidateQueueName(q); err != nil {
+			return nil, fmt.Errorf("bus.New: TimeFormatByQueue: %w", err)
+		}
+	}
 
 	if queue != "" {
 		b.queue = opts.QueuePrefix + queue
@@ -223,6 +234,9 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 		}
 	} else {
 		retry := opts.Retry
+		if retry.TimeFormat == middleware.TimeRFC3339 {
+			retry.TimeFormat = b.times
+		}
 		if user := retry.OnRetry; user != nil {
 			retry.OnRetry = func(ctx context.Context, f middleware.Failure) {
 				user(ctx, f)

@@ -3,6 +3,7 @@ package bus
 import (
 	"time"
 
+	"github.com/busline/busline/middleware"
 	"github.com/busline/busline/transport"
 )
 
@@ -29,6 +30,8 @@ type sendConfig struct {
 	replyTo        string
 	replyToSet     bool
 	conversationID string
+	timeFormat     middleware.TimeFormat
+	timeFormatSet  bool
 
 	deferCall bool   // Defer: needs a Delayer whatever the delay
 	requestID string // Request: the id it registered its reply under
@@ -71,6 +74,14 @@ func WithCorrelationID(id string) SendOption {
 // the message_id property; any string of at most 255 bytes will do.
 func WithMessageID(id string) SendOption {
 	return sendOptionFunc(func(c *sendConfig) { c.messageID = id })
+}
+
+// WithTimeFormat writes the message's times (TimeSent, DeferredTime) in f,
+// whatever [Options.TimeFormat] and [Options.TimeFormatByQueue] say: for
+// example middleware.TimePikaBus1 for a message to a PikaBus 1.x service
+// that the Bus cannot recognize as one.
+func WithTimeFormat(f middleware.TimeFormat) SendOption {
+	return sendOptionFunc(func(c *sendConfig) { c.timeFormat, c.timeFormatSet = f, true })
 }
 
 // WithConversationID sets the message's conversation id instead of

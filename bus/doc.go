@@ -92,6 +92,21 @@
 // are read leniently: foreign value types never make a message unreadable,
 // and PikaBus 1.x's times are understood.
 //
+// # PikaBus 1.x services
+//
+// PikaBus 1.x reads times only in its own form, "%m/%d/%Y %H:%M:%S", and
+// requeues for ever a message whose TimeSent or DeferredTime it cannot
+// read; PikaBus 2 reads only ISO 8601. The Bus writes the 2.x form except
+// where it knows the receiver: a Reply, and a Send or Defer from a handler
+// to the queue the handled message came from, use the handled message's
+// form; [Options.TimeFormatByQueue] names the queues of 1.x services;
+// [WithTimeFormat] decides for one call; [Options.TimeFormat] for the rest.
+// The first message in the 1.x form from a queue not configured so makes
+// the Bus log a warning naming it. Send, Defer, Reply and Request reach a
+// 1.x service's queue although 1.x declares it without its binding on the
+// direct exchange: the transport binds a destination before its first
+// message to it (see transport.Transport.Dispatch).
+//
 // # Delivery semantics
 //
 // Delivery is at least once. A message is acked only after its handlers

@@ -251,6 +251,7 @@ func (b *Bus) deliver(ctx context.Context, d *transport.Delivery) {
 	defer b.running.Add(-1)
 	h := &handling{Context: ctx, bus: b}
 	h.msg = middleware.Message{Message: d.Message, Queue: d.Queue, Redelivered: d.Redelivered}
+	b.noticeTimeForm(ctx, &h.msg)
 	err := b.runPipeline(h, d)
 	switch {
 	case err == nil && !b.abandoned.Load():

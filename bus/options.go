@@ -63,12 +63,35 @@ type Options struct {
 	// "PikaBus" (middleware.DefaultHeaderPrefix).
 	HeaderPrefix string
 
-	// TimeFormat is how the TimeSent and DeferredTime headers are written.
-	// The zero value, middleware.TimeRFC3339, is what PikaBus 2 writes
-	// ("2026-11-22T09:30:00.000000+00:00"); middleware.TimePikaBus1 is for
-	// peers still on PikaBus 1.x, which read nothing else. Incoming times
-	// are read in either form whatever this says.
+	// TimeFormat is how the TimeSent and DeferredTime headers are written,
+	// on every message the Bus sends, retry copies included, unless one of
+	// the more precise choices below applies. The zero value,
+	// middleware.TimeRFC3339, is what PikaBus 2 writes and reads
+	// ("2026-11-22T09:30:00.000000+00:00"); middleware.TimePikaBus1 is
+	// PikaBus 1.x's "%m/%d/%Y %H:%M:%S", which is all 1.x reads: it fails
+	// on any other form and requeues the message, for ever. No form is
+	// read by both lines. Incoming times are read in either form whatever
+	// this says.
+	//
+	// A message sent to a PikaBus 1.x service therefore needs the 1.x
+	// form. The Bus picks it by itself where it can tell: a [Bus.Reply],
+	// and a Send or Defer from a handler to the queue the handled
+	// message came from (its ReplyToAddress or OriginatingAddress), are
+	// written in the form of the handled message's TimeSent; and a retry
+	// copy of a message that came in the 1.x form keeps it. For the rest,
+	// name the 1.x services' queues in TimeFormatByQueue, or pass
+	// [WithTimeFormat] on the call. The Bus logs a warning the first
+	// time a message in the 1.x form comes from a queue that neither this
+	// option nor TimeFormatByQueue names as 1.x.
 	TimeFormat middleware.TimeFormat
+
+	// TimeFormatByQueue is the time format of the messages sent to
+	// particular queues (Send, Defer, Request, Reply), by full queue name
+	// (QueuePrefix included): set middleware.TimePikaBus1 for the queue of
+	// each PikaBus 1.x service this endpoint sends to. It takes precedence
+	// over TimeFormat and over the form of a handled message; a
+	// [WithTimeFormat] on the call takes precedence over it.
+	TimeFormatByQueue map[string]middleware.TimeFormat
 
 	// Codec encodes outgoing messages and decodes incoming ones that carry
 	// its content type or none. Nil means [JSON].

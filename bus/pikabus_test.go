@@ -2,11 +2,15 @@ package bus_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/busline/busline/bus"
+	"github.com/busline/busline/memory"
 	"github.com/busline/busline/middleware"
 	"github.com/busline/busline/transport"
 )
@@ -223,6 +227,120 @@ func TestPikaBusErrorQueueReplay(t *testing.T) {
 		}
 		if n := len(errorQueue(e)); n != 0 {
 			t.Errorf("%d messages left in the error queue", n)
+		}
+	})
+}
+
+// How the Bus picks the form of a message's times: WithTimeFormat, else
+// TimeFormatByQueue, else Options.TimeFormat; events take only the call
+// and Options.TimeFormat.
+func TestTimeFormatChoice(t *testing.T) {
+	pika1 := regexp.MustCompile(`^\d\d/\d\d/\d{4} \d\d:\d\d:\d\d$`)
+	iso := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$`)
+	bubble(t, func(t *testing.T, e *env) {
+		python := e.transport("python")
+		for _, q := range []string{"py1", "py2"} {
+			must(t, python.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: q}, Topics: []string{"ev." + q}}))
+		}
+		b := e.bus("", bus.Options{TimeFormatByQueue: map[string]middleware.TimeFormat{"py1": middleware.TimePikaBus1}})
+		check := func(what, queue string, want *regexp.Regexp, headers ...string) {
+			t.Helper()
+			d, ok, err := python.Get(ctx, queue)
+			if err != nil || !ok {
+				t.Fatalf("%s: nothing in %s: %v", what, queue, err)
+			}
+			must(t, d.Ack())
+			for _, h := range append([]string{"TimeSent"}, headers...) {
+				if v, _ := d.Message.Headers["PikaBus."+h].(string); !want.MatchString(v) {
+					t.Errorf("%s: %s %q, want it to match %s", what, h, v, want)
+				}
+			}
+		}
+		must(t, b.Send(ctx, "py1", PlaceOrder{ID: "1"}))
+		check("Send to a queue named in TimeFormatByQueue", "py1", pika1)
+		must(t, b.Send(ctx, "py2", PlaceOrder{ID: "2"}))
+		check("Send to another queue", "py2", iso)
+		must(t, b.Send(ctx, "py2", PlaceOrder{ID: "3"}, bus.WithTimeFormat(middleware.TimePikaBus1)))
+		check("Send WithTimeFormat(TimePikaBus1)", "py2", pika1)
+		must(t, b.Send(ctx, "py1", PlaceOrder{ID: "4"}, bus.WithTimeFormat(middleware.TimeRFC3339)))
+		check("Send WithTimeFormat(TimeRFC3339) to a 1.x queue", "py1", iso)
+		must(t, b.Defer(ctx, time.Second, "py1", PlaceOrder{ID: "5"}))
+		time.Sleep(time.Second)
+		idle()
+		check("Defer to a queue named in TimeFormatByQueue", "py1", pika1, "DeferredTime")
+		must(t, b.Publish(ctx, "ev.py1", OrderPlaced{ID: "6"}))
+		check("Publish", "py1", iso)
+
+		err := b.Send(ctx, "py2", PlaceOrder{ID: "7"}, bus.WithTimeFormat(9))
+		if !errors.Is(err, bus.ErrInvalidMessage) {
+			t.Errorf("WithTimeFormat(9) = %v, want ErrInvalidMessage", err)
+		}
+	})
+	for _, opts := range []bus.Options{
+		{TimeFormatByQueue: map[string]middleware.TimeFormat{"py": 7}},
+		{TimeFormatByQueue: map[string]middleware.TimeFormat{"": middleware.TimePikaBus1}},
+	} {
+		if _, err := bus.New(memory.New(memory.Options{}), "", opts); err == nil {
+			t.Errorf("bus.New(%+v) = nil error", opts)
+		}
+	}
+}
+
+// A message in PikaBus 1.x's form, handled by an endpoint with default
+// options: its reply and what the handler sends back to its sender are in
+// its form, its retry copies and error-queue copy too, and the endpoint
+// warns once per sender.
+func TestPikaBus1Defaults(t *testing.T) {
+	pika1 := regexp.MustCompile(`^\d\d/\d\d/\d{4} \d\d:\d\d:\d\d$`)
+	bubble(t, func(t *testing.T, e *env) {
+		python := e.transport("python")
+		must(t, python.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: "pyservice"}}))
+		var logs strings.Builder
+		orders := e.bus("orders", bus.Options{
+			DefaultMessageType: "PlaceOrder",
+			Retry:              middleware.RetryOptions{MaxRetries: 1},
+			Logger:             slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		})
+		fail := true
+		must(t, bus.Handle(orders, func(ctx context.Context, o PyOrder) error {
+			if fail {
+				return errors.New("boom")
+			}
+			if err := orders.Send(ctx, "pyservice", OrderAccepted{OrderID: "sent"}); err != nil {
+				return err
+			}
+			return orders.Reply(ctx, OrderAccepted{OrderID: o.OrderID})
+		}, bus.WithMessageType("PlaceOrder")))
+		e.start(orders)
+
+		must(t, python.Dispatch(ctx, transport.Outgoing{RoutingKey: "orders", Mandatory: true, Message: pikaBusSend("08/07/2026 16:32:19", "application/json")}))
+		time.Sleep(time.Minute)
+		idle()
+		failed := errorQueue(e)
+		if len(failed) != 1 {
+			t.Fatalf("%d messages in the error queue, want 1", len(failed))
+		}
+		if v, _ := failed[0].Headers["PikaBus.DeferredTime"].(string); !pika1.MatchString(v) {
+			t.Errorf("the error queue's copy has DeferredTime %q, not in PikaBus 1.x's form", v)
+		}
+
+		fail = false
+		for range 2 {
+			must(t, python.Dispatch(ctx, transport.Outgoing{RoutingKey: "orders", Mandatory: true, Message: pikaBusSend("08/07/2026 16:32:19", "application/json")}))
+			idle()
+		}
+		for i := range 4 {
+			d, ok, err := python.Get(ctx, "pyservice")
+			if err != nil || !ok {
+				t.Fatalf("message %d: nothing in pyservice: %v", i, err)
+			}
+			must(t, d.Ack())
+			if v, _ := d.Message.Headers["PikaBus.TimeSent"].(string); !pika1.MatchString(v) {
+				t.Errorf("message %d to the PikaBus 1.x sender: TimeSent %q", i, v)
+			}
+		}
+		if n := strings.Count(logs.String(), "PikaBus 1.x's time form"); n != 1 {
+			t.Errorf("%d warnings, want 1:\n%s", n, logs.String())
 		}
 	})
 }

@@ -294,6 +294,10 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 		}
 	}
 
+	times, err := b.timeFormat(s, k, target, cfg)
+	if err != nil {
+		return err
+	}
 	n := &b.names
 	h := headerPool.Get().(transport.Headers)
 
@@ -303,10 +307,10 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 	case cfg.requestID != "":
 		id = cfg.requestID
 	case id == "":
-		id, idBox, timeBox = newIDAndTime(now, b.times)
+		id, idBox, timeBox = newIDAndTime(now, times)
 	}
 	if idBox == nil {
-		idBox, timeBox = id, b.times.Format(now)
+		idBox, timeBox = id, times.Format(now)
 	}
 	h[n.MessageID] = idBox
 
@@ -374,7 +378,7 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 		o.Exchange, o.Mandatory = transport.Topic, cfg.mandatory
 	}
 	if !due.IsZero() {
-		h[n.DeferredTime] = b.times.Format(due)
+		h[n.DeferredTime] = times.Format(due)
 		o.NotBefore = due
 		if max := b.delayer.MaxDelay(); due.Sub(now) > max {
 			o.NotBefore = now.Add(max)
@@ -383,7 +387,6 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 
 	m := &o.Message
 	m.ID, m.CorrelationID, m.ReplyTo, m.Type, m.Timestamp, m.Headers = id, corr, replyTo, typeName, now, h
-	var err error
 	if pooled != nil && b.defaultJSON {
 		*pooled, err = encodeJSON(msg, m)
 	} else {

@@ -62,6 +62,13 @@ import (
 //	Recoverability/UnhandledDiscard with UnhandledDiscard: acked, not forwarded
 //	WireFormat/Headers            the exact PikaBus headers and the AMQP properties that mirror them
 //	WireFormat/Inherited          a PikaBus 1.x message is read; what its handler sends inherits its correlation and trace
+//	PikaBus/V1/Exchange           with a PikaBus 1.x service started first (queue unbound, strict 1.x times): send, commands back, publish, request, defer, replies in the request's form; no NO_ROUTE, no loop
+//	PikaBus/V1/Failures           retries and the error queue of its message keep the 1.x form; its own error queue replayed to it
+//	PikaBus/V2/Exchange           the same with a PikaBus 2.x service (ISO 8601 times) and default options
+//	PikaBus/V2/Failures           the same failures with a PikaBus 2.x service
+//
+// The PikaBus subtests need Harness.DeclareUnbound for the 1.x service's
+// queue, and skip the 1.x scenarios without it.
 func RunBus(t *testing.T, h Harness) {
 	t.Helper()
 	s := newSuite(t, h)
@@ -76,7 +83,8 @@ func RunBus(t *testing.T, h Harness) {
 		namedGroup{"Handlers", s.busHandlers},
 		namedGroup{"Transaction", s.busTransaction},
 		namedGroup{"Recoverability", s.busRecoverability},
-		namedGroup{"WireFormat", s.busWireFormat})
+		namedGroup{"WireFormat", s.busWireFormat},
+		namedGroup{"PikaBus", s.busPikaBus})
 }
 
 // The message types of the bus scenarios.

@@ -18,6 +18,9 @@ func TestBusConformance(t *testing.T) {
 		New: func(context.Context, testing.TB) (transport.Transport, error) {
 			return memory.New(memory.Options{}), nil
 		},
+		DeclareUnbound: func(_ context.Context, _ testing.TB, tr transport.Transport, q transport.Queue) error {
+			return tr.(*memory.Transport).Broker().DeclareQueue(q)
+		},
 		Bubble: synctest.Test,
 	})
 }

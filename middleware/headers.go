@@ -44,9 +44,13 @@ type HeaderNames struct {
 	// SourceQueue: on a failed message, the queue it failed in.
 	SourceQueue string
 	// ErrorRetries: how many delayed retries the message has had, an AMQP
-	// integer (written as an int32; read with [HeaderInt], so Python's ints
-	// and strings are understood). On the error queue it is that number
-	// plus one, the failed deliveries, as PikaBus writes it.
+	// integer. busline writes an int32; PikaBus 2 writes a short-short
+	// (int8: pamqp encodes a small Python int so), PikaBus 1.x what pika
+	// picks for the value. It is read with [HeaderInt], in every integer
+	// width, signed or not (int8 to int64, uint8 to uint32), and from a
+	// whole float or a decimal string, so that none of them restarts the
+	// count. On the error queue it is that number plus one, the failed
+	// deliveries, as PikaBus writes it.
 	ErrorRetries string
 	// DeferredTime: the time a deferred message is due (see [FormatTime]).
 	DeferredTime string
@@ -176,6 +180,31 @@ func append2(b []byte, n int) []byte {
 // append4 appends n, 0 to 9999, as four digits.
 func append4(b []byte, n int) []byte {
 	return append2(append2(b, n/100), n%100)
+}
+
+// TimeFormatOf reports the form of a time header value v, such as a
+// message's TimeSent: [TimePikaBus1] for PikaBus 1.x's
+// '%m/%d/%Y %H:%M:%S', [TimeRFC3339] for any other form [ParseTime]
+// reads (what PikaBus 2 and busline write), and false for a value that is
+// no time. Package bus uses it to write a reply in the form its requester
+// reads, and the [Retry] stage to keep a PikaBus 1.x message's copies in
+// that form.
+func TimeFormatOf(v any) (TimeFormat, bool) {
+	s, ok := HeaderString(v)
+	if !ok {
+		return 0, false
+	}
+	s = strings.TrimSpace(s)
+	if len(s) == len(pikaBus1Layout) && s[2] == '/' {
+		if _, err := time.Parse(pikaBus1Layout, s); err == nil {
+			return TimePikaBus1, true
+		}
+		return 0, false
+	}
+	if _, err := ParseTime(s); err == nil {
+		return TimeRFC3339, true
+	}
+	return 0, false
 }
 
 func (f TimeFormat) String() string {

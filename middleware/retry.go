@@ -94,6 +94,13 @@ type RetryOptions struct {
 	// DispatchTimeout bounds the dispatch of a retry copy. Zero means
 	// [DefaultDispatchTimeout].
 	DispatchTimeout time.Duration
+	// TimeFormat is how the DeferredTime of a retry copy is written, and
+	// so the DeferredTime the copy keeps on the error queue. The zero
+	// value is [TimeRFC3339]. A message whose TimeSent is in PikaBus 1.x's
+	// form (see [TimeFormatOf]) gets [TimePikaBus1] whatever this says, so
+	// that no copy of a 1.x service's message carries a time 1.x cannot
+	// read. Package bus sets it to bus.Options.TimeFormat.
+	TimeFormat TimeFormat
 	// Logger receives the stage's decisions: immediate retries (Debug),
 	// delayed retries scheduled and retries exhausted (Warn), copies that
 	// could not be dispatched (Error). Nil means silent.
@@ -116,8 +123,8 @@ type RetryOptions struct {
 //     is allowed dispatches a copy of the message (body, properties and
 //     every header kept) to the endpoint's own queue, [Message.Queue],
 //     through the direct exchange with Mandatory set, with ErrorRetries
-//     raised by one (an int32), DeferredTime set to the due time
-//     ([FormatTime]) and [transport.Outgoing.NotBefore] set to it (clamped
+//     raised by one (an int32), DeferredTime set to the due time (in
+//     [RetryOptions.TimeFormat]) and [transport.Outgoing.NotBefore] set to it (clamped
 //     to the transport's MaxDelay; the Deferral stage re-defers the rest on
 //     arrival). It returns nil only once Dispatch has returned nil, so the
 //     original is acked after its copy is safe.
@@ -142,6 +149,9 @@ func Retry(s Sender, opts RetryOptions) (Middleware, error) {
 	if opts.Immediate < 0 {
 		return nil, fmt.Errorf("middleware.Retry: Immediate %d is negative", opts.Immediate)
 	}
+	if opts.TimeFormat > TimePikaBus1 {
+		return nil, fmt.Errorf("middleware.Retry: unknown TimeFormat %d", opts.TimeFormat)
+	}
 	names, err := opts.Headers.resolve("Retry", errorRetriesName, deferredTimeName)
 	if err != nil {
 		return nil, err
@@ -153,6 +163,7 @@ func Retry(s Sender, opts RetryOptions) (Middleware, error) {
 		backoff:   opts.Backoff,
 		names:     names,
 		timeout:   timeoutOr(opts.DispatchTimeout),
+		times:     opts.TimeFormat,
 		log:       loggerOr(opts.Logger),
 		onRetry:   opts.OnRetry,
 	}
@@ -191,6 +202,7 @@ type retry struct {
 	backoff   Backoff
 	names     HeaderNames
 	timeout   time.Duration
+	times     TimeFormat
 	log       *slog.Logger
 	onRetry   func(context.Context, Failure)
 }
@@ -239,7 +251,11 @@ func (r *retry) failed(ctx context.Context, m *Message, next Handler, err error)
 	}
 	h := forwardHeaders(m.Headers, 2)
 	h[r.names.ErrorRetries] = retryValue(n)
-	h[r.names.DeferredTime] = FormatTime(due)
+	times := r.times
+	if f, ok := TimeFormatOf(m.Headers[r.names.TimeSent]); ok && f == TimePikaBus1 {
+		times = f
+	}
+	h[r.names.DeferredTime] = times.Format(due)
 	out := m.Message
 	out.Headers = h
 	if ferr := forward(ctx, r.sender, r.timeout, transport.Outgoing{
