@@ -301,28 +301,6 @@ func BenchmarkSend64(b *testing.B) {
 	}
 }
 
-// BenchmarkDefer64: the bus column of BenchmarkSend64 (64 goroutines),
-// sending with Send and with Defer (one second, so every message enters
-// the delay levels) to the same kind of queue: Defer against Send is the
-// cost of deferral, which should be the delay level's quorum queue alone.
-func BenchmarkDefer64(b *testing.B) {
-	const inFlight = 64
-	for _, typ := range queueTypes {
-		b.Run("send/"+string(typ), func(b *testing.B) {
-			tr := dial(b, amqp.Options{})
-			q := benchQueue(b, tr, typ)
-			c := sender(b, tr)
-			parallel(b, inFlight, func() error { return c.Send(context.Background(), q, payload) })
-		})
-		b.Run("defer/"+string(typ), func(b *testing.B) {
-			tr := dial(b, amqp.Options{})
-			q := benchQueue(b, tr, typ)
-			c := sender(b, tr)
-			parallel(b, inFlight, func() error { return c.Defer(context.Background(), time.Second, q, payload) })
-		})
-	}
-}
-
 // rawWindow publishes b.N messages from one goroutine on one channel,
 // keeping n confirms in flight.
 func rawWindow(b *testing.B, q string, n int, msg func() amqp091.Publishing) {
