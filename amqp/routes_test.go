@@ -41,7 +41,13 @@ func TestRoutesBindOnce(t *testing.T) {
 	for _, c := range b.conns {
 		c.lose()
 	}
-	waitFor(t, func() bool { return tr.Health(ctxFor(t, time.Second)) == nil }, func() string { return "reconnection" })
+	// Both connections replaced (two more dials), and up again.
+	waitFor(t, func() bool {
+		b.mu.Lock()
+		n := len(b.conns)
+		b.mu.Unlock()
+		return n >= 4 && tr.Health(ctxFor(t, time.Second)) == nil
+	}, func() string { return "reconnection" })
 	if err := tr.Dispatch(ctxFor(t, 5*time.Second), to("dest", "after")); err != nil {
 		t.Fatal(err)
 	}
