@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Manual wire-compatibility check of busline against a live Python PikaBus 2
-# service on one RabbitMQ broker. Not part of `make test`: CI cannot fetch
-# PikaBus.
+# Manual wire-compatibility check of busline against a live Python PikaBus
+# service (2.x by default, 1.x with PIKABUS_LINE=1) on one RabbitMQ broker.
+# Not part of `make test`: CI cannot fetch PikaBus; conformance's PikaBus
+# scenarios, which every transport runs, imitate both lines in Go.
 #
 #   PIKABUS_DIR=/path/to/PikaBus-checkout BUSLINE_AMQP_URL=amqp://guest:guest@localhost:5672/ \
 #       scripts/pikabus-interop.sh
@@ -22,6 +23,15 @@
 # messages as they crossed the broker; it exits 1 if a check failed.
 # PYTHON picks the interpreter (default python3); GOFLAGS passes through.
 #
+# PIKABUS_LINE=1 runs scripts/pikabus-interop/pysvc1.py instead, a PikaBus
+# 1.x service (pika, synchronous) with the same actions and log, against a
+# PIKABUS_DIR that is a checkout of PikaBus's last 1.x commit (9153c00,
+# 2022-09-09), with Python's pika installed (python3-pika); the Go side then
+# names the Python queue in Options.TimeFormatByQueue and publishes its
+# events in the 1.x time form, as the README's table says. pysvc1.py was
+# written against that commit's API and has not been run yet: the machine
+# it was written on had no pika.
+#
 # Last run (2026-11-22) on Debian with RabbitMQ 3.10.8, Python 3.11.2 and
 # Debian's python3-aio-pika 8.2.5 (PikaBus 2.0.0 asks for aio-pika 10; the
 # calls it makes work on 8.2.5), against PikaBus 2.0.0 (commit 0ecf8d7):
@@ -36,7 +46,12 @@ root=$(dirname "$here")
 : "${PIKABUS_DIR:?set PIKABUS_DIR to a PikaBus checkout (the directory holding the PikaBus package)}"
 [ -d "$PIKABUS_DIR/PikaBus" ] || { echo "pikabus-interop: no PikaBus package in $PIKABUS_DIR" >&2; exit 2; }
 python=${PYTHON:-python3}
-"$python" -c 'import aio_pika, yarl' || { echo "pikabus-interop: $python lacks aio-pika/yarl" >&2; exit 2; }
+line=${PIKABUS_LINE:-2}
+case $line in
+1) pysvc=pysvc1.py; "$python" -c 'import pika' || { echo "pikabus-interop: $python lacks pika" >&2; exit 2; } ;;
+2) pysvc=pysvc.py; "$python" -c 'import aio_pika, yarl' || { echo "pikabus-interop: $python lacks aio-pika/yarl" >&2; exit 2; } ;;
+*) echo "pikabus-interop: PIKABUS_LINE must be 1 or 2" >&2; exit 2 ;;
+esac
 
 if [ -z "${BUSLINE_AMQP_URL:-}" ]; then
 	exec "$root/scripts/rabbitmq.sh" run -- "$0" "$@"
@@ -55,7 +70,7 @@ trap cleanup EXIT
 (cd "$root" && go build -o "$work/interop" ./scripts/pikabus-interop)
 
 PIKABUS_DIR=$PIKABUS_DIR AMQP_URL=$BUSLINE_AMQP_URL PY_LOG=$pylog \
-	"$python" "$here/pikabus-interop/pysvc.py" >"$work/pysvc.out" 2>"$work/pysvc.err" &
+	"$python" "$here/pikabus-interop/$pysvc" >"$work/pysvc.out" 2>"$work/pysvc.err" &
 pypid=$!
 for _ in $(seq 100); do
 	grep -q consuming "$work/pysvc.out" 2>/dev/null && break
@@ -64,7 +79,7 @@ for _ in $(seq 100); do
 done
 
 status=0
-"$work/interop" -amqp "$BUSLINE_AMQP_URL" -pylog "$pylog" "$@" || status=$?
+"$work/interop" -amqp "$BUSLINE_AMQP_URL" -pylog "$pylog" -line "$line" "$@" || status=$?
 if [ $status != 0 ]; then
 	# PikaBus logs the tracebacks of the handler failures the check provokes too.
 	echo "== the last lines of the Python service's stderr (PikaBus's log)"; tail -40 "$work/pysvc.err"

@@ -237,12 +237,39 @@ func check(name string, ok bool, detail string, args ...any) {
 	fmt.Println()
 }
 
+// pikaLine is the PikaBus line the Python service runs (-line).
+var pikaLine int
+
+// pikaOptions configures a Go endpoint for the Python service's line: a
+// PikaBus 1.x service reads only its own time form, so what the endpoint
+// sends it first (not a reply) names its queue in TimeFormatByQueue.
+func pikaOptions(o bus.Options) bus.Options {
+	if pikaLine == 1 {
+		o.TimeFormatByQueue = map[string]middleware.TimeFormat{pyQueue: middleware.TimePikaBus1}
+	}
+	return o
+}
+
+// eventOptions are the options of a Publish the Python service subscribes
+// to: events take the 1.x form from the call.
+func eventOptions(opts ...bus.SendOption) []bus.SendOption {
+	if pikaLine == 1 {
+		opts = append(opts, bus.WithTimeFormat(middleware.TimePikaBus1))
+	}
+	return opts
+}
+
 func main() {
 	url := flag.String("amqp", "amqp://guest:guest@localhost:5672/", "the broker the Python service uses")
 	pyLog := flag.String("pylog", "", "the Python service's log (PY_LOG)")
 	verbose := flag.Bool("v", false, "log busline's endpoint events")
 	cleanup := flag.Bool("cleanup", false, "delete the check's endpoint queues and exit (run it once the Python service stopped)")
+	flag.IntVar(&pikaLine, "line", 2, "the PikaBus line of the Python service: 2 (aio-pika, pysvc.py) or 1 (pika, pysvc1.py)")
 	flag.Parse()
+	if pikaLine != 1 && pikaLine != 2 {
+		fmt.Fprintln(os.Stderr, "pikabus-interop: -line must be 1 or 2")
+		os.Exit(2)
+	}
 	if *cleanup {
 		if err := deleteQueues(*url, pyQueue, goQueue, goUntyped); err != nil {
 			fmt.Fprintln(os.Stderr, "pikabus-interop: cleanup:", err)
@@ -290,11 +317,11 @@ func run(ctx context.Context, url, pyLog string, verbose bool) error {
 	oneSecond, _ := middleware.LinearBackoff(time.Second)
 	rec := &recorder{more: make(chan struct{})}
 	healed := sync.Map{}
-	gb, err := bus.New(t, goQueue, bus.Options{
+	gb, err := bus.New(t, goQueue, pikaOptions(bus.Options{
 		Subscriptions: []string{"interop.py.#"},
 		Retry:         middleware.RetryOptions{MaxRetries: 2, Backoff: oneSecond},
 		Logger:        logger,
-	})
+	}))
 	if err != nil {
 		return err
 	}
@@ -394,7 +421,7 @@ func run(ctx context.Context, url, pyLog string, verbose bool) error {
 		check("Request to Python answered by PikaBus's Reply", err == nil && echo.Echo.Key == key("s2-request"), "reply %+v, error %v", echo, err)
 
 		id = key("s2-event")
-		if err := gb.Publish(ctx, goEventTopic, Ctl{Action: "record", Key: id}, bus.WithRequireSubscriber(true)); err != nil {
+		if err := gb.Publish(ctx, goEventTopic, Ctl{Action: "record", Key: id}, eventOptions(bus.WithRequireSubscriber(true))...); err != nil {
 			return err
 		}
 		e, ok = waitPy(pyLog, wait, func(e pyEntry) bool { return e.payload()["key"] == id })
