@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -39,6 +40,10 @@ import (
 
 var queueTypes = []transport.QueueType{transport.Classic, transport.Quorum}
 
+// quiet silences the bus's log records, which would break the lines of the
+// benchmarks' results.
+var quiet = slog.New(slog.DiscardHandler)
+
 // Payload encodes to a 256-byte JSON body with either library.
 type Payload struct {
 	Data string
@@ -62,7 +67,9 @@ func startMeter() meter { return meter{time.Now(), cputime.Used()} }
 // (client-cpu-ns/msg: the process's user and system time, amqp091-go's
 // included), which measures the library's own cost.
 func reportRate(b *testing.B, start meter) {
-	b.ReportMetric(float64(b.N)/time.Since(start.wall).Seconds(), "msg/s")
+	rate := float64(b.N) / time.Since(start.wall).Seconds()
+	record(b, rate)
+	b.ReportMetric(rate, "msg/s")
 	if used := cputime.Used() - start.cpu; used > 0 {
 		b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "client-cpu-ns/msg")
 	}
@@ -107,7 +114,7 @@ func busQueue(b *testing.B, tr *amqp.Transport, typ transport.QueueType) string 
 
 // sender returns a send-only bus client on tr.
 func sender(b *testing.B, tr *amqp.Transport) *bus.Bus {
-	c, err := bus.New(tr, "", bus.Options{})
+	c, err := bus.New(tr, "", bus.Options{Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -262,7 +269,7 @@ func BenchmarkConsume(b *testing.B) {
 			tr := dial(b)
 			q := queueName(b, tr)
 			errQueue := queueName(b, tr)
-			ep, err := bus.New(tr, q, bus.Options{QueueType: typ, Prefetch: 100, ErrorQueue: errQueue})
+			ep, err := bus.New(tr, q, bus.Options{QueueType: typ, Prefetch: 100, ErrorQueue: errQueue, Logger: quiet})
 			if err != nil {
 				b.Fatal(err)
 			}
