@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -216,7 +217,7 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 		if err := msgs[i].Validate(); err != nil {
 			return fmt.Errorf("watermillbus: Dispatch: message %d: %w", i, err)
 		}
-		if !msgs[i].NotBefore.IsZero() {
+		if msgs[i].NotBefore.After(time.Now()) {
 			return fmt.Errorf("watermillbus: Dispatch: message %d: %w: deferred delivery (the transport is not a Delayer)", i, transport.ErrNotSupported)
 		}
 	}
