@@ -66,7 +66,7 @@ func sqliteHarness() conformance.Harness {
 			if err != nil {
 				return nil, err
 			}
-			pub, sub, err := wmsqlite.New(db, "busline", wmsqlite.Options{PollInterval: 20 * time.Millisecond})
+			pub, sub, err := wmsqlite.New(db, "busline", wmsqlite.Options{PollInterval: 50 * time.Millisecond})
 			if err != nil {
 				_ = db.Close()
 				return nil, err

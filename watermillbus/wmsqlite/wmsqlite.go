@@ -56,12 +56,17 @@ func New(db *stdsql.DB, consumerGroup string, opts Options) (*wmsql.Publisher, *
 		opts.Logger = watermill.NopLogger{}
 	}
 	b := Beginner(db)
+	// No ack deadline: watermill-sql drops a message not acked within it
+	// and reads it again, a duplicate under load for a handler that was
+	// only slow.
+	var noDeadline time.Duration
 	pub, err := wmsql.NewPublisher(b, wmsql.PublisherConfig{SchemaAdapter: Schema{}}, opts.Logger)
 	if err != nil {
 		return nil, nil, fmt.Errorf("wmsqlite: publisher: %w", err)
 	}
 	sub, err := wmsql.NewSubscriber(b, wmsql.SubscriberConfig{
 		ConsumerGroup:    consumerGroup,
+		AckDeadline:      &noDeadline,
 		PollInterval:     opts.PollInterval,
 		ResendInterval:   opts.PollInterval,
 		RetryInterval:    opts.PollInterval,
@@ -222,10 +227,22 @@ type statements struct{ db *stdsql.DB }
 // ExecContext runs even when ctx was cancelled: the subscriber writes its
 // acked offset with the context of a subscription that may be ending, and
 // an ack that is not written delivers the message again.
+// A write that still finds the database locked after the busy timeout is
+// tried again, so that an ack is not lost to contention.
 func (s statements) ExecContext(ctx context.Context, query string, args ...any) (wmsql.Result, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	return s.db.ExecContext(ctx, query, args...)
+	for {
+		r, err := s.db.ExecContext(ctx, query, args...)
+		if err == nil || !strings.Contains(err.Error(), "SQLITE_BUSY") && !strings.Contains(err.Error(), "database is locked") {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return r, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (s statements) QueryContext(ctx context.Context, query string, args ...any) (wmsql.Rows, error) {
