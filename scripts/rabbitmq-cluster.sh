@@ -120,7 +120,7 @@ node_pid() {
 # await_cluster DIR: wait for the background start of `run` (or for a
 # cluster started with `start`).
 await_cluster() {
-	local dir=$1 deadline=$((SECONDS + ${BUSLINE_RABBITMQ_CLUSTER_TIMEOUT:-300}))
+	local dir=$1 deadline=$((SECONDS + ${BUSLINE_RABBITMQ_CLUSTER_TIMEOUT:-540}))
 	until [ -f "$dir/ready" ]; do
 		if [ -f "$dir/failed" ]; then
 			log "the cluster could not start:"
@@ -128,7 +128,7 @@ await_cluster() {
 			return 1
 		fi
 		if [ $SECONDS -ge $deadline ]; then
-			log "the cluster did not start within ${BUSLINE_RABBITMQ_CLUSTER_TIMEOUT:-300}s:"
+			log "the cluster did not start within ${BUSLINE_RABBITMQ_CLUSTER_TIMEOUT:-540}s:"
 			cat "$dir/start.log" >&2 || true
 			return 1
 		fi

@@ -24,7 +24,7 @@ func ClusterURLs(t testing.TB) []string {
 	}
 	if os.Getenv("BUSLINE_RABBITMQ_CLUSTER_CTL") != "" {
 		cluster.once.Do(func() {
-			cluster.out, cluster.err = runFor(6*time.Minute, os.Getenv("BUSLINE_RABBITMQ_CLUSTER_CTL"), "await")
+			cluster.out, cluster.err = runFor(10*time.Minute, os.Getenv("BUSLINE_RABBITMQ_CLUSTER_CTL"), "await")
 		})
 		if cluster.err != nil {
 			if os.Getenv("CI") == "true" {
