@@ -161,7 +161,10 @@ func TestBlocked(t *testing.T) {
 	defer stop()
 	q := queueName(t, tr)
 	declare(t, tr, transport.Queue{Name: q})
-	ctx := testCtx(t, 30*time.Second)
+	// Generous: each rabbitmqctl call starts a VM, which took 15 s on a
+	// 2-core machine running several test suites (the Unblocked event came
+	// after a 30 s context had ended).
+	ctx := testCtx(t, 90*time.Second)
 	if err := tr.Dispatch(ctx, transport.Outgoing{RoutingKey: q}); err != nil {
 		t.Fatal(err)
 	}
