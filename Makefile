@@ -19,6 +19,7 @@ COMPONENTS := $(RABBITMQ)
 COMPONENTS += scripts/rabbitmq-cluster.sh run --
 # Headless Chromium for busctl's browser tests (installed when missing).
 COMPONENTS += scripts/chromium.sh run --
+COMPONENTS += scripts/postgres.sh run --
 
 .PHONY: all test vet depcheck leancheck allocs unit bench demo rabbitmq-start rabbitmq-stop
 

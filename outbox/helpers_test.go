@@ -1,0 +1,257 @@
+package outbox_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"go.uber.org/goleak"
+	_ "modernc.org/sqlite"
+
+	"github.com/busline/busline/amqp"
+	"github.com/busline/busline/bus"
+	"github.com/busline/busline/internal/brokertest"
+	"github.com/busline/busline/memory"
+	"github.com/busline/busline/middleware"
+	"github.com/busline/busline/outbox"
+	"github.com/busline/busline/transport"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// Message types of the tests.
+type (
+	PlaceOrder  struct{ ID string }
+	OrderPlaced struct{ ID string }
+)
+
+var ctx = context.Background()
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func randomName() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// world is a broker and a database for a test: the memory broker with
+// SQLite, or RabbitMQ with PostgreSQL.
+type world struct {
+	t      testing.TB
+	name   string
+	db     *sql.DB
+	opts   outbox.Options
+	qual   string         // qualifies the test's own tables: "schema." or ""
+	broker *memory.Broker // nil on RabbitMQ
+	url    string         // RabbitMQ's
+	prefix string         // of the queues and topics of the test
+}
+
+// worlds runs f on memory+SQLite and on RabbitMQ+PostgreSQL.
+func worlds(t *testing.T, f func(t *testing.T, w *world)) {
+	t.Run("memory+sqlite", func(t *testing.T) { f(t, memoryWorld(t)) })
+	t.Run("rabbitmq+postgres", func(t *testing.T) { f(t, rabbitWorld(t)) })
+}
+
+func memoryWorld(t testing.TB) *world {
+	w := &world{t: t, name: "memory+sqlite", prefix: "t" + randomName() + "."}
+	w.db, w.opts = openSQLite(t)
+	w.broker = memory.NewBroker()
+	t.Cleanup(func() { w.broker.Close() })
+	w.effectsTable()
+	return w
+}
+
+func rabbitWorld(t testing.TB) *world {
+	w := &world{t: t, name: "rabbitmq+postgres", prefix: "t" + randomName() + "."}
+	w.db, w.opts = openPostgres(t)
+	w.qual = w.opts.Schema + "."
+	w.url = brokertest.URL(t)
+	w.effectsTable()
+	return w
+}
+
+// openSQLite opens a new SQLite database in a file, as the outbox's
+// documentation says to.
+func openSQLite(t testing.TB) (*sql.DB, outbox.Options) {
+	path := filepath.Join(t.TempDir(), "busline.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+	must(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db, outbox.Options{Dialect: outbox.SQLite, RelayAfter: 50 * time.Millisecond}
+}
+
+// openPostgres connects to BUSLINE_POSTGRES_URL and makes a schema of the
+// test's own, dropped when it ends. It skips the test without a database,
+// or fails it when CI=true.
+func openPostgres(t testing.TB) (*sql.DB, outbox.Options) {
+	url := os.Getenv("BUSLINE_POSTGRES_URL")
+	if url == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("BUSLINE_POSTGRES_URL is not set and CI=true: run the tests with `make test`, which starts PostgreSQL")
+		}
+		t.Skip("BUSLINE_POSTGRES_URL is not set: no PostgreSQL to test against (`make test` starts one)")
+	}
+	db, err := sql.Open("pgx", url)
+	must(t, err)
+	db.SetMaxOpenConns(20)
+	schema := "t_" + randomName()
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		db.Close()
+		t.Fatalf("PostgreSQL at BUSLINE_POSTGRES_URL: %v", err)
+	}
+	t.Cleanup(func() {
+		db.Exec("DROP SCHEMA " + schema + " CASCADE")
+		db.Close()
+	})
+	return db, outbox.Options{Dialect: outbox.Postgres, Schema: schema, RelayAfter: 50 * time.Millisecond}
+}
+
+// effectsTable creates the table in which the tests' handlers record
+// their business effects.
+func (w *world) effectsTable() {
+	_, err := w.db.Exec("CREATE TABLE " + w.qual + "effects (endpoint TEXT NOT NULL, id TEXT NOT NULL)")
+	must(w.t, err)
+}
+
+// effect records one business effect in the handler's transaction.
+func (w *world) effect(ctx context.Context, endpoint, id string) error {
+	tx, ok := outbox.Tx(ctx)
+	if !ok {
+		return fmt.Errorf("no transaction in the handler's context")
+	}
+	_, err := tx.ExecContext(ctx, w.bind("INSERT INTO "+w.qual+"effects (endpoint, id) VALUES (?, ?)"), w.prefix+endpoint, id)
+	return err
+}
+
+func (w *world) bind(q string) string {
+	if w.broker != nil {
+		return q
+	}
+	n := 0
+	out := ""
+	for _, r := range q {
+		if r == '?' {
+			n++
+			out += fmt.Sprintf("$%d", n)
+			continue
+		}
+		out += string(r)
+	}
+	return out
+}
+
+// effects returns how many times each id had an effect on endpoint.
+func (w *world) effects(endpoint string) map[string]int {
+	w.t.Helper()
+	rows, err := w.db.Query(w.bind("SELECT id, count(*) FROM "+w.qual+"effects WHERE endpoint = ? GROUP BY id"), w.prefix+endpoint)
+	must(w.t, err)
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		must(w.t, rows.Scan(&id, &n))
+		out[id] = n
+	}
+	must(w.t, rows.Err())
+	return out
+}
+
+// outbox returns a new Outbox on the world's database (another process's,
+// as far as the database is concerned).
+func (w *world) outbox() *outbox.Outbox {
+	w.t.Helper()
+	ob, err := outbox.New(ctx, w.db, w.opts)
+	must(w.t, err)
+	return ob
+}
+
+// transport returns a new connection to the world's broker, closed when
+// the test ends.
+func (w *world) transport(name string) transport.Transport {
+	w.t.Helper()
+	var tr transport.Transport
+	if w.broker != nil {
+		tr = memory.New(memory.Options{Broker: w.broker, Name: name})
+	} else {
+		var err error
+		tr, err = amqp.Dial(ctx, []string{w.url}, amqp.Options{
+			DirectExchange: w.prefix + "direct", TopicExchange: w.prefix + "topic", DelayPrefix: w.prefix + "delay",
+			ConnectionName: name,
+		})
+		must(w.t, err)
+	}
+	w.t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// bus returns an endpoint on tr, closed when the test ends. Failed
+// handlings are retried at once, once, then after 100 ms, up to 20 times.
+func (w *world) bus(tr transport.Transport, queue string, opts bus.Options) *bus.Bus {
+	w.t.Helper()
+	opts.QueuePrefix, opts.TopicPrefix = w.prefix, w.prefix
+	if opts.QueueType == "" {
+		opts.QueueType = transport.Classic
+	}
+	if opts.Retry.MaxRetries == 0 {
+		opts.Retry = middleware.RetryOptions{Immediate: 1, MaxRetries: 20, Backoff: func(int) time.Duration { return 100 * time.Millisecond }}
+	}
+	if os.Getenv("OUTBOX_TEST_LOG") != "" {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	b, err := bus.New(tr, queue, opts)
+	must(w.t, err)
+	w.t.Cleanup(func() {
+		b.Close()
+		if d, ok := tr.(transport.QueueDeleter); ok && w.broker == nil {
+			d.DeleteQueue(context.Background(), b.Queue())
+		}
+	})
+	return b
+}
+
+// waitFor polls cond until it holds, failing the test after a minute.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// counter counts calls, safe for concurrent use.
+type counter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *counter) add(k string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[k]++
+	return c.n[k]
+}
