@@ -314,11 +314,6 @@ func (o *Outbox) UnitOfWork(ctx context.Context, u *bus.Unit) (err error) {
 
 // store inserts out in the outbox table within tx.
 func (o *Outbox) store(ctx context.Context, tx *sql.Tx, endpoint, source string, now time.Time, out []transport.Outgoing) error {
-	stmt, err := tx.PrepareContext(ctx, o.q.InsertOutgoing)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
 	due := now.Add(o.opts.RelayAfter).UnixMicro()
 	for i := range out {
 		m := &out[i]
@@ -334,7 +329,7 @@ func (o *Outbox) store(ctx context.Context, tx *sql.Tx, endpoint, source string,
 		if body == nil {
 			body = []byte{}
 		}
-		if _, err := stmt.ExecContext(ctx, endpoint, source, m.Message.ID, int(m.Exchange), m.RoutingKey, m.Mandatory,
+		if _, err := tx.ExecContext(ctx, o.q.InsertOutgoing, endpoint, source, m.Message.ID, int(m.Exchange), m.RoutingKey, m.Mandatory,
 			notBefore, text, body, now.UnixMicro(), due); err != nil {
 			return fmt.Errorf("message %q: %w", m.Message.ID, err)
 		}
