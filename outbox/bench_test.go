@@ -132,4 +132,3 @@ func BenchmarkRelay(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
 }
-

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/busline/busline/bus"
+	"github.com/busline/busline/middleware"
 	"github.com/busline/busline/outbox"
 	"github.com/busline/busline/transport"
 )
@@ -16,7 +17,7 @@ import (
 // countingSender dispatches through s and counts each message id
 // dispatched.
 type countingSender struct {
-	s     interface{ Dispatch(context.Context, ...transport.Outgoing) error }
+	s     middleware.Sender
 	mu    sync.Mutex
 	count map[string]int
 }

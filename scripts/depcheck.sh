@@ -40,6 +40,23 @@ if [ -n "$bad" ]; then
 	status=1
 fi
 
+# SQL drivers stay out of the root module, and the outbox package imports
+# none: its users bring theirs (its tests and examples use pgx and
+# modernc.org/sqlite).
+drivers='^(github.com/jackc/pgx|modernc.org/sqlite|github.com/lib/pq|github.com/mattn/go-sqlite3|github.com/go-sql-driver/)'
+bad=$( (go list -deps ./...; GOWORK=off go list -m all) | grep -E "$drivers" | sort -u || true)
+if [ -n "$bad" ]; then
+	echo "depcheck: the root module must not import or require an SQL driver, but has: $bad" >&2
+	status=1
+fi
+if [ -d outbox ]; then
+	bad=$(cd outbox && go list -deps . | grep -E "$drivers" || true)
+	if [ -n "$bad" ]; then
+		echo "depcheck: package outbox must not import an SQL driver, but depends on: $bad" >&2
+		status=1
+	fi
+fi
+
 # Who may import whom inside the module (docs/architecture.md, "Layers and the import rule").
 check() { # check PKGDIR ALLOWED-PREFIX...
 	local dir=$1; shift
