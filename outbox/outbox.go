@@ -22,8 +22,9 @@ type Options struct {
 	// own.
 	Dialect Dialect
 
-	// Schema qualifies the tables' names (PostgreSQL: a schema, which
-	// must exist). Empty means none: the connection's search path.
+	// Schema qualifies the tables' names on PostgreSQL: a schema, which
+	// must exist. Empty means none: the connection's search path. SQLite
+	// refuses it.
 	Schema string
 
 	// TablePrefix begins the names of the tables (outbox, inbox,
@@ -90,6 +91,9 @@ func New(ctx context.Context, db *sql.DB, opts Options) (*Outbox, error) {
 	}
 	if opts.Schema != "" && !ident.MatchString(opts.Schema) {
 		return nil, fmt.Errorf("outbox.New: Schema %q is not an SQL identifier (letters, digits, _)", opts.Schema)
+	}
+	if opts.Schema != "" && opts.Dialect == SQLite {
+		return nil, errors.New("outbox.New: Schema is for PostgreSQL; SQLite takes a TablePrefix")
 	}
 	if opts.Retention < 0 || opts.RelayAfter < 0 || opts.Lease < 0 {
 		return nil, errors.New("outbox.New: negative Retention, RelayAfter or Lease")

@@ -69,6 +69,7 @@ func TestSchema(t *testing.T) {
 		for _, o := range []outbox.Options{
 			{Dialect: w.opts.Dialect, TablePrefix: "x; DROP TABLE y"},
 			{Dialect: w.opts.Dialect, Schema: "a.b"},
+			{Dialect: outbox.SQLite, Schema: "main"},
 			{},
 		} {
 			if _, err := outbox.New(ctx, w.db, o); err == nil {
