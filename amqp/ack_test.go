@@ -225,7 +225,7 @@ func TestAckExactOption(t *testing.T) {
 		t.Run(fmt.Sprint(tc.delay, tc.prefetch), func(t *testing.T) {
 			b := newFakeBroker()
 			ctx := ctxFor(t, 5*time.Second)
-			tr, err := Dial(ctx, []string{"amqp://guest:guest@fake-1/"}, Options{dial: b.dial, AckDelay: tc.delay})
+			tr, err := Dial(ctx, "amqp://guest:guest@fake-1/", Options{dial: b.dial, AckDelay: tc.delay})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -693,7 +693,7 @@ func TestCredentialsNeverShown(t *testing.T) {
 		{"amqp://guest:" + secret + "@bad host/"},
 		{"http://guest:" + secret + "@localhost/"},
 	} {
-		_, err := amqp.Dial(ctx, urls, amqp.Options{Logger: logger})
+		_, err := amqp.Dial(ctx, urls[0], amqp.Options{ClusterURLs: urls[1:], Logger: logger})
 		if err == nil {
 			t.Fatalf("Dial(%v) succeeded", amqp.RedactURL(urls[0]))
 		}
@@ -705,7 +705,7 @@ func TestCredentialsNeverShown(t *testing.T) {
 	// A transport that connects through a failover list logs without it.
 	good := *u
 	good.User = url.UserPassword(u.User.Username(), mustPassword(u))
-	tr, err := amqp.Dial(ctx, []string{closedPort.String(), good.String()}, amqp.Options{Logger: logger})
+	tr, err := amqp.Dial(ctx, closedPort.String(), amqp.Options{ClusterURLs: []string{good.String()}, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -832,7 +832,7 @@ func TestDialBoundedByContext(t *testing.T) {
 	defer cancel()
 	// Were the context ignored, the handshake would end after DialTimeout
 	// with an I/O timeout instead.
-	_, err = amqp.Dial(ctx, []string{"amqp://guest:guest@" + ln.Addr().String() + "/"}, amqp.Options{DialTimeout: 30 * time.Second})
+	_, err = amqp.Dial(ctx, "amqp://guest:guest@"+ln.Addr().String()+"/", amqp.Options{DialTimeout: 30 * time.Second})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Dial = %v, want DeadlineExceeded", err)
 	}

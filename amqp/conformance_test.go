@@ -65,9 +65,9 @@ func harness(url string, typ transport.QueueType, noDelay bool, prefix string) c
 			}
 			t.Cleanup(func() { deleteExchanges(t, url, opts.DirectExchange, opts.TopicExchange) })
 			if noDelay {
-				return amqp.DialNoDelay(ctx, []string{url}, opts)
+				return amqp.DialNoDelay(ctx, url, opts)
 			}
-			return amqp.Dial(ctx, []string{url}, opts)
+			return amqp.Dial(ctx, url, opts)
 		},
 		DeclareUnbound: func(ctx context.Context, t testing.TB, _ transport.Transport, q transport.Queue) error {
 			return declareUnbound(url, q)

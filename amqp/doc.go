@@ -5,7 +5,7 @@
 // [transport.QueueDeleter], [transport.Watcher] and
 // [transport.HealthChecker].
 //
-//	tr, err := amqp.Dial(ctx, []string{"amqp://user:pass@rabbit-1/", "amqp://user:pass@rabbit-2/"}, amqp.Options{})
+//	tr, err := amqp.Dial(ctx, "amqp://user:pass@rabbit/", amqp.Options{})
 //
 // # Topology
 //
@@ -153,7 +153,8 @@
 // Options.DialTimeout, shorter than the heartbeat, so a hung node costs a
 // reconnection that long at most.
 //
-// Several URLs are the nodes of a cluster. Each transport tries them in an
+// Options.ClusterURLs names the other nodes of a cluster. Each transport
+// tries its URLs in an
 // order of its own, chosen at random by Dial (Options.OrderedURLs keeps the
 // order given), so that the instances of a service spread over the nodes:
 // RabbitMQ places a new quorum queue's leader on the node that declares it.

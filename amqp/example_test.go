@@ -18,10 +18,10 @@ import (
 // command, then a deferred one. (Not run: it needs a broker.)
 func ExampleDial() {
 	ctx := context.Background()
-	tr, err := amqp.Dial(ctx, []string{
-		"amqps://orders:secret@rabbit-1.example.com/",
-		"amqps://orders:secret@rabbit-2.example.com/",
-	}, amqp.Options{Logger: slog.Default()})
+	tr, err := amqp.Dial(ctx, "amqps://orders:secret@rabbit-1.example.com/", amqp.Options{
+		ClusterURLs: []string{"amqps://orders:secret@rabbit-2.example.com/"},
+		Logger:      slog.Default(),
+	})
 	if err != nil {
 		log.Fatal(err) // the error shows amqps://orders:xxxxx@...
 	}
@@ -51,7 +51,7 @@ type PlaceOrder struct{ OrderID string }
 // broker.)
 func Example_bus() {
 	ctx := context.Background()
-	t, err := amqp.Dial(ctx, []string{"amqp://guest:guest@localhost:5672/"}, amqp.Options{ConnectionName: "orders"})
+	t, err := amqp.Dial(ctx, "amqp://guest:guest@localhost:5672/", amqp.Options{ConnectionName: "orders"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func Example_bus() {
 // needs a broker.)
 func ExampleDialNoDelay() {
 	ctx := context.Background()
-	t, err := amqp.DialNoDelay(ctx, []string{"amqp://orders:secret@localhost:5672/"}, amqp.Options{ConnectionName: "orders"})
+	t, err := amqp.DialNoDelay(ctx, "amqp://orders:secret@localhost:5672/", amqp.Options{ConnectionName: "orders"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func ExampleDialNoDelay() {
 // broker.)
 func ExampleOptions() {
 	ctx := context.Background()
-	t, err := amqp.Dial(ctx, []string{"amqps://orders:secret@rabbit.example.com/"}, amqp.Options{
+	t, err := amqp.Dial(ctx, "amqps://orders:secret@rabbit.example.com/", amqp.Options{
 		QueueType:      transport.Classic,
 		TLS:            &tls.Config{MinVersion: tls.VersionTLS12},
 		ConnectionName: "orders",
@@ -129,7 +129,7 @@ func ExampleRedactURL() {
 // and deletes queues (transport.QueueDeleter). (Not run: it needs a broker.)
 func ExampleTransport_Inspect() {
 	ctx := context.Background()
-	t, err := amqp.Dial(ctx, []string{"amqp://guest:guest@localhost:5672/"}, amqp.Options{})
+	t, err := amqp.Dial(ctx, "amqp://guest:guest@localhost:5672/", amqp.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -125,7 +125,7 @@ func TestFailurePathBounded(t *testing.T) {
 
 	t.Run("ErrorQueueDeleted", func(t *testing.T) {
 		var forwardFailed atomic.Int64
-		b, n := failingEndpoint(t, tr, perm, bus.Options{OnEvent: func(e bus.Event) {
+		b, n := failingEndpoint(t, tr, perm, bus.Options{OnNotice: func(e bus.Notice) {
 			if e.Kind == bus.ForwardFailed {
 				forwardFailed.Add(1)
 			}

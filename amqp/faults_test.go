@@ -24,8 +24,9 @@ func dialFake(t testing.TB, b *fakeBroker) *Transport {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	tr, err := Dial(ctx, []string{"amqp://guest:guest@fake-1/", "amqp://guest:guest@fake-2/"}, Options{
-		dial: b.dial, ReconnectDelay: time.Millisecond, MaxReconnectDelay: 10 * time.Millisecond,
+	tr, err := Dial(ctx, "amqp://guest:guest@fake-1/", Options{
+		ClusterURLs: []string{"amqp://guest:guest@fake-2/"},
+		dial:        b.dial, ReconnectDelay: time.Millisecond, MaxReconnectDelay: 10 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -514,8 +515,8 @@ func TestFaultFailoverAcrossURLs(t *testing.T) {
 		return inner(url, cfg)
 	}
 	ctx := ctxFor(t, 5*time.Second)
-	tr, err := Dial(ctx, []string{"amqp://guest:guest@fake-1/", "amqp://guest:guest@fake-2/"},
-		Options{dial: dial, ReconnectDelay: time.Millisecond, OrderedURLs: true})
+	tr, err := Dial(ctx, "amqp://guest:guest@fake-1/",
+		Options{ClusterURLs: []string{"amqp://guest:guest@fake-2/"}, dial: dial, ReconnectDelay: time.Millisecond, OrderedURLs: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -568,7 +569,7 @@ func TestFaultURLsSpread(t *testing.T) {
 			mu.Unlock()
 			return b.dial(url, cfg)
 		}
-		tr, err := Dial(ctxFor(t, 5*time.Second), urls, Options{dial: dial})
+		tr, err := Dial(ctxFor(t, 5*time.Second), urls[0], Options{ClusterURLs: urls[1:], dial: dial})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -28,7 +28,7 @@ func TestHeartbeat(t *testing.T) {
 	u := *broker
 	u.Host = p.addr
 	ctx := testCtx(t, 60*time.Second)
-	tr, err := amqp.Dial(ctx, []string{u.String()}, amqp.Options{
+	tr, err := amqp.Dial(ctx, u.String(), amqp.Options{
 		Heartbeat: time.Second, DialTimeout: 2 * time.Second,
 		ReconnectDelay: 50 * time.Millisecond, MaxReconnectDelay: 500 * time.Millisecond,
 	})

@@ -20,7 +20,7 @@ func dial(t testing.TB, opts amqp.Options) *amqp.Transport {
 	url := brokertest.URL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tr, err := amqp.Dial(ctx, []string{url}, opts)
+	tr, err := amqp.Dial(ctx, url, opts)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}

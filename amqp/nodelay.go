@@ -41,8 +41,8 @@ var (
 //
 // Package bus fits its standard pipeline to it by itself: no deferral, and
 // immediate retries instead of delayed ones (see bus.New).
-func DialNoDelay(ctx context.Context, urls []string, opts Options) (*NoDelayTransport, error) {
-	t, err := dial(ctx, urls, opts, true)
+func DialNoDelay(ctx context.Context, url string, opts Options) (*NoDelayTransport, error) {
+	t, err := dial(ctx, url, opts, true)
 	if err != nil {
 		return nil, err
 	}

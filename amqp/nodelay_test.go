@@ -22,7 +22,7 @@ import (
 // dialNoDelay is dial for DialNoDelay.
 func dialNoDelay(t testing.TB, url string, opts amqp.Options) *amqp.NoDelayTransport {
 	t.Helper()
-	tr, err := amqp.DialNoDelay(testCtx(t, 30*time.Second), []string{url}, opts)
+	tr, err := amqp.DialNoDelay(testCtx(t, 30*time.Second), url, opts)
 	if err != nil {
 		t.Fatalf("DialNoDelay: %v", err)
 	}
@@ -40,7 +40,7 @@ func noDeferral(b *bus.Bus) (middleware.Middleware, error) {
 	return middleware.Standard(b.Sender(), middleware.StandardOptions{
 		NoDeferral: true,
 		ErrorQueue: middleware.ErrorQueueOptions{Queue: b.ErrorQueue()},
-		Retry:      middleware.RetryOptions{Immediate: 1, MaxRetries: -1},
+		Retry:      middleware.RetryOptions{Immediate: 1, MaxRetries: middleware.NoRetries},
 		Headers:    b.HeaderNames(),
 	})
 }
@@ -157,7 +157,7 @@ func TestNoDelayPermissions(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if tr, err := amqp.Dial(ctx, []string{restricted}, amqp.Options{}); err == nil {
+	if tr, err := amqp.Dial(ctx, restricted, amqp.Options{}); err == nil {
 		tr.Close()
 		t.Fatal("Dial as a user who may not configure the delay levels succeeded")
 	} else if !strings.Contains(err.Error(), "ACCESS_REFUSED") || !strings.Contains(err.Error(), "DialNoDelay") {

@@ -68,7 +68,14 @@ type Options struct {
 	ReconnectDelay    time.Duration
 	MaxReconnectDelay time.Duration
 
-	// OrderedURLs makes the transport try the URLs in the order given,
+	// ClusterURLs are the URLs of the other nodes of the broker's cluster,
+	// if it is one (amqp:// or amqps://, as Dial's url). The transport
+	// connects to one of Dial's url and these, and fails over to the
+	// others when it loses its connection.
+	ClusterURLs []string
+
+	// OrderedURLs makes the transport try its URLs (Dial's url, then
+	// ClusterURLs) in that order,
 	// the first that answers being preferred. By default each transport
 	// tries them in an order of its own, chosen at random by Dial, so that
 	// the instances of a service spread over the nodes of a cluster

@@ -33,8 +33,9 @@ func TestDialUnparsableURLHidesPassword(t *testing.T) {
 		pw := raw[strings.Index(raw, "user:")+len("user:") : strings.LastIndex(raw, "@")]
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		for _, urls := range [][]string{{raw}, {good, raw}} {
-			_, err := amqp.Dial(ctx, urls, amqp.Options{})
-			_, err2 := amqp.DialNoDelay(ctx, urls, amqp.Options{})
+			opts := amqp.Options{ClusterURLs: urls[1:]}
+			_, err := amqp.Dial(ctx, urls[0], opts)
+			_, err2 := amqp.DialNoDelay(ctx, urls[0], opts)
 			for _, e := range []error{err, err2} {
 				if e == nil {
 					t.Fatalf("Dial(%q) succeeded", amqp.RedactURL(raw))

@@ -29,7 +29,7 @@ func TestSendRidesOutResets(t *testing.T) {
 	u := *broker
 	u.Host = p.addr
 	ctx := testCtx(t, 30*time.Second)
-	tr, err := amqp.Dial(ctx, []string{u.String()}, amqp.Options{
+	tr, err := amqp.Dial(ctx, u.String(), amqp.Options{
 		Heartbeat: time.Second, DialTimeout: time.Second,
 		ReconnectDelay: 20 * time.Millisecond, MaxReconnectDelay: 200 * time.Millisecond,
 	})

@@ -39,7 +39,7 @@ func TestTLS(t *testing.T) {
 	u.Host = proxy
 
 	ctx := testCtx(t, 30*time.Second)
-	tr, err := amqp.Dial(ctx, []string{u.String()}, amqp.Options{TLS: &tls.Config{RootCAs: pool, ServerName: "localhost"}})
+	tr, err := amqp.Dial(ctx, u.String(), amqp.Options{TLS: &tls.Config{RootCAs: pool, ServerName: "localhost"}})
 	if err != nil {
 		t.Fatalf("Dial over TLS: %v", err)
 	}
@@ -56,7 +56,7 @@ func TestTLS(t *testing.T) {
 
 	// Without the test's root, the certificate is refused, and the error
 	// says so without the password.
-	_, err = amqp.Dial(ctx, []string{u.String()}, amqp.Options{})
+	_, err = amqp.Dial(ctx, u.String(), amqp.Options{})
 	var unknown x509.UnknownAuthorityError
 	if !errors.As(err, &unknown) {
 		t.Fatalf("Dial with an unknown certificate authority = %v", err)

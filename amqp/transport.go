@@ -57,21 +57,23 @@ var (
 	_ transport.HealthChecker       = (*Transport)(nil)
 )
 
-// Dial connects to the first of urls that answers (amqp:// or amqps://;
-// several URLs are the nodes of a cluster, tried in turn, now and on every
-// reconnection, in an order of the transport's own unless
-// Options.OrderedURLs is set), declares the exchanges and the delay levels,
-// and returns a running transport. Each URL is tried once: if none answers,
-// or ctx is done first, Dial fails. Errors never contain a password.
-func Dial(ctx context.Context, urls []string, opts Options) (*Transport, error) {
-	return dial(ctx, urls, opts, false)
+// Dial connects to the broker at url (amqp:// or amqps://), declares the
+// exchanges and the delay levels, and returns a running transport. For a
+// cluster, url is one node and Options.ClusterURLs the others: the transport
+// tries them in turn, now and on every reconnection, in an order of its own
+// unless Options.OrderedURLs is set. Each URL is tried once: if none
+// answers, or ctx is done first, Dial fails. Errors never contain a
+// password.
+func Dial(ctx context.Context, url string, opts Options) (*Transport, error) {
+	return dial(ctx, url, opts, false)
 }
 
 // dial is Dial, or DialNoDelay with noDelay.
-func dial(ctx context.Context, urls []string, opts Options, noDelay bool) (*Transport, error) {
-	if len(urls) == 0 {
+func dial(ctx context.Context, url string, opts Options, noDelay bool) (*Transport, error) {
+	if url == "" {
 		return nil, errors.New("amqp: Dial: no broker URL")
 	}
+	urls := append([]string{url}, opts.ClusterURLs...)
 	opts = opts.withDefaults()
 	if opts.DelayLevels > maxDelayLevels {
 		return nil, fmt.Errorf("amqp: Dial: %d delay levels, at most %d", opts.DelayLevels, maxDelayLevels)

@@ -79,7 +79,7 @@ func reportRate(b *testing.B, start meter) {
 func dial(b *testing.B) *amqp.Transport {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tr, err := amqp.Dial(ctx, []string{brokertest.URL(b)}, amqp.Options{})
+	tr, err := amqp.Dial(ctx, brokertest.URL(b), amqp.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -52,7 +52,7 @@ type Bus struct {
 	replies  replies
 	pikaBus1 pikaBus1Senders // senders warned about; see timeformat.go
 	evOnce   sync.Once
-	ev       *events // created on the first event, if OnEvent is set
+	ev       *events // created on the first event, if OnNotice is set
 
 	closed    atomic.Bool    // Shutdown or Close began
 	finishing chan struct{}  // closed when the Bus stops waiting for its consumers
@@ -225,7 +225,7 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 
 	var stages middleware.Middleware
 	if opts.Pipeline != nil {
-		stages, err = opts.Pipeline(b)
+		stages, err = opts.Pipeline(b.plumbing())
 		if err != nil {
 			return nil, fmt.Errorf("bus.New: Pipeline: %w", err)
 		}
@@ -240,10 +240,10 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 		if user := retry.OnRetry; user != nil {
 			retry.OnRetry = func(ctx context.Context, f middleware.Failure) {
 				user(ctx, f)
-				b.OnRetry(ctx, f)
+				b.onRetry(ctx, f)
 			}
 		} else {
-			retry.OnRetry = b.OnRetry
+			retry.OnRetry = b.onRetry
 		}
 		noDelay := b.delayer == nil
 		if noDelay {
@@ -251,7 +251,7 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 		}
 		stages, err = middleware.Standard(b.sender, middleware.StandardOptions{
 			NoDeferral: noDelay,
-			ErrorQueue: middleware.ErrorQueueOptions{Queue: b.errorQueue, OnForward: b.OnForward},
+			ErrorQueue: middleware.ErrorQueueOptions{Queue: b.errorQueue, OnForward: b.onForward},
 			Retry:      retry,
 			Timeout:    opts.HandlerTimeout,
 			Headers:    b.names,
@@ -273,12 +273,8 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 // have been (Retry.Immediate, if larger), and then the message goes to the
 // error queue. It says so in the log, once, at New.
 func (b *Bus) immediateOnly(r middleware.RetryOptions) middleware.RetryOptions {
-	delayed := r.MaxRetries
-	if delayed == 0 {
-		delayed = middleware.DefaultMaxRetries
-	}
-	r.Immediate = max(r.Immediate, delayed)
-	r.MaxRetries = -1
+	r.Immediate = max(r.Immediate, r.MaxRetries.Count())
+	r.MaxRetries = middleware.NoRetries
 	b.log.Info("the transport cannot defer messages: failed handlings are retried at once, in process, then go to the error queue; incoming deferred messages are handled on arrival",
 		"queue", b.queue, "immediate_retries", r.Immediate)
 	return r
@@ -303,14 +299,15 @@ func (b *Bus) Queue() string { return b.queue }
 func (b *Bus) ErrorQueue() string { return b.errorQueue }
 
 // HeaderNames returns the names of the standard headers the Bus writes and
-// reads.
+// reads, to read the failure headers of the messages in the error queue
+// (ErrorDetails, SourceQueue) when [Options.HeaderPrefix] changed them.
 func (b *Bus) HeaderNames() middleware.HeaderNames { return b.names }
 
 // Sender returns what the Bus dispatches through: the transport's Dispatch
 // wrapped in [Options.DispatchMiddleware], with the transport's
 // transport.Delayer capability if it has it (and no other: to replay the
-// error queue, see [Bus.ReplayErrors]). Stages built for [Options.Pipeline]
-// forward through it.
+// error queue, see [Bus.ReplayErrors]). Integrations that dispatch what the
+// Bus prepared, such as the outbox's relay, use it.
 func (b *Bus) Sender() middleware.Sender { return b.sender }
 
 // ReplayErrors moves messages from the error queue back to the queues they
@@ -421,7 +418,7 @@ func (b *Bus) Start(ctx context.Context) error {
 		b.monitorLocked(c, b.queue)
 	}
 	b.mu.Unlock()
-	b.emit(Event{Kind: Started, Queue: b.queue})
+	b.emit(Notice{Kind: Started, Queue: b.queue})
 	b.log.InfoContext(ctx, "endpoint started", "queue", b.queue, "subscriptions", subs)
 	return nil
 }
@@ -485,7 +482,7 @@ func (b *Bus) consumerLost(queue string, err error, te transport.Event) {
 	b.mu.Unlock()
 	if !already {
 		b.log.Error("consumer stopped", "queue", queue, "error", err)
-		b.emit(Event{Kind: ConsumerLost, Queue: queue, Err: err, Transport: te})
+		b.emit(Notice{Kind: ConsumerLost, Queue: queue, Err: err, Transport: te})
 	}
 }
 
@@ -508,11 +505,11 @@ func (b *Bus) transportEvent(e transport.Event) {
 		b.mu.Unlock()
 		if was {
 			b.log.Info("consumer resumed", "queue", e.Queue)
-			b.emit(Event{Kind: ConsumerResumed, Queue: e.Queue, Transport: e})
+			b.emit(Notice{Kind: ConsumerResumed, Queue: e.Queue, Transport: e})
 		}
 	default:
 		b.logTransportEvent(e)
-		b.emit(Event{Kind: TransportEvent, Queue: b.queue, Transport: e})
+		b.emit(Notice{Kind: TransportChanged, Queue: b.queue, Transport: e})
 	}
 }
 
@@ -531,39 +528,55 @@ func (b *Bus) logTransportEvent(e transport.Event) {
 	}
 }
 
-// OnRetry raises a [Retried] event for f. It is the hook the standard
-// pipeline gives its Retry stage; a pipeline of one's own
-// ([Options.Pipeline]) raises the event by giving it too:
-// middleware.RetryOptions{OnRetry: b.OnRetry}.
-func (b *Bus) OnRetry(ctx context.Context, f middleware.Failure) {
+// Plumbing is what a pipeline of one's own ([Options.Pipeline]) is built
+// with: the Bus's dispatcher, names and hooks, to give package middleware's
+// stages.
+type Plumbing struct {
+	// Sender dispatches retry and error-queue copies as the Bus does: it
+	// is [Bus.Sender].
+	Sender middleware.Sender
+	// ErrorQueue is [Bus.ErrorQueue], Headers [Bus.HeaderNames].
+	ErrorQueue string
+	Headers    middleware.HeaderNames
+	// OnRetry and OnForward raise the Bus's [Retried] and
+	// [SentToErrorQueue] notices (and its Instrument hooks): give them as
+	// middleware.RetryOptions.OnRetry and
+	// middleware.ErrorQueueOptions.OnForward.
+	OnRetry, OnForward func(ctx context.Context, f middleware.Failure)
+}
+
+func (b *Bus) plumbing() Plumbing {
+	return Plumbing{Sender: b.sender, ErrorQueue: b.errorQueue, Headers: b.names, OnRetry: b.onRetry, OnForward: b.onForward}
+}
+
+// onRetry raises a [Retried] notice for f: the Retry stage's hook.
+func (b *Bus) onRetry(ctx context.Context, f middleware.Failure) {
 	if b.hooks.Retry != nil {
 		b.hooks.Retry(ctx, f)
 	}
 	b.emitFailure(Retried, f)
 }
 
-// OnForward raises a [SentToErrorQueue] event for f. It is the hook the
-// standard pipeline gives its ErrorQueue stage; a pipeline of one's own
-// raises the event by giving it too:
-// middleware.ErrorQueueOptions{OnForward: b.OnForward}.
-func (b *Bus) OnForward(ctx context.Context, f middleware.Failure) {
+// onForward raises a [SentToErrorQueue] notice for f: the ErrorQueue stage's
+// hook.
+func (b *Bus) onForward(ctx context.Context, f middleware.Failure) {
 	if b.hooks.Forward != nil {
 		b.hooks.Forward(ctx, f)
 	}
 	b.emitFailure(SentToErrorQueue, f)
 }
 
-func (b *Bus) emitFailure(k EventKind, f middleware.Failure) {
-	if b.opts.OnEvent == nil && b.hooks.Event == nil {
+func (b *Bus) emitFailure(k NoticeKind, f middleware.Failure) {
+	if b.opts.OnNotice == nil && b.hooks.Event == nil {
 		return
 	}
-	e := Event{Kind: k, Queue: f.Message.Queue, Err: f.Err, MessageID: f.MessageID, Retries: f.Retries, Delay: f.Delay}
+	e := Notice{Kind: k, Queue: f.Message.Queue, Err: f.Err, MessageID: f.MessageID, Retries: f.Retries, Delay: f.Delay}
 	e.MessageType = b.messageTypeOf(&f.Message.Message)
 	b.emit(e)
 }
 
-func (b *Bus) emit(e Event) {
-	if b.opts.OnEvent == nil && b.hooks.Event == nil {
+func (b *Bus) emit(e Notice) {
+	if b.opts.OnNotice == nil && b.hooks.Event == nil {
 		return
 	}
 	if e.Time.IsZero() {
@@ -572,10 +585,10 @@ func (b *Bus) emit(e Event) {
 	if b.hooks.Event != nil {
 		b.hooks.Event(e)
 	}
-	if b.opts.OnEvent == nil {
+	if b.opts.OnNotice == nil {
 		return
 	}
-	b.evOnce.Do(func() { b.ev = newEvents(b.opts.OnEvent) })
+	b.evOnce.Do(func() { b.ev = newEvents(b.opts.OnNotice) })
 	b.ev.emit(e)
 }
 
@@ -605,7 +618,7 @@ func (b *Bus) Pause(ctx context.Context) error {
 	b.mu.Lock()
 	b.st, b.cons = paused, nil
 	b.mu.Unlock()
-	b.emit(Event{Kind: Paused, Queue: b.queue, Err: err})
+	b.emit(Notice{Kind: Paused, Queue: b.queue, Err: err})
 	if err != nil {
 		return fmt.Errorf("%s: pause: %w", b.name, err)
 	}
@@ -647,7 +660,7 @@ func (b *Bus) Resume(ctx context.Context) error {
 	delete(b.lost, b.queue)
 	b.monitorLocked(c, b.queue)
 	b.mu.Unlock()
-	b.emit(Event{Kind: Resumed, Queue: b.queue})
+	b.emit(Notice{Kind: Resumed, Queue: b.queue})
 	b.log.InfoContext(ctx, "endpoint resumed", "queue", b.queue)
 	return nil
 }
@@ -785,7 +798,7 @@ func (b *Bus) Shutdown(ctx context.Context) error {
 		}
 	}
 	b.releaseHolds()
-	b.emit(Event{Kind: Stopping, Queue: b.queue})
+	b.emit(Notice{Kind: Stopping, Queue: b.queue})
 	b.mu.Lock()
 	c := b.cons
 	b.mu.Unlock()
@@ -814,7 +827,7 @@ func (b *Bus) Shutdown(ctx context.Context) error {
 func (b *Bus) Close() error {
 	if b.closed.CompareAndSwap(false, true) {
 		b.releaseHolds()
-		b.emit(Event{Kind: Stopping, Queue: b.queue})
+		b.emit(Notice{Kind: Stopping, Queue: b.queue})
 	}
 	b.mu.Lock()
 	c := b.cons
@@ -885,7 +898,7 @@ func (b *Bus) finish(err error) {
 		close(b.finishing)
 		b.wg.Wait()
 		close(b.done)
-		b.emit(Event{Kind: Stopped, Queue: b.queue, Err: err})
+		b.emit(Notice{Kind: Stopped, Queue: b.queue, Err: err})
 		b.evOnce.Do(func() {})
 		b.ev.close()
 		b.log.Info("endpoint stopped", "queue", b.queue)

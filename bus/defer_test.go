@@ -108,7 +108,7 @@ func TestDeferBeyondMaxDelay(t *testing.T) {
 
 func TestDeferNeedsDelayer(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
-		pipeline := func(b *bus.Bus) (middleware.Middleware, error) {
+		pipeline := func(bus.Plumbing) (middleware.Middleware, error) {
 			return middleware.Chain(middleware.Recover()), nil
 		}
 		b := e.busOn(noDelay{e.tr}, "orders", bus.Options{Pipeline: pipeline})

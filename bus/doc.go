@@ -122,7 +122,7 @@
 // queue with ErrorDetails, SourceQueue and ErrorRetries. Errors marked
 // [Permanent], bodies that cannot be decoded ([ErrUndecodable]) and
 // unhandled types ([ErrUnhandled]) skip the retries. A panicking handler
-// fails like one that returned an error. [Options.OnEvent] reports each
+// fails like one that returned an error. [Options.OnNotice] reports each
 // delayed retry ([Retried]) and each message sent to the error queue
 // ([SentToErrorQueue]), with its id, type, error and retry count;
 // [Bus.ReplayErrors] sends messages from the error queue back to the queues
@@ -199,7 +199,7 @@
 // to [Options.Concurrency] messages at once (one by default, in queue
 // order). Handlers may call any method of the Bus except Shutdown, Close and
 // Pause, which wait for the handlers (Shutdown and Close for a bounded
-// time, see Stopping). The [Options.OnEvent] callback runs on
+// time, see Stopping). The [Options.OnNotice] callback runs on
 // a goroutine of the Bus, one event at a time, and must not call Shutdown or
 // Close.
 package bus

@@ -498,8 +498,8 @@ func ExampleOptions_onEvent() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	events := make(chan bus.Event, 10)
-	b, _ := bus.New(t, "shipping", bus.Options{OnEvent: func(e bus.Event) { events <- e }})
+	events := make(chan bus.Notice, 10)
+	b, _ := bus.New(t, "shipping", bus.Options{OnNotice: func(e bus.Notice) { events <- e }})
 	b.Start(ctx)
 	fmt.Println("health:", b.Health(ctx))
 	b.Pause(ctx)
@@ -526,11 +526,11 @@ func ExampleOptions_errorEvents() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	failed := make(chan bus.Event, 1)
-	backoff, _ := middleware.LinearBackoff(10 * time.Millisecond)
+	failed := make(chan bus.Notice, 1)
+	backoff := middleware.LinearBackoff(10 * time.Millisecond)
 	b, _ := bus.New(t, "payments", bus.Options{
-		Retry: middleware.RetryOptions{MaxRetries: 2, Backoff: backoff},
-		OnEvent: func(e bus.Event) {
+		Retry: middleware.RetryOptions{MaxRetries: middleware.Retries(2), Backoff: backoff},
+		OnNotice: func(e bus.Notice) {
 			switch e.Kind {
 			case bus.Retried:
 				fmt.Printf("%s: retry %d in %v: %v\n", e.MessageID, e.Retries, e.Delay, e.Err)

@@ -19,19 +19,19 @@ import (
 // events collects a Bus's events of one kind.
 type eventLog struct {
 	mu sync.Mutex
-	ev []bus.Event
+	ev []bus.Notice
 }
 
-func (l *eventLog) add(e bus.Event) {
+func (l *eventLog) add(e bus.Notice) {
 	l.mu.Lock()
 	l.ev = append(l.ev, e)
 	l.mu.Unlock()
 }
 
-func (l *eventLog) of(k bus.EventKind) []bus.Event {
+func (l *eventLog) of(k bus.NoticeKind) []bus.Notice {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []bus.Event
+	var out []bus.Notice
 	for _, e := range l.ev {
 		if e.Kind == k {
 			out = append(out, e)
@@ -43,7 +43,7 @@ func (l *eventLog) of(k bus.EventKind) []bus.Event {
 // failing returns a Bus on e whose handler of PlaceOrder counts its calls
 // and fails with err.
 func failing(e *env, err error, evs *eventLog) (*bus.Bus, *atomic.Int64) {
-	b := e.bus("orders", bus.Options{OnEvent: evs.add})
+	b := e.bus("orders", bus.Options{OnNotice: evs.add})
 	var n atomic.Int64
 	must(e.t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
 		n.Add(1)

@@ -308,8 +308,8 @@ func (b *Bus) hold(ctx context.Context, d *transport.Delivery, err error) {
 		if fe.Queue == b.errorQueue && errors.Is(fe, transport.ErrUnroutable) {
 			b.redeclareErrorQueue(ctx)
 		}
-		if b.opts.OnEvent != nil || b.hooks.Event != nil {
-			b.emit(Event{Kind: ForwardFailed, Queue: d.Queue, Err: err, MessageID: fe.MessageID,
+		if b.opts.OnNotice != nil || b.hooks.Event != nil {
+			b.emit(Notice{Kind: ForwardFailed, Queue: d.Queue, Err: err, MessageID: fe.MessageID,
 				MessageType: b.messageTypeOf(&d.Message), Retries: times, Delay: delay})
 		}
 	} else {

@@ -62,8 +62,8 @@ type Hooks struct {
 	Retry, Forward func(ctx context.Context, f middleware.Failure)
 
 	// Event is called with each [Event] the Bus raises, as it raises it,
-	// whether or not [Options.OnEvent] is set.
-	Event func(e Event)
+	// whether or not [Options.OnNotice] is set.
+	Event func(e Notice)
 
 	// Log, if set, wraps the handler of [Options.Logger] (of
 	// slog.Default() when it is nil) for every record the Bus and its

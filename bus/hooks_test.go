@@ -76,7 +76,7 @@ func recordingHooks(l *hookLog) func(*bus.Bus, transport.Transport) (bus.Hooks, 
 			Forward: func(ctx context.Context, f middleware.Failure) {
 				l.add("%s: forward to %s ctx=%v: %v", name, f.Queue, ctx.Value(hookKey{}), f.Err)
 			},
-			Event: func(e bus.Event) {
+			Event: func(e bus.Notice) {
 				if e.Kind == bus.Started || e.Kind == bus.Stopped {
 					l.add("%s: event %v", name, e.Kind)
 				}
@@ -88,7 +88,7 @@ func recordingHooks(l *hookLog) func(*bus.Bus, transport.Transport) (bus.Hooks, 
 func TestHooksSeeSendsBatchesHandlingsAndFailures(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
 		var l hookLog
-		opts := bus.Options{Instrument: recordingHooks(&l), Retry: middleware.RetryOptions{MaxRetries: 1}}
+		opts := bus.Options{Instrument: recordingHooks(&l), Retry: middleware.RetryOptions{MaxRetries: middleware.Retries(1)}}
 		orders := e.bus("orders", opts)
 		billing := e.bus("billing", bus.Options{Subscriptions: []string{"orders.*"}})
 		var placed recorder[OrderPlaced]

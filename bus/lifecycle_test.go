@@ -153,7 +153,7 @@ func checkClosed(t *testing.T, b *bus.Bus) {
 
 func TestCloseBeforeStart(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
-		b := e.bus("orders", bus.Options{OnEvent: func(bus.Event) {}})
+		b := e.bus("orders", bus.Options{OnNotice: func(bus.Notice) {}})
 		must(t, b.Close())
 		checkClosed(t, b)
 	})
@@ -213,18 +213,18 @@ func TestConcurrency(t *testing.T) {
 	})
 }
 
-// events records what OnEvent saw.
+// events records what OnNotice saw.
 type events struct {
 	mu sync.Mutex
-	ev []bus.Event
+	ev []bus.Notice
 }
 
-func (r *events) add(e bus.Event) { r.mu.Lock(); r.ev = append(r.ev, e); r.mu.Unlock() }
+func (r *events) add(e bus.Notice) { r.mu.Lock(); r.ev = append(r.ev, e); r.mu.Unlock() }
 
-func (r *events) kinds() []bus.EventKind {
+func (r *events) kinds() []bus.NoticeKind {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var k []bus.EventKind
+	var k []bus.NoticeKind
 	for _, e := range r.ev {
 		k = append(k, e.Kind)
 	}
@@ -234,7 +234,7 @@ func (r *events) kinds() []bus.EventKind {
 func TestEventsAndHealth(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
 		var rec events
-		b := e.bus("orders", bus.Options{OnEvent: rec.add})
+		b := e.bus("orders", bus.Options{OnNotice: rec.add})
 		if err := b.Health(ctx); err == nil {
 			t.Error("healthy before Start")
 		}
@@ -261,10 +261,10 @@ func TestEventsAndHealth(t *testing.T) {
 			t.Error("healthy without a consumer")
 		}
 		must(t, b.Shutdown(ctx))
-		want := []bus.EventKind{
+		want := []bus.NoticeKind{
 			bus.Started, bus.Paused, bus.Resumed,
-			bus.TransportEvent, bus.ConsumerLost, // disconnected
-			bus.TransportEvent, bus.ConsumerResumed, // connected
+			bus.TransportChanged, bus.ConsumerLost, // disconnected
+			bus.TransportChanged, bus.ConsumerResumed, // connected
 			bus.ConsumerLost, // queue deleted
 			bus.Stopping, bus.Stopped,
 		}
@@ -280,7 +280,7 @@ func TestEventsAndHealth(t *testing.T) {
 			t.Errorf("event 7 %+v, want the lost consumer of orders", ev)
 		}
 		for _, ev := range rec.ev {
-			if ev.Time.IsZero() || ev.Kind.String() == "unknown event" {
+			if ev.Time.IsZero() || ev.Kind.String() == "unknown notice" {
 				t.Errorf("event %+v", ev)
 			}
 		}
@@ -291,7 +291,7 @@ func TestEventCallbackMayCallTheBus(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
 		var b *bus.Bus
 		var health []error
-		b = e.bus("orders", bus.Options{OnEvent: func(ev bus.Event) {
+		b = e.bus("orders", bus.Options{OnNotice: func(ev bus.Notice) {
 			if ev.Kind == bus.Started {
 				health = append(health, b.Health(ctx), b.Pause(ctx))
 			}
@@ -300,7 +300,7 @@ func TestEventCallbackMayCallTheBus(t *testing.T) {
 		idle()
 		must(t, b.Shutdown(ctx))
 		if len(health) != 2 || health[0] != nil || health[1] != nil {
-			t.Errorf("calls from OnEvent: %v", health)
+			t.Errorf("calls from OnNotice: %v", health)
 		}
 	})
 }

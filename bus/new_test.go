@@ -42,7 +42,7 @@ func TestNewRefusesBadArguments(t *testing.T) {
 		{"two codecs for one content type", tr, "orders", bus.Options{Codecs: []bus.Codec{bus.JSON}}, nil},
 		{"nil codec", tr, "orders", bus.Options{Codecs: []bus.Codec{nil}}, nil},
 		{"bad retry options", tr, "orders", bus.Options{Retry: middleware.RetryOptions{Immediate: -1}}, nil},
-		{"pipeline fails", tr, "orders", bus.Options{Pipeline: func(*bus.Bus) (middleware.Middleware, error) { return nil, errors.New("no") }}, nil},
+		{"pipeline fails", tr, "orders", bus.Options{Pipeline: func(bus.Plumbing) (middleware.Middleware, error) { return nil, errors.New("no") }}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b, err := bus.New(c.t, c.queue, c.opts)
@@ -230,7 +230,7 @@ func TestSendOnly(t *testing.T) {
 func TestNoDelayTransportRetriesAtOnce(t *testing.T) {
 	tr := memory.New(memory.Options{})
 	defer tr.Close()
-	b, err := bus.New(noDelay{tr}, "orders", bus.Options{Retry: middleware.RetryOptions{MaxRetries: 3}})
+	b, err := bus.New(noDelay{tr}, "orders", bus.Options{Retry: middleware.RetryOptions{MaxRetries: middleware.Retries(3)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,15 +142,14 @@ type Options struct {
 
 	// Pipeline, when set, replaces the standard stages (deferral, error
 	// queue, retry, panic recovery, timeout): messages pass Pipeline, then
-	// Middleware, then the handlers. Build it from package middleware's
-	// stages with the Bus's [Bus.Sender] and [Bus.ErrorQueue] (and
-	// [Bus.OnRetry] and [Bus.OnForward] as the stages' hooks, for the
-	// Retried and SentToErrorQueue events). A transport that cannot defer
-	// messages (no transport.Delayer) needs none: the standard stages fit
-	// it (see [New]).
+	// Middleware, then the handlers. New calls it once with the
+	// [Plumbing] to build package middleware's stages with. Few need it:
+	// the standard stages are configured by Retry, ErrorQueue and
+	// HandlerTimeout, and fit a transport that cannot defer messages by
+	// themselves (see [New]).
 	// Without a stage that deals with errors, a failed handling is given
 	// back to the broker (nack with requeue) and delivered again.
-	Pipeline func(b *Bus) (middleware.Middleware, error)
+	Pipeline func(p Plumbing) (middleware.Middleware, error)
 
 	// DispatchMiddleware wrap the transport's Dispatch for every message
 	// the Bus sends, including retry and error-queue copies; first
@@ -169,12 +168,13 @@ type Options struct {
 	// dispatches what the handlers sent, as one batch, before the ack.
 	UnitOfWork UnitOfWork
 
-	// OnEvent, if set, is called for each [Event]: the Bus starting,
+	// OnNotice, if set, is called with each [Notice]: the Bus starting,
 	// pausing, resuming, stopping, its consumer failing, the transport's
-	// connection events, and messages retried or sent to the error queue. Calls come one at a time, in order,
-	// on a goroutine of the Bus; OnEvent must not block for long and must
-	// not call Shutdown or Close.
-	OnEvent func(Event)
+	// connection events, and messages retried or sent to the error queue.
+	// Calls come one at a time, in order, on a goroutine of the Bus;
+	// OnNotice must not block for long and must not call Shutdown or
+	// Close.
+	OnNotice func(Notice)
 
 	// Logger receives the Bus's and its pipeline's log records: each
 	// delayed retry at Warn, each message sent to the error queue (and

@@ -28,7 +28,7 @@ func TestHandlerSendsOnlyOnSuccessAndBeforeAck(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
 		var unackedAtFlush []int
 		b := e.bus("orders", bus.Options{
-			Retry: middleware.RetryOptions{Immediate: 2, MaxRetries: -1},
+			Retry: middleware.RetryOptions{Immediate: 2, MaxRetries: middleware.NoRetries},
 			DispatchMiddleware: []middleware.DispatchMiddleware{func(next middleware.Dispatcher) middleware.Dispatcher {
 				return func(ctx context.Context, msgs ...transport.Outgoing) error {
 					if msgs[0].RoutingKey == "billing" {

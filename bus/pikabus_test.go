@@ -298,7 +298,7 @@ func TestPikaBus1Defaults(t *testing.T) {
 		var logs strings.Builder
 		orders := e.bus("orders", bus.Options{
 			DefaultMessageType: "PlaceOrder",
-			Retry:              middleware.RetryOptions{MaxRetries: 1},
+			Retry:              middleware.RetryOptions{MaxRetries: middleware.Retries(1)},
 			Logger:             slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		})
 		fail := true

@@ -64,8 +64,8 @@ func TestRetriesWithBackoffThenErrorQueue(t *testing.T) {
 
 func TestCustomRetryOptions(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
-		backoff, _ := middleware.LinearBackoff(time.Minute)
-		b := e.bus("orders", bus.Options{Retry: middleware.RetryOptions{Immediate: 1, MaxRetries: 2, Backoff: backoff}})
+		backoff := middleware.LinearBackoff(time.Minute)
+		b := e.bus("orders", bus.Options{Retry: middleware.RetryOptions{Immediate: 1, MaxRetries: middleware.Retries(2), Backoff: backoff}})
 		attempts := 0
 		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error { attempts++; return errors.New("no") }))
 		e.start(b)
@@ -128,7 +128,7 @@ func TestPermanentFailures(t *testing.T) {
 
 func TestPanickingHandler(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
-		b := e.bus("orders", bus.Options{Retry: middleware.RetryOptions{MaxRetries: 1}})
+		b := e.bus("orders", bus.Options{Retry: middleware.RetryOptions{MaxRetries: middleware.Retries(1)}})
 		attempts := 0
 		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
 			attempts++
@@ -180,7 +180,7 @@ func TestUnhandledMessages(t *testing.T) {
 
 func TestHandlerTimeout(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
-		b := e.bus("orders", bus.Options{HandlerTimeout: time.Second, Retry: middleware.RetryOptions{MaxRetries: -1}})
+		b := e.bus("orders", bus.Options{HandlerTimeout: time.Second, Retry: middleware.RetryOptions{MaxRetries: middleware.NoRetries}})
 		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
 			<-ctx.Done()
 			return ctx.Err()
@@ -232,8 +232,8 @@ func TestCustomPipeline(t *testing.T) {
 			}
 		}
 		b := e.bus("orders", bus.Options{
-			Pipeline: func(b *bus.Bus) (middleware.Middleware, error) {
-				eq, err := middleware.ErrorQueue(b.Sender(), middleware.ErrorQueueOptions{Queue: b.ErrorQueue(), Headers: b.HeaderNames()})
+			Pipeline: func(p bus.Plumbing) (middleware.Middleware, error) {
+				eq, err := middleware.ErrorQueue(p.Sender, middleware.ErrorQueueOptions{Queue: p.ErrorQueue, Headers: p.Headers})
 				return middleware.Chain(stage("pipeline"), eq), err
 			},
 			Middleware: []middleware.Middleware{stage("user")},
@@ -253,7 +253,7 @@ func TestCustomPipeline(t *testing.T) {
 
 func TestPipelineWithoutErrorHandlingRequeues(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
-		b := e.bus("orders", bus.Options{Pipeline: func(*bus.Bus) (middleware.Middleware, error) {
+		b := e.bus("orders", bus.Options{Pipeline: func(bus.Plumbing) (middleware.Middleware, error) {
 			return middleware.Chain(), nil
 		}})
 		attempts := 0
@@ -279,15 +279,15 @@ func TestPipelineWithoutErrorHandlingRequeues(t *testing.T) {
 	})
 }
 
-// Options.OnEvent reports every delayed retry and every message sent to
+// Options.OnNotice reports every delayed retry and every message sent to
 // the error queue, with the message, the error and the retry count.
 func TestRetryAndErrorQueueEvents(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
 		var rec events
 		var own []int
-		backoff, _ := middleware.LinearBackoff(time.Second)
-		b := e.bus("orders", bus.Options{OnEvent: rec.add, Retry: middleware.RetryOptions{
-			MaxRetries: 2, Backoff: backoff,
+		backoff := middleware.LinearBackoff(time.Second)
+		b := e.bus("orders", bus.Options{OnNotice: rec.add, Retry: middleware.RetryOptions{
+			MaxRetries: middleware.Retries(2), Backoff: backoff,
 			OnRetry: func(ctx context.Context, f middleware.Failure) { own = append(own, f.Retries) },
 		}})
 		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
@@ -337,9 +337,9 @@ func TestRetryAndErrorQueueEvents(t *testing.T) {
 func TestOwnPipelineEvents(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
 		var rec events
-		b := e.bus("orders", bus.Options{OnEvent: rec.add, Pipeline: func(b *bus.Bus) (middleware.Middleware, error) {
-			return middleware.ErrorQueue(b.Sender(), middleware.ErrorQueueOptions{
-				Queue: b.ErrorQueue(), Headers: b.HeaderNames(), OnForward: b.OnForward,
+		b := e.bus("orders", bus.Options{OnNotice: rec.add, Pipeline: func(p bus.Plumbing) (middleware.Middleware, error) {
+			return middleware.ErrorQueue(p.Sender, middleware.ErrorQueueOptions{
+				Queue: p.ErrorQueue, Headers: p.Headers, OnForward: p.OnForward,
 			})
 		}})
 		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error { return errors.New("boom") }))

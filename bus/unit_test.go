@@ -68,7 +68,7 @@ func (l *uowLog) work(ctx context.Context, u *bus.Unit) error {
 func TestUnitOfWork(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
 		l := &uowLog{seen: map[string]bool{}}
-		b := e.bus("orders", bus.Options{UnitOfWork: l.work, Retry: middleware.RetryOptions{MaxRetries: -1, Immediate: 1}})
+		b := e.bus("orders", bus.Options{UnitOfWork: l.work, Retry: middleware.RetryOptions{MaxRetries: middleware.NoRetries, Immediate: 1}})
 		billing := e.bus("billing", bus.Options{})
 		var billed recorder[string]
 		must(t, bus.Handle(billing, func(ctx context.Context, m PlaceOrder) error { return billed.handle(ctx, m.ID) }))
@@ -138,7 +138,7 @@ func TestUnitOfWorkFails(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
 		var dispatched []string
 		b := e.bus("orders", bus.Options{
-			Retry: middleware.RetryOptions{MaxRetries: -1},
+			Retry: middleware.RetryOptions{MaxRetries: middleware.NoRetries},
 			UnitOfWork: func(ctx context.Context, u *bus.Unit) error {
 				if _, err := u.Run(ctx); err != nil {
 					return err

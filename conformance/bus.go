@@ -131,19 +131,6 @@ func (e *busEnv) options(opts bus.Options) bus.Options {
 	if opts.QueueType == "" {
 		opts.QueueType = e.h.QueueType
 	}
-	if !e.s.caps.delayer && opts.Pipeline == nil {
-		opts.Pipeline = func(b *bus.Bus) (middleware.Middleware, error) {
-			eq, err := middleware.ErrorQueue(b.Sender(), middleware.ErrorQueueOptions{Queue: b.ErrorQueue(), Headers: b.HeaderNames()})
-			if err != nil {
-				return nil, err
-			}
-			retry, err := middleware.Retry(b.Sender(), middleware.RetryOptions{Immediate: opts.Retry.Immediate, MaxRetries: -1, Headers: b.HeaderNames()})
-			if err != nil {
-				return nil, err
-			}
-			return middleware.Chain(eq, retry, middleware.Recover()), nil
-		}
-	}
 	return opts
 }
 

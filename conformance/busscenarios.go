@@ -122,7 +122,7 @@ func (s *suite) busGoroutines(t *testing.T) {
 	func() {
 		e := &busEnv{env: s.open(t)}
 		e.topicPrefix, e.errorQueue = e.id+".", e.name("error")
-		server := e.bus("server", bus.Options{Subscriptions: []string{"#"}, OnEvent: func(bus.Event) {}})
+		server := e.bus("server", bus.Options{Subscriptions: []string{"#"}, OnNotice: func(bus.Notice) {}})
 		busHandle(e, server, func(ctx context.Context, p busPing) error { return server.Reply(ctx, busPong(p)) })
 		busHandle(e, server, func(ctx context.Context, ev busEvent) error { return nil })
 		e.start(server)
@@ -425,7 +425,7 @@ func (s *suite) busHandlers(t *testing.T) {
 	s.busLeaf(t, "SendOnSuccessOnly", "", func(e *busEnv) {
 		t := e.t
 		sinkBus, sink := e.endpoint("sink", bus.Options{})
-		b := e.bus("worker", bus.Options{Retry: middleware.RetryOptions{Immediate: 2, MaxRetries: -1}})
+		b := e.bus("worker", bus.Options{Retry: middleware.RetryOptions{Immediate: 2, MaxRetries: middleware.NoRetries}})
 		var attempts atomic.Int32
 		busHandle(e, b, func(ctx context.Context, c busCommand) error {
 			n := attempts.Add(1)
@@ -524,8 +524,8 @@ func (s *suite) busTransaction(t *testing.T) {
 func (s *suite) busRecoverability(t *testing.T) {
 	s.busLeaf(t, "Retries", lacks(s.caps.delayer, "Delayer"), func(e *busEnv) {
 		t := e.t
-		backoff, _ := middleware.LinearBackoff(time.Second)
-		b := e.bus("worker", bus.Options{Retry: middleware.RetryOptions{MaxRetries: 2, Backoff: backoff}})
+		backoff := middleware.LinearBackoff(time.Second)
+		b := e.bus("worker", bus.Options{Retry: middleware.RetryOptions{MaxRetries: middleware.Retries(2), Backoff: backoff}})
 		attempts := make(chan busDelivery, 10)
 		busHandle(e, b, func(ctx context.Context, c busCommand) error {
 			in, _ := bus.IncomingFrom(ctx)
@@ -608,7 +608,7 @@ func (s *suite) busRecoverability(t *testing.T) {
 	}, "invalid command 5")
 	// A panic is retried like an error (package bus's tests check that);
 	// here it goes to the error queue at once.
-	permanent("Panic", bus.Options{Retry: middleware.RetryOptions{MaxRetries: -1}}, func(e *busEnv, b *bus.Bus) {
+	permanent("Panic", bus.Options{Retry: middleware.RetryOptions{MaxRetries: middleware.NoRetries}}, func(e *busEnv, b *bus.Bus) {
 		e.ok(b.Send(e.ctx(), b.Queue(), busCommand{ID: "panic", N: 6}), "Send")
 	}, "panic: handler bug 6", "goroutine")
 	permanent("Undecodable", bus.Options{}, func(e *busEnv, b *bus.Bus) {

@@ -126,13 +126,10 @@ func (s *suite) pikaExchange(e *busEnv, line int) {
 func (s *suite) pikaFailures(e *busEnv, line int) {
 	t := e.t
 	peer := e.pikaPeer(line, "py")
-	backoff, err := middleware.LinearBackoff(500 * time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
+	backoff := middleware.LinearBackoff(500 * time.Millisecond)
 	// An endpoint with default options, but its retries: a handler that
 	// always fails on the peer's message.
-	b := e.bus("go", bus.Options{Retry: middleware.RetryOptions{MaxRetries: 2, Backoff: backoff}})
+	b := e.bus("go", bus.Options{Retry: middleware.RetryOptions{MaxRetries: middleware.Retries(2), Backoff: backoff}})
 	var mu sync.Mutex
 	attempts := 0
 	busHandle(e, b, func(ctx context.Context, c busCommand) error {

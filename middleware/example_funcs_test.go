@@ -12,13 +12,13 @@ import (
 )
 
 // Immediate retries call the handler again at once, in process; with
-// MaxRetries < 0 there are no delayed retries, so the Sender needs no
+// MaxRetries set to NoRetries there are no delayed retries, so the Sender needs no
 // deferral.
 func ExampleRetry() {
 	ctx := context.Background()
 	tr := memory.New(memory.Options{})
 	defer tr.Close()
-	retry, err := middleware.Retry(tr, middleware.RetryOptions{Immediate: 2, MaxRetries: -1})
+	retry, err := middleware.Retry(tr, middleware.RetryOptions{Immediate: 2, MaxRetries: middleware.NoRetries})
 	if err != nil {
 		panic(err)
 	}
@@ -57,8 +57,8 @@ func ExamplePermanent() {
 
 // Backoff policies: PikaBus's default, linear, exponential with jitter.
 func ExampleBackoff() {
-	linear, _ := middleware.LinearBackoff(500 * time.Millisecond)
-	exponential, _ := middleware.ExponentialBackoff(time.Second, time.Minute)
+	linear := middleware.LinearBackoff(500 * time.Millisecond)
+	exponential := middleware.ExponentialBackoff(time.Second, time.Minute)
 	for retry := 1; retry <= 5; retry++ {
 		d := exponential(retry)
 		full := min(time.Minute, time.Second<<(retry-1))

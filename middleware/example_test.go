@@ -40,7 +40,7 @@ func ExampleStandard() {
 	defer tr.Close()
 	_ = tr.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: "error", Shared: true}})
 
-	backoff, _ := middleware.LinearBackoff(10 * time.Millisecond)
+	backoff := middleware.LinearBackoff(10 * time.Millisecond)
 	pipeline, err := middleware.Standard(tr, middleware.StandardOptions{
 		Retry: middleware.RetryOptions{Backoff: backoff},
 	})

@@ -33,9 +33,9 @@ func TestHooks(t *testing.T) {
 				got = append(got, hookRecord{hook, f, string(f.Message.Body), f.Message.Headers[names.ErrorRetries], len(b.messages(f.Queue))})
 			}
 		}
-		backoff, _ := middleware.LinearBackoff(time.Second)
+		backoff := middleware.LinearBackoff(time.Second)
 		h := standard(t, delaying{b}, middleware.StandardOptions{
-			Retry:      middleware.RetryOptions{MaxRetries: 2, Immediate: 1, Backoff: backoff, OnRetry: record("retry")},
+			Retry:      middleware.RetryOptions{MaxRetries: middleware.Retries(2), Immediate: 1, Backoff: backoff, OnRetry: record("retry")},
 			ErrorQueue: middleware.ErrorQueueOptions{OnForward: record("forward")},
 		})(func(ctx context.Context, m *middleware.Message) error {
 			if string(m.Body) == `{"order":"bad"}` {

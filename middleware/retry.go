@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/busline/busline/transport"
@@ -28,11 +29,12 @@ func DefaultBackoff(retry int) time.Duration {
 	return time.Duration(retry) * 2 * time.Second
 }
 
-// LinearBackoff returns a policy that waits retry × step. step must be
-// positive.
-func LinearBackoff(step time.Duration) (Backoff, error) {
+// LinearBackoff returns a policy that waits retry × step. It panics if step
+// is not positive, as [time.NewTicker] does: the policy is written in the
+// program, not read from input.
+func LinearBackoff(step time.Duration) Backoff {
 	if step <= 0 {
-		return nil, fmt.Errorf("middleware.LinearBackoff: step %v must be positive", step)
+		panic(fmt.Sprintf("middleware.LinearBackoff: step %v must be positive", step))
 	}
 	return func(retry int) time.Duration {
 		if retry < 1 {
@@ -43,17 +45,17 @@ func LinearBackoff(step time.Duration) (Backoff, error) {
 			return time.Duration(1<<63 - 1)
 		}
 		return d
-	}, nil
+	}
 }
 
 // ExponentialBackoff returns a policy whose delay doubles with each retry
 // from initial and is capped at max, with jitter: retry n waits a random
 // duration between half of min(max, initial × 2^(n-1)) and all of it, so
-// that messages that failed together do not come back together. initial
-// must be positive and max at least initial.
-func ExponentialBackoff(initial, max time.Duration) (Backoff, error) {
+// that messages that failed together do not come back together. It panics
+// unless 0 < initial <= max, as [time.NewTicker] panics on a bad period.
+func ExponentialBackoff(initial, max time.Duration) Backoff {
 	if initial <= 0 || max < initial {
-		return nil, fmt.Errorf("middleware.ExponentialBackoff: want 0 < initial (%v) <= max (%v)", initial, max)
+		panic(fmt.Sprintf("middleware.ExponentialBackoff: want 0 < initial (%v) <= max (%v)", initial, max))
 	}
 	return func(retry int) time.Duration {
 		if retry < 1 {
@@ -68,7 +70,49 @@ func ExponentialBackoff(initial, max time.Duration) (Backoff, error) {
 		}
 		half := d / 2
 		return half + rand.N(d-half+1)
-	}, nil
+	}
+}
+
+// RetryLimit is how many delayed retries a message gets before its error goes
+// on to the error queue. Its zero value means [DefaultMaxRetries], PikaBus's
+// five, so that a zero RetryOptions behaves as PikaBus does; [Retries] gives
+// any other number, and [NoRetries] none. It is a type of its own, not an
+// int, so that no count has a second meaning: Retries(0) is none, and there
+// is no -1.
+type RetryLimit struct {
+	n   int
+	set bool
+}
+
+// Retries returns a limit of n delayed retries; Retries(0) is [NoRetries]. It
+// panics if n is negative.
+func Retries(n int) RetryLimit {
+	if n < 0 {
+		panic(fmt.Sprintf("middleware.Retries: %d is negative", n))
+	}
+	return RetryLimit{n: n, set: true}
+}
+
+// NoRetries is the limit of no delayed retries: a failure goes on to the
+// error queue (after the immediate retries, if any). With it the Sender need
+// not be a transport.Delayer.
+var NoRetries = Retries(0)
+
+// Count returns the number of delayed retries the limit allows:
+// [DefaultMaxRetries] for the zero value.
+func (l RetryLimit) Count() int {
+	if !l.set {
+		return DefaultMaxRetries
+	}
+	return l.n
+}
+
+// String returns the count, such as "5", or "none".
+func (l RetryLimit) String() string {
+	if l.Count() == 0 {
+		return "none"
+	}
+	return strconv.Itoa(l.Count())
 }
 
 // RetryOptions configure the [Retry] stage. The zero value is PikaBus's
@@ -81,10 +125,10 @@ type RetryOptions struct {
 	// holds its delivery slot meanwhile.
 	Immediate int
 	// MaxRetries is the number of delayed retries before the error goes on
-	// (to the error queue, with the standard pipeline). Zero means
-	// [DefaultMaxRetries]; a negative value means no delayed retries, and
-	// then the Sender need not be a transport.Delayer.
-	MaxRetries int
+	// (to the error queue, with the standard pipeline): [Retries](n), or
+	// [NoRetries], with which the Sender need not be a transport.Delayer.
+	// The zero value means [DefaultMaxRetries].
+	MaxRetries RetryLimit
 	// Backoff is the delay before each delayed retry. Nil means
 	// [DefaultBackoff].
 	Backoff Backoff
@@ -159,7 +203,7 @@ func Retry(s Sender, opts RetryOptions) (Middleware, error) {
 	r := &retry{
 		sender:    s,
 		immediate: opts.Immediate,
-		max:       opts.MaxRetries,
+		max:       opts.MaxRetries.Count(),
 		backoff:   opts.Backoff,
 		names:     names,
 		timeout:   timeoutOr(opts.DispatchTimeout),
@@ -167,16 +211,13 @@ func Retry(s Sender, opts RetryOptions) (Middleware, error) {
 		log:       loggerOr(opts.Logger),
 		onRetry:   opts.OnRetry,
 	}
-	if r.max == 0 {
-		r.max = DefaultMaxRetries
-	}
 	if r.backoff == nil {
 		r.backoff = DefaultBackoff
 	}
 	if r.max > 0 {
 		d, ok := s.(transport.Delayer)
 		if !ok {
-			return nil, fmt.Errorf("middleware.Retry: delayed retries need a transport that implements transport.Delayer (or set MaxRetries < 0): %w", transport.ErrNotSupported)
+			return nil, fmt.Errorf("middleware.Retry: delayed retries need a transport that implements transport.Delayer (or set MaxRetries to NoRetries): %w", transport.ErrNotSupported)
 		}
 		if d.MaxDelay() <= 0 {
 			return nil, fmt.Errorf("middleware.Retry: the transport's MaxDelay is %v: %w", d.MaxDelay(), transport.ErrNotSupported)
@@ -221,7 +262,7 @@ func (r *retry) failed(ctx context.Context, m *Message, next Handler, err error)
 			return nil
 		}
 	}
-	if settled(ctx, err) || r.max < 0 {
+	if settled(ctx, err) || r.max == 0 {
 		return err
 	}
 	id := messageID(&m.Message, r.names)

@@ -388,12 +388,9 @@ func TestForwardFailureReturnsError(t *testing.T) {
 
 func TestRetryOptions(t *testing.T) {
 	b := newBroker("orders", "error")
-	backoff, err := middleware.LinearBackoff(time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	backoff := middleware.LinearBackoff(time.Minute)
 	synctest.Test(t, func(t *testing.T) {
-		mw, err := middleware.Retry(delaying{b}, middleware.RetryOptions{MaxRetries: 1, Backoff: backoff})
+		mw, err := middleware.Retry(delaying{b}, middleware.RetryOptions{MaxRetries: middleware.Retries(1), Backoff: backoff})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -417,7 +414,7 @@ func TestRetryOptions(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBroker("orders")
 		b.maxDelay = time.Hour
-		long, _ := middleware.LinearBackoff(3 * time.Hour)
+		long := middleware.LinearBackoff(3 * time.Hour)
 		mw, _ := middleware.Retry(delaying{b}, middleware.RetryOptions{Backoff: long})
 		start := time.Now()
 		if err := mw(failWith(errors.New("no")))(t.Context(), &middleware.Message{Message: order("m1"), Queue: "orders"}); err != nil {
@@ -448,7 +445,7 @@ func TestRetryOptions(t *testing.T) {
 
 	// No delayed retries: the error goes on after the immediate ones, and
 	// no Delayer is needed.
-	mw, err := middleware.Retry(plain{b}, middleware.RetryOptions{MaxRetries: -1, Immediate: 1})
+	mw, err := middleware.Retry(plain{b}, middleware.RetryOptions{MaxRetries: middleware.NoRetries, Immediate: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +480,7 @@ func TestConstructionFailsWithoutCapability(t *testing.T) {
 			t.Errorf("%s: %v, want ErrNotSupported", name, err)
 		}
 	}
-	if _, err := middleware.Standard(plain{b}, middleware.StandardOptions{NoDeferral: true, Retry: middleware.RetryOptions{MaxRetries: -1}}); err != nil {
+	if _, err := middleware.Standard(plain{b}, middleware.StandardOptions{NoDeferral: true, Retry: middleware.RetryOptions{MaxRetries: middleware.NoRetries}}); err != nil {
 		t.Errorf("Standard without deferral and delayed retries: %v", err)
 	}
 	zero := delaying{b}
@@ -524,9 +521,7 @@ func TestConstructorsValidate(t *testing.T) {
 			_, err := middleware.Standard(b, middleware.StandardOptions{Headers: partial})
 			return err
 		},
-		"Linear":      func() error { _, err := middleware.LinearBackoff(0); return err },
-		"Exponential": func() error { _, err := middleware.ExponentialBackoff(time.Second, time.Millisecond); return err },
-		"Replay nil":  func() error { _, err := middleware.Replay(t.Context(), nil, middleware.ReplayOptions{}); return err },
+		"Replay nil": func() error { _, err := middleware.Replay(t.Context(), nil, middleware.ReplayOptions{}); return err },
 		"Replay max": func() error {
 			_, err := middleware.Replay(t.Context(), full{newBroker()}, middleware.ReplayOptions{Max: -1})
 			return err
@@ -559,10 +554,7 @@ func TestBackoffPolicies(t *testing.T) {
 			t.Errorf("DefaultBackoff(%d) = %v, want %v", i+1, got, want*time.Second)
 		}
 	}
-	exp, err := middleware.ExponentialBackoff(time.Second, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	exp := middleware.ExponentialBackoff(time.Second, 10*time.Second)
 	for retry, full := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 8 * time.Second, 5: 10 * time.Second, 100: 10 * time.Second, 1 << 30: 10 * time.Second} {
 		seen := map[time.Duration]bool{}
 		for range 200 {
@@ -576,7 +568,7 @@ func TestBackoffPolicies(t *testing.T) {
 			t.Errorf("retry %d: no jitter", retry)
 		}
 	}
-	lin, _ := middleware.LinearBackoff(time.Hour)
+	lin := middleware.LinearBackoff(time.Hour)
 	if lin(3) != 3*time.Hour || lin(1<<40) <= 0 {
 		t.Errorf("LinearBackoff: %v, %v", lin(3), lin(1<<40))
 	}
@@ -686,5 +678,39 @@ func TestForwardedCopiesDropDeliveryCount(t *testing.T) {
 	})
 	if _, ok := in.Headers["x-delivery-count"]; !ok {
 		t.Error("the stages changed the headers of the message they were given")
+	}
+}
+
+func TestBackoffAndLimitPanics(t *testing.T) {
+	for name, f := range map[string]func(){
+		"LinearBackoff(0)":           func() { middleware.LinearBackoff(0) },
+		"ExponentialBackoff(1s,1ms)": func() { middleware.ExponentialBackoff(time.Second, time.Millisecond) },
+		"Retries(-1)":                func() { middleware.Retries(-1) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s did not panic", name)
+				}
+			}()
+			f()
+		}()
+	}
+}
+
+func TestRetryLimit(t *testing.T) {
+	for _, c := range []struct {
+		l    middleware.RetryLimit
+		n    int
+		text string
+	}{
+		{middleware.RetryLimit{}, middleware.DefaultMaxRetries, "5"},
+		{middleware.NoRetries, 0, "none"},
+		{middleware.Retries(0), 0, "none"},
+		{middleware.Retries(3), 3, "3"},
+	} {
+		if c.l.Count() != c.n || c.l.String() != c.text {
+			t.Errorf("%#v: Count %d, String %q; want %d, %q", c.l, c.l.Count(), c.l.String(), c.n, c.text)
+		}
 	}
 }

@@ -20,7 +20,7 @@ type StandardOptions struct {
 	// ErrorQueue configures the ErrorQueue stage.
 	ErrorQueue ErrorQueueOptions
 	// Retry configures the Retry stage. With a transport without
-	// transport.Delayer, set Retry.MaxRetries < 0.
+	// transport.Delayer, set Retry.MaxRetries to NoRetries.
 	Retry RetryOptions
 	// Timeout, when positive, adds a Timeout stage of that duration inside
 	// Recover.

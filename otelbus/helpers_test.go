@@ -62,7 +62,7 @@ func brokers(t *testing.T, f func(t *testing.T, w *world)) {
 	t.Run("rabbitmq", func(t *testing.T) {
 		url := brokertest.URL(t)
 		w := newWorld(t, "rabbitmq", func() transport.Transport {
-			tr, err := amqp.Dial(context.Background(), []string{url}, amqp.Options{})
+			tr, err := amqp.Dial(context.Background(), url, amqp.Options{})
 			if err != nil {
 				t.Fatalf("amqp.Dial: %v", err)
 			}
@@ -104,10 +104,7 @@ func (w *world) endpoint(queue string, opts bus.Options, register func(b *bus.Bu
 		otelbus.WithPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))
 	opts.Logger = slog.New(slog.NewJSONHandler(&w.logs, nil))
 	if opts.Retry.Backoff == nil {
-		backoff, err := middleware.LinearBackoff(20 * time.Millisecond)
-		if err != nil {
-			w.t.Fatal(err)
-		}
+		backoff := middleware.LinearBackoff(20 * time.Millisecond)
 		opts.Retry.Backoff = backoff
 	}
 	b, err := bus.New(tr, queue, opts)

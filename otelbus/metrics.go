@@ -198,14 +198,14 @@ const EndpointKey = attribute.Key("busline.endpoint")
 
 const endpointKey = EndpointKey
 
-func (g *gauges) event(e bus.Event) {
+func (g *gauges) event(e bus.Notice) {
 	switch e.Kind {
 	case bus.Started, bus.Resumed:
 		g.running.Store(true)
 	case bus.Stopped:
 		g.running.Store(false)
 		_ = g.reg.Unregister()
-	case bus.TransportEvent:
+	case bus.TransportChanged:
 		switch e.Transport.Kind {
 		case transport.Connected:
 			g.down.Store(false)

@@ -407,6 +407,6 @@ func (e *endpoint) forward(ctx context.Context, f middleware.Failure) {
 	setError(h.span, f.Err)
 }
 
-func (e *endpoint) event(ev bus.Event) {
+func (e *endpoint) event(ev bus.Notice) {
 	e.gauges.event(ev)
 }

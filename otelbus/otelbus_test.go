@@ -224,7 +224,7 @@ func TestFailuresRequestsAndDeferrals(t *testing.T) {
 		attempts := map[string]*atomic.Int32{"once": {}, "never": {}}
 		pinged := make(chan struct{})
 		var flaky *bus.Bus
-		flaky = w.endpoint("flaky", bus.Options{Retry: middleware.RetryOptions{MaxRetries: 2}}, func(b *bus.Bus) {
+		flaky = w.endpoint("flaky", bus.Options{Retry: middleware.RetryOptions{MaxRetries: middleware.Retries(2)}}, func(b *bus.Bus) {
 			must(t, bus.Handle(b, func(ctx context.Context, o PlaceOrder) error {
 				n := attempts[o.ID].Add(1)
 				if o.ID == "never" || n == 1 {

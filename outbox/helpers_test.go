@@ -214,7 +214,7 @@ func (w *world) transport(name string) transport.Transport {
 		tr = memory.New(memory.Options{Broker: w.broker, Name: name})
 	} else {
 		var err error
-		tr, err = amqp.Dial(ctx, []string{w.url}, amqp.Options{
+		tr, err = amqp.Dial(ctx, w.url, amqp.Options{
 			DirectExchange: w.prefix + "direct", TopicExchange: w.prefix + "topic", DelayPrefix: w.prefix + "delay",
 			ConnectionName: name,
 		})
@@ -232,8 +232,8 @@ func (w *world) bus(tr transport.Transport, queue string, opts bus.Options) *bus
 	if opts.QueueType == "" {
 		opts.QueueType = transport.Classic
 	}
-	if opts.Retry.MaxRetries == 0 {
-		opts.Retry = middleware.RetryOptions{Immediate: 1, MaxRetries: 20, Backoff: func(int) time.Duration { return 100 * time.Millisecond }}
+	if opts.Retry.MaxRetries == (middleware.RetryLimit{}) {
+		opts.Retry = middleware.RetryOptions{Immediate: 1, MaxRetries: middleware.Retries(20), Backoff: func(int) time.Duration { return 100 * time.Millisecond }}
 	}
 	if os.Getenv("OUTBOX_TEST_LOG") != "" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

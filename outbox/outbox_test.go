@@ -184,7 +184,7 @@ func TestKilledAtEveryStep(t *testing.T) {
 			var once sync.Once
 			// When the test ends and it is released, its retry copy
 			// finds its connection down: no need to wait long.
-			_, tr := s.addOrders(t, dying, bus.Options{Retry: middleware.RetryOptions{MaxRetries: 1, DispatchTimeout: time.Millisecond}}, false)
+			_, tr := s.addOrders(t, dying, bus.Options{Retry: middleware.RetryOptions{MaxRetries: middleware.Retries(1), DispatchTimeout: time.Millisecond}}, false)
 			t.Cleanup(func() { close(release) })
 			outbox.SetCrash(dying, func(at, source string) error {
 				if at != step {

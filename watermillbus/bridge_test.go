@@ -77,7 +77,7 @@ func TestUniversalRabbitMQ(t *testing.T) {
 	newTransport := func(t *testing.T) transport.Transport {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		tr, err := amqp.Dial(ctx, []string{url}, amqp.Options{})
+		tr, err := amqp.Dial(ctx, url, amqp.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 
 	"github.com/busline/busline/bus"
+	"github.com/busline/busline/middleware"
 	"github.com/busline/busline/watermillbus"
 )
 
@@ -28,7 +29,7 @@ func TestBusGoChannel(t *testing.T) {
 	defer tr.Close()
 	type Ping struct{ N int }
 	type Pong struct{ N int }
-	server, err := bus.New(tr, "server", bus.Options{Pipeline: watermillbus.Pipeline(1), Subscriptions: []string{"pings.#"}})
+	server, err := bus.New(tr, "server", bus.Options{Retry: middleware.RetryOptions{Immediate: 1, MaxRetries: middleware.NoRetries}, Subscriptions: []string{"pings.#"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func TestBusGoChannel(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	client, err := bus.New(tr, "client", bus.Options{Pipeline: watermillbus.Pipeline(1)})
+	client, err := bus.New(tr, "client", bus.Options{Retry: middleware.RetryOptions{Immediate: 1, MaxRetries: middleware.NoRetries}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ func clusterScenario(t *testing.T, urls []string, opts amqp.Options, declareVia 
 	q := fmt.Sprintf("cluster-test-%d", time.Now().UnixNano())
 	topo := transport.Topology{Queue: transport.Queue{Name: q, Type: transport.Quorum}}
 	if declareVia != "" {
-		other, err := amqp.Dial(ctx, []string{declareVia}, amqp.Options{})
+		other, err := amqp.Dial(ctx, declareVia, amqp.Options{})
 		if err != nil {
 			t.Fatalf("Dial %s: %v", declareVia, err)
 		}
@@ -122,7 +122,8 @@ func clusterScenario(t *testing.T, urls []string, opts amqp.Options, declareVia 
 			t.Fatalf("Declare through %s: %v", declareVia, err)
 		}
 	}
-	tr, err := amqp.Dial(ctx, urls, opts)
+	opts.ClusterURLs = urls[1:]
+	tr, err := amqp.Dial(ctx, urls[0], opts)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}

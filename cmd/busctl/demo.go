@@ -55,7 +55,7 @@ func startDemo(ctx context.Context, t transport.Transport) (stop func(), queues 
 		seen[id] = true
 		return true
 	}
-	opts := bus.Options{Retry: middleware.RetryOptions{MaxRetries: -1}}
+	opts := bus.Options{Retry: middleware.RetryOptions{MaxRetries: middleware.NoRetries}}
 	var buses []*bus.Bus
 	stop = func() {
 		for _, b := range buses {

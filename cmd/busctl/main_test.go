@@ -194,7 +194,7 @@ func TestCLIRabbitMQ(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	tr, err := amqp.DialNoDelay(ctx, []string{url}, amqp.Options{ConnectionName: t.Name()})
+	tr, err := amqp.DialNoDelay(ctx, url, amqp.Options{ConnectionName: t.Name()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +288,7 @@ func TestCLIRetryInterrupted(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	tr, err := amqp.DialNoDelay(ctx, []string{url}, amqp.Options{ConnectionName: t.Name()})
+	tr, err := amqp.DialNoDelay(ctx, url, amqp.Options{ConnectionName: t.Name()})
 	if err != nil {
 		t.Fatal(err)
 	}

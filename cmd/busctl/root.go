@@ -144,7 +144,7 @@ func (g *globals) connect(ctx context.Context) (*broker, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	t, err := amqp.DialNoDelay(dctx, []string{g.amqpURL}, amqp.Options{ConnectionName: "busctl"})
+	t, err := amqp.DialNoDelay(dctx, g.amqpURL, amqp.Options{ConnectionName: "busctl"})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", redact(g.amqpURL), err)
 	}

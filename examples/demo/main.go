@@ -68,8 +68,8 @@ func run(ctx context.Context) error {
 
 	newService := func(queue string, opts bus.Options) *bus.Bus {
 		t := connect(queue)
-		backoff, _ := middleware.LinearBackoff(500 * time.Millisecond)
-		opts.Retry = middleware.RetryOptions{MaxRetries: 2, Backoff: backoff}
+		backoff := middleware.LinearBackoff(500 * time.Millisecond)
+		opts.Retry = middleware.RetryOptions{MaxRetries: middleware.Retries(2), Backoff: backoff}
 		b, err := bus.New(t, queue, opts)
 		if err != nil {
 			panic(err) // invalid options: a bug in this program
@@ -104,7 +104,7 @@ func run(ctx context.Context) error {
 	var gatewayDown atomic.Bool
 	billing := newService("billing", bus.Options{
 		Subscriptions: []string{"orders.*.eu"},
-		OnEvent: func(e bus.Event) {
+		OnNotice: func(e bus.Notice) {
 			if e.Kind == bus.SentToErrorQueue {
 				seen <- "error queue"
 			}

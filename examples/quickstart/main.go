@@ -26,7 +26,7 @@ func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	// In production: amqp.Dial(ctx, []string{"amqp://..."}, amqp.Options{})
+	// In production: amqp.Dial(ctx, "amqp://...", amqp.Options{})
 	t := memory.New(memory.Options{})
 	defer t.Close()
 

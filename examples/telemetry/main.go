@@ -111,10 +111,7 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 	})
 
 	// billing: subscribed to OrderPlaced; its payment gateway fails once.
-	backoff, err := middleware.LinearBackoff(200 * time.Millisecond)
-	if err != nil {
-		return err
-	}
+	backoff := middleware.LinearBackoff(200 * time.Millisecond)
 	_, instrument = service("billing")
 	billing, err := bus.New(ex.Transport, "billing", ex.Options(bus.Options{
 		Subscriptions: []string{"orders.placed"},

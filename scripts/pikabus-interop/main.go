@@ -308,18 +308,18 @@ func run(ctx context.Context, url, pyLog string, verbose bool) error {
 	if verbose {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	t, err := amqp.Dial(ctx, []string{url}, amqp.Options{ConnectionName: "pikabus-interop", Logger: logger})
+	t, err := amqp.Dial(ctx, url, amqp.Options{ConnectionName: "pikabus-interop", Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer t.Close()
 
-	oneSecond, _ := middleware.LinearBackoff(time.Second)
+	oneSecond := middleware.LinearBackoff(time.Second)
 	rec := &recorder{more: make(chan struct{})}
 	healed := sync.Map{}
 	gb, err := bus.New(t, goQueue, pikaOptions(bus.Options{
 		Subscriptions: []string{"interop.py.#"},
-		Retry:         middleware.RetryOptions{MaxRetries: 2, Backoff: oneSecond},
+		Retry:         middleware.RetryOptions{MaxRetries: middleware.Retries(2), Backoff: oneSecond},
 		Logger:        logger,
 	}))
 	if err != nil {

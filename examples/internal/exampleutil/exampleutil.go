@@ -74,7 +74,7 @@ func main(name string, run func(ctx context.Context, ex *Env) error) int {
 	} else {
 		ex.Broker = "rabbitmq"
 		ex.Prefix = "busline-example." + name + "." + runID() + "."
-		t, err := amqp.Dial(ctx, []string{*amqpURL}, amqp.Options{ConnectionName: "busline-example-" + name, Logger: ex.Logger})
+		t, err := amqp.Dial(ctx, *amqpURL, amqp.Options{ConnectionName: "busline-example-" + name, Logger: ex.Logger})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 			return 1
@@ -113,8 +113,8 @@ func (ex *Env) Options(opts bus.Options) bus.Options {
 	if errorQueue == "" {
 		errorQueue = "error"
 	}
-	onEvent := opts.OnEvent
-	opts.OnEvent = func(e bus.Event) {
+	onEvent := opts.OnNotice
+	opts.OnNotice = func(e bus.Notice) {
 		if e.Kind == bus.Started {
 			ex.remember(e.Queue, opts.QueuePrefix+errorQueue)
 		}

@@ -22,15 +22,12 @@ type ChargeCard struct {
 func main() { exampleutil.Main("errors", run) }
 
 func run(ctx context.Context, ex *exampleutil.Env) error {
-	backoff, err := middleware.LinearBackoff(500 * time.Millisecond) // 0.5 s, then 1 s
-	if err != nil {
-		return err
-	}
-	failed := make(chan bus.Event, 2)
+	backoff := middleware.LinearBackoff(500 * time.Millisecond) // 0.5 s, then 1 s
+	failed := make(chan bus.Notice, 2)
 	opts := bus.Options{
 		ErrorQueue: "payments-error", // this endpoint's own; the default, "error", is shared
-		Retry:      middleware.RetryOptions{MaxRetries: 2, Backoff: backoff},
-		OnEvent: func(e bus.Event) {
+		Retry:      middleware.RetryOptions{MaxRetries: middleware.Retries(2), Backoff: backoff},
+		OnNotice: func(e bus.Notice) {
 			if e.Kind == bus.SentToErrorQueue {
 				failed <- e
 			}

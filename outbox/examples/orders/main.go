@@ -103,7 +103,7 @@ func Run(ctx context.Context, c Config, ln net.Listener) error {
 	switch {
 	case t != nil:
 	case c.AMQP != "":
-		t, err = amqp.Dial(ctx, []string{c.AMQP}, amqp.Options{ConnectionName: "orders-example"})
+		t, err = amqp.Dial(ctx, c.AMQP, amqp.Options{ConnectionName: "orders-example"})
 		if err != nil {
 			return err
 		}

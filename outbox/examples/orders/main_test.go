@@ -53,7 +53,7 @@ func TestExample(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer db.Exec("DROP SCHEMA " + name + " CASCADE")
-		tr, err := amqp.Dial(context.Background(), []string{url}, amqp.Options{})
+		tr, err := amqp.Dial(context.Background(), url, amqp.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

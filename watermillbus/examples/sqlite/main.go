@@ -21,6 +21,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/busline/busline/bus"
+	"github.com/busline/busline/middleware"
 	"github.com/busline/busline/watermillbus"
 	"github.com/busline/busline/watermillbus/wmsqlite"
 )
@@ -64,8 +65,12 @@ func run(ctx context.Context, path string, out io.Writer) error {
 	}
 	defer t.Close()
 
-	// No deferral on this transport: retries are immediate.
-	opts := func(o bus.Options) bus.Options { o.Pipeline = watermillbus.Pipeline(3); return o }
+	// No deferral on this transport: the bus retries at once, in process,
+	// three times, then sends the message to the error queue.
+	opts := func(o bus.Options) bus.Options {
+		o.Retry = middleware.RetryOptions{Immediate: 3, MaxRetries: middleware.NoRetries}
+		return o
+	}
 	orders, err := bus.New(t, "orders", opts(bus.Options{}))
 	if err != nil {
 		return err

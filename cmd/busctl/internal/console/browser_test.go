@@ -72,7 +72,7 @@ func rabbitEnv(t *testing.T) env {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tr, err := amqp.Dial(ctx, []string{url}, amqp.Options{ConnectionName: t.Name()})
+	tr, err := amqp.Dial(ctx, url, amqp.Options{ConnectionName: t.Name()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func browserFlow(t *testing.T, e env) {
 	var broken atomic.Bool
 	broken.Store(true)
 	handled := make(chan int, 10)
-	b, err := bus.New(e.t, e.queue, bus.Options{ErrorQueue: e.errQueue, Retry: middleware.RetryOptions{MaxRetries: -1}})
+	b, err := bus.New(e.t, e.queue, bus.Options{ErrorQueue: e.errQueue, Retry: middleware.RetryOptions{MaxRetries: middleware.NoRetries}})
 	if err != nil {
 		t.Fatal(err)
 	}

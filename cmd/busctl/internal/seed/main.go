@@ -33,7 +33,7 @@ func main() {
 	n := flag.Int("n", 100000, "messages")
 	flag.Parse()
 	ctx := context.Background()
-	t, err := amqp.DialNoDelay(ctx, []string{*url}, amqp.Options{ConnectionName: "busctl seed"})
+	t, err := amqp.DialNoDelay(ctx, *url, amqp.Options{ConnectionName: "busctl seed"})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -9,13 +9,13 @@ import (
 	"github.com/busline/busline/transport"
 )
 
-// EventKind classifies an [Event].
-type EventKind uint8
+// NoticeKind classifies a [Notice].
+type NoticeKind uint8
 
-// The kinds of [Event].
+// The kinds of [Notice].
 const (
 	// Started: Start declared the topology and the endpoint consumes.
-	Started EventKind = iota + 1
+	Started NoticeKind = iota + 1
 	// Paused: Pause stopped consumption; handlers under way have finished.
 	Paused
 	// Resumed: Resume restarted consumption.
@@ -32,9 +32,9 @@ const (
 	// ConsumerResumed: a consumer of the Bus runs again after
 	// ConsumerLost.
 	ConsumerResumed
-	// TransportEvent: the transport reported a change of its connection
+	// TransportChanged: the transport reported a change of its connection
 	// (connected, disconnected, blocked, unblocked): Event.Transport.
-	TransportEvent
+	TransportChanged
 	// Retried: a message's handling failed and a delayed retry was
 	// scheduled (its copy is in the queue, due after Event.Delay).
 	// Event.MessageID and MessageType say which message, Event.Err why,
@@ -62,7 +62,7 @@ const (
 )
 
 // String returns the kind's name, such as "started".
-func (k EventKind) String() string {
+func (k NoticeKind) String() string {
 	switch k {
 	case Started:
 		return "started"
@@ -78,7 +78,7 @@ func (k EventKind) String() string {
 		return "consumer lost"
 	case ConsumerResumed:
 		return "consumer resumed"
-	case TransportEvent:
+	case TransportChanged:
 		return "transport event"
 	case Retried:
 		return "retried"
@@ -87,12 +87,16 @@ func (k EventKind) String() string {
 	case ForwardFailed:
 		return "forward failed"
 	}
-	return "unknown event"
+	return "unknown notice"
 }
 
-// Event is a change of a Bus's state, given to [Options.OnEvent].
-type Event struct {
-	Kind EventKind
+// Notice tells of a change in a Bus's life, given to [Options.OnNotice]:
+// it started, paused or stopped, lost a consumer, the transport's
+// connection changed, a message was retried or sent to the error queue.
+// It is not a message: the events an application publishes are messages,
+// handled by handlers.
+type Notice struct {
+	Kind NoticeKind
 	// Time is when the Bus noticed the change.
 	Time time.Time
 	// Queue is the endpoint's queue, or for consumer events the queue of
@@ -103,7 +107,7 @@ type Event struct {
 	// that ran out of time, and for Retried and SentToErrorQueue the
 	// handling error.
 	Err error
-	// Transport is the transport's event, for TransportEvent, and the one
+	// Transport is the transport's event, for TransportChanged, and the one
 	// that caused ConsumerLost or ConsumerResumed, if any.
 	Transport transport.Event
 	// MessageID and MessageType identify the message, for Retried and
@@ -120,10 +124,10 @@ type Event struct {
 	Delay time.Duration
 }
 
-// String describes the event on one line, with the fields its kind uses:
+// String describes the notice on one line, with the fields its kind uses:
 // "retried: message 0192… (orders.PlaceOrder) in orders, retry 2 in 4s:
 // gateway down".
-func (e Event) String() string {
+func (e Notice) String() string {
 	var b strings.Builder
 	b.WriteString(e.Kind.String())
 	if e.MessageID != "" || e.MessageType != "" {
@@ -139,7 +143,7 @@ func (e Event) String() string {
 		fmt.Fprintf(&b, " after %d retries", e.Retries)
 	case ForwardFailed:
 		fmt.Fprintf(&b, ", failed %d times in a row, held %v", e.Retries, e.Delay)
-	case TransportEvent, ConsumerLost, ConsumerResumed:
+	case TransportChanged, ConsumerLost, ConsumerResumed:
 		if e.Transport.Kind != 0 {
 			fmt.Fprintf(&b, " (transport: %s)", e.Transport.Kind)
 		}
@@ -150,20 +154,20 @@ func (e Event) String() string {
 	return b.String()
 }
 
-// events delivers events to OnEvent in order on a goroutine of its own, so
+// events delivers events to OnNotice in order on a goroutine of its own, so
 // that the callback may call the Bus (Health, Pause) without deadlocking on
 // the caller that raised the event.
 type events struct {
-	f    func(Event)
+	f    func(Notice)
 	mu   sync.Mutex
-	q    []Event
+	q    []Notice
 	wake chan struct{}
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
 }
 
-func newEvents(f func(Event)) *events {
+func newEvents(f func(Notice)) *events {
 	if f == nil {
 		return nil
 	}
@@ -172,7 +176,7 @@ func newEvents(f func(Event)) *events {
 	return e
 }
 
-func (e *events) emit(ev Event) {
+func (e *events) emit(ev Notice) {
 	if e == nil {
 		return
 	}
