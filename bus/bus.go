@@ -48,6 +48,7 @@ type Bus struct {
 
 	handlers atomic.Pointer[handlerTable]
 	regMu    sync.Mutex
+	derived  sync.Map // derived message type name → the Go type that claimed it (see claim)
 
 	replies  replies
 	pikaBus1 pikaBus1Senders // senders warned about; see timeformat.go

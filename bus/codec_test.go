@@ -110,7 +110,7 @@ func TestCodecs(t *testing.T) {
 		}
 		// Content types match without parameters, case-insensitively.
 		must(t, e.tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "receiver", Mandatory: true, Message: transport.Message{
-			ContentType: "Application/JSON; charset=utf-8", Type: "bus_test.PlaceOrder", Body: []byte(`{"ID":"params"}`),
+			ContentType: "Application/JSON; charset=utf-8", Type: "PlaceOrder", Body: []byte(`{"ID":"params"}`),
 		}}))
 		idle()
 		if got := orders.all(); len(got) != 3 || got[2].ID != "params" {

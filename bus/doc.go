@@ -33,8 +33,9 @@
 // A message is any Go value the endpoint's [Codec] can encode (JSON by
 // default). Its message type, the name in the MessageType header that picks
 // the handler on the receiving side, is given by a MessageType method (see
-// [MessageTyper]) or else derived from the Go type: the last element of the
-// package path, a dot and the type name, such as "orders.PlaceOrder" (see
+// [MessageTyper]) or else derived from the Go type: its name without the
+// package, such as "PlaceOrder", which survives moving the type to another
+// package; a Bus refuses two Go types of one derived name (see
 // [TypeName]). [WithMessageType] overrides it for one call or one handler.
 //
 // [Handle] registers a typed handler, [Bus.HandleRaw] one that sees the wire

@@ -93,7 +93,7 @@ func ExampleBus_Send() {
 	fmt.Println(errors.Is(err, bus.ErrUnroutable))
 	// Output:
 	// sent: <nil>
-	// bus_test.ShipOrder {"OrderID":"o-1","Express":true}
+	// ShipOrder {"OrderID":"o-1","Express":true}
 	// intent: command reply to: shipping content type: application/json
 	// true
 }
@@ -316,7 +316,7 @@ func ExampleHandle() {
 	// pack o-1
 	// label o-1
 	// legacy o-2
-	// bus_test.ShipOrder
+	// ShipOrder
 }
 
 // CancelOrder names its message type itself.
@@ -337,7 +337,7 @@ func ExampleBus_HandleRaw() {
 	t := memory.New(memory.Options{})
 	defer t.Close()
 	b, _ := bus.New(t, "audit", bus.Options{})
-	b.HandleRaw("bus_test.ShipOrder", func(ctx context.Context, m *transport.Message) error {
+	b.HandleRaw("ShipOrder", func(ctx context.Context, m *transport.Message) error {
 		fmt.Println(m.Type, m.Headers["PikaBus.Intent"], m.Headers["tenant"], string(m.Body))
 		return nil
 	})
@@ -346,7 +346,7 @@ func ExampleBus_HandleRaw() {
 	b.Send(ctx, "audit", ShipOrder{OrderID: "o-1"}, bus.WithHeaders(transport.Headers{"tenant": "acme"}))
 	t.Broker().WaitIdle(ctx)
 	// Output:
-	// bus_test.ShipOrder command acme {"OrderID":"o-1","Express":false}
+	// ShipOrder command acme {"OrderID":"o-1","Express":false}
 }
 
 // A fallback handler takes the messages no other handler takes, whatever
@@ -379,7 +379,7 @@ func ExampleBus_HandleFallback() {
 	t.Broker().WaitIdle(ctx)
 	// Output:
 	// ShipOrder handler: o-1
-	// fallback: type "bus_test.OrderShipped", body {"OrderID":"o-1"}
+	// fallback: type "OrderShipped", body {"OrderID":"o-1"}
 	// fallback: type "", body {"order_id": "o-1"}
 }
 
@@ -488,7 +488,7 @@ func Example_errorQueue() {
 	fmt.Println("replayed", len(res.Replayed))
 	// Output:
 	// shipping 1 no address for o-1
-	// shipping 1 no handler for message: permanent failure: endpoint "shipping" has no handler for message type "bus_test.OrderShipped"; it handles ["bus_test.ShipOrder"]
+	// shipping 1 no handler for message: permanent failure: endpoint "shipping" has no handler for message type "OrderShipped"; it handles ["ShipOrder"]
 	// shipped o-1
 	// replayed 1
 }
@@ -551,7 +551,7 @@ func ExampleOptions_errorEvents() {
 	// Output:
 	// charge-o-1: retry 1 in 10ms: gateway down
 	// charge-o-1: retry 2 in 20ms: gateway down
-	// charge-o-1 (bus_test.ShipOrder) sent to the error queue after 2 retries: gateway down (gave up after 2 delayed retries)
+	// charge-o-1 (ShipOrder) sent to the error queue after 2 retries: gateway down (gave up after 2 delayed retries)
 }
 
 // Prefixes let environments or tenants share a broker.

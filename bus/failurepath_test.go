@@ -76,7 +76,7 @@ func TestForwardFailureHeldWhileBrokerRefuses(t *testing.T) {
 		b, n := failing(e, errors.New("db down"), &evs)
 		e.broker.FailDispatches(1<<30, nil)
 		must(t, e.broker.Inject("orders", transport.Message{ID: "m1",
-			Headers: transport.Headers{"PikaBus.MessageType": "bus_test.PlaceOrder"}, Body: []byte(`{}`)}))
+			Headers: transport.Headers{"PikaBus.MessageType": "PlaceOrder"}, Body: []byte(`{}`)}))
 		const window = 2 * time.Minute
 		time.Sleep(window)
 		if got, limit := n.Load(), maxDeliveries(window); got > limit || got < 3 {
@@ -161,7 +161,7 @@ func TestInvalidUTF8HeaderKeysForwarded(t *testing.T) {
 			bubble(t, func(t *testing.T, e *env) {
 				var evs eventLog
 				b, n := failing(e, tc.err, &evs)
-				typ := "bus_test.PlaceOrder"
+				typ := "PlaceOrder"
 				if tc.unknown {
 					typ = "Unknown"
 				}
@@ -322,7 +322,7 @@ func TestPauseEndsHolds(t *testing.T) {
 		e.broker.FailDispatches(1<<30, nil)
 		for range 4 { // the first is held, the others wait behind it
 			must(t, e.broker.Inject("orders", transport.Message{ID: fmt.Sprint("m", n.Load()),
-				Headers: transport.Headers{"PikaBus.MessageType": "bus_test.PlaceOrder"}, Body: []byte(`{}`)}))
+				Headers: transport.Headers{"PikaBus.MessageType": "PlaceOrder"}, Body: []byte(`{}`)}))
 			idle()
 		}
 		start := time.Now()

@@ -91,7 +91,7 @@ func TestHandleFallbackPrecedence(t *testing.T) {
 		if got := c.take(); !slices.Equal(got, []string{`fallback1 {"n":1}`, `fallback2 {"n":1}`}) {
 			t.Errorf("untyped: %v", got)
 		}
-		if !slices.Equal(types, []string{"bus_test.OrderPlaced", ""}) {
+		if !slices.Equal(types, []string{"OrderPlaced", ""}) {
 			t.Errorf("fallback saw the types %q", types)
 		}
 		// A fallback that fails is retried like any handler: all of them run again.

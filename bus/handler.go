@@ -34,8 +34,9 @@ type RawHandler func(ctx context.Context, m *transport.Message) error
 // again. Handlers may be registered before or after Start.
 //
 // Handle fails if T has no name (see [TypeName]), or if another Go type
-// whose name was also derived, not chosen, already took the same name: two
-// types named PlaceOrder in two packages named orders. It fails with
+// whose name was also derived, not chosen, already took the same name on
+// this Bus (handled or sent): two types named PlaceOrder in two packages.
+// It fails with
 // [ErrSendOnly] on a send-only Bus and [ErrClosed] after Shutdown or Close.
 func Handle[T any](b *Bus, h func(ctx context.Context, msg T) error, opts ...HandlerOption) error {
 	if h == nil {
@@ -50,6 +51,9 @@ func Handle[T any](b *Bus, h func(ctx context.Context, msg T) error, opts ...Han
 	if name == "" {
 		info, err := typeInfoOf(t)
 		if err != nil {
+			return fmt.Errorf("%s: Handle: %w", b.name, err)
+		}
+		if err := b.claim(info); err != nil {
 			return fmt.Errorf("%s: Handle: %w", b.name, err)
 		}
 		name, derived = info.name, info.derived
@@ -120,6 +124,24 @@ type handlerEntry struct {
 type handlerTable struct {
 	byType   map[string][]handlerEntry
 	fallback []handlerEntry
+}
+
+// legacy returns the handlers of a derived name for a message type in the
+// form busline wrote before derived names left the package out
+// ("orders.PlaceOrder"), if every handler of that name is typed with a
+// derived name.
+func (t *handlerTable) legacy(name string) []handlerEntry {
+	short, ok := legacyName(name)
+	if !ok {
+		return nil
+	}
+	hs := t.byType[short]
+	for _, e := range hs {
+		if !e.derived {
+			return nil
+		}
+	}
+	return hs
 }
 
 // register adds e for the message type name; an empty name registers a
@@ -395,6 +417,9 @@ func (b *Bus) terminal(ctx context.Context, m *middleware.Message) error {
 	name := b.messageTypeOf(&m.Message)
 	table := b.handlers.Load()
 	hs := table.byType[name]
+	if len(hs) == 0 {
+		hs = table.legacy(name)
+	}
 	if len(hs) == 0 {
 		hs = table.fallback
 	}

@@ -121,17 +121,17 @@ func TestHooksSeeSendsBatchesHandlingsAndFailures(t *testing.T) {
 
 		want := []string{
 			"orders: event started",
-			"orders: handle bus_test.PlaceOrder from orders",
+			"orders: handle PlaceOrder from orders",
 			"orders: sent publish orders.placed held=true ctx=true err=<nil>",
 			"orders: sent reply client held=true ctx=true err=<nil>",
 			"orders: batch [orders.placed/publish client/reply] err=<nil>",
-			"orders: handled bus_test.PlaceOrder err=<nil>",
-			"orders: handle bus_test.PlaceOrder from orders",
+			"orders: handled PlaceOrder err=<nil>",
+			"orders: handle PlaceOrder from orders",
 			"orders: retry 1 ctx=handling: no stock",
-			"orders: handled bus_test.PlaceOrder err=<nil>",
-			"orders: handle bus_test.PlaceOrder from orders",
+			"orders: handled PlaceOrder err=<nil>",
+			"orders: handle PlaceOrder from orders",
 			"orders: forward to error ctx=handling: no stock (gave up after 1 delayed retries)",
-			"orders: handled bus_test.PlaceOrder err=<nil>",
+			"orders: handled PlaceOrder err=<nil>",
 			"orders: event stopped",
 		}
 		if got := l.lines(); !slices.Equal(got, want) {
@@ -254,8 +254,8 @@ func TestHooksSeeRepliesArrive(t *testing.T) {
 		// The Send hook of the request may record its line after the
 		// reply arrived: only the reply's two lines are in order.
 		sent := slices.Index(got, ": sent request server held=false ctx=true err=<nil>")
-		handled := slices.Index(got, ": handled bus_test.Pong err=<nil>")
-		handle := slices.IndexFunc(got, func(s string) bool { return strings.HasPrefix(s, ": handle bus_test.Pong from busline.reply-") })
+		handled := slices.Index(got, ": handled Pong err=<nil>")
+		handle := slices.IndexFunc(got, func(s string) bool { return strings.HasPrefix(s, ": handle Pong from busline.reply-") })
 		if len(got) != 3 || sent < 0 || handle < 0 || handled != handle+1 {
 			t.Errorf("hooks saw\n%s\nwant the request sent, and its reply handed over within Handle", strings.Join(got, "\n"))
 		}

@@ -75,7 +75,7 @@ func TestLogging(t *testing.T) {
 			}
 			return true
 		})
-		if typ != "bus_test.PlaceOrder" {
+		if typ != "PlaceOrder" {
 			t.Errorf("message_type attribute %q", typ)
 		}
 	})

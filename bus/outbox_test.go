@@ -154,7 +154,7 @@ func TestIncomingKeptByTheHandler(t *testing.T) {
 		idle()
 		late := <-kept
 		in, ok := bus.IncomingFrom(late)
-		if !ok || in.MessageType != "bus_test.PlaceOrder" || in.Message.Headers["x-kept"] != "yes" {
+		if !ok || in.MessageType != "PlaceOrder" || in.Message.Headers["x-kept"] != "yes" {
 			t.Errorf("IncomingFrom after the handler: %+v %v", in, ok)
 		}
 	})

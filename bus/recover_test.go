@@ -53,7 +53,7 @@ func TestRetriesWithBackoffThenErrorQueue(t *testing.T) {
 		}
 		m := eq[0]
 		if string(m.Body) != `{"ID":"x"}` || header(m, "SourceQueue") != "orders" || retries(m) != 6 ||
-			!strings.Contains(header(m, "ErrorDetails"), "attempt 5 failed") || header(m, "MessageType") != "bus_test.PlaceOrder" {
+			!strings.Contains(header(m, "ErrorDetails"), "attempt 5 failed") || header(m, "MessageType") != "PlaceOrder" {
 			t.Errorf("error queue message: %s %v", m.Body, m.Headers)
 		}
 		if e.broker.Depth("orders") != 0 {
@@ -107,7 +107,7 @@ func TestPermanentFailures(t *testing.T) {
 		for _, body := range []struct{ ct, body string }{{"application/json", `{"ID": 12`}, {"application/x-unknown", `x`}} {
 			must(t, e.tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "orders", Mandatory: true, Message: transport.Message{
 				ID: body.ct, ContentType: body.ct, Body: []byte(body.body),
-				Headers: transport.Headers{"PikaBus.MessageType": "bus_test.PlaceOrder"},
+				Headers: transport.Headers{"PikaBus.MessageType": "PlaceOrder"},
 			}}))
 		}
 		idle()
@@ -161,7 +161,7 @@ func TestUnhandledMessages(t *testing.T) {
 		if len(eq) != 2 {
 			t.Fatalf("%d messages in the error queue", len(eq))
 		}
-		if d := header(eq[0], "ErrorDetails"); !strings.Contains(d, `no handler for message type "bus_test.PlaceOrder"`) || retries(eq[0]) != 1 {
+		if d := header(eq[0], "ErrorDetails"); !strings.Contains(d, `no handler for message type "PlaceOrder"`) || retries(eq[0]) != 1 {
 			t.Errorf("ErrorDetails %q", d)
 		}
 		if d := header(eq[1], "ErrorDetails"); !strings.Contains(d, "no message type") {
@@ -314,11 +314,11 @@ func TestRetryAndErrorQueueEvents(t *testing.T) {
 		}
 		rec.mu.Unlock()
 		want := []string{
-			"retried m-x bus_test.PlaceOrder queue=orders retries=1 delay=1s err=database down",
-			"sent to error queue m-bad bus_test.PlaceOrder queue=orders retries=0 delay=0s err=bad order",
-			`sent to error queue m-y bus_test.OrderPlaced queue=orders retries=0 delay=0s err=no handler for message: permanent failure: endpoint "orders" has no handler for message type "bus_test.OrderPlaced"; it handles ["bus_test.PlaceOrder"]`,
-			"retried m-x bus_test.PlaceOrder queue=orders retries=2 delay=2s err=database down",
-			"sent to error queue m-x bus_test.PlaceOrder queue=orders retries=2 delay=0s err=database down (gave up after 2 delayed retries)",
+			"retried m-x PlaceOrder queue=orders retries=1 delay=1s err=database down",
+			"sent to error queue m-bad PlaceOrder queue=orders retries=0 delay=0s err=bad order",
+			`sent to error queue m-y OrderPlaced queue=orders retries=0 delay=0s err=no handler for message: permanent failure: endpoint "orders" has no handler for message type "OrderPlaced"; it handles ["PlaceOrder"]`,
+			"retried m-x PlaceOrder queue=orders retries=2 delay=2s err=database down",
+			"sent to error queue m-x PlaceOrder queue=orders retries=2 delay=0s err=database down (gave up after 2 delayed retries)",
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -351,7 +351,7 @@ func TestOwnPipelineEvents(t *testing.T) {
 		var found bool
 		for _, ev := range rec.ev {
 			if ev.Kind == bus.SentToErrorQueue {
-				found = ev.MessageID == "m-x" && ev.MessageType == "bus_test.PlaceOrder" && ev.Err.Error() == "boom"
+				found = ev.MessageID == "m-x" && ev.MessageType == "PlaceOrder" && ev.Err.Error() == "boom"
 			}
 		}
 		if !found {

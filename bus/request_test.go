@@ -46,7 +46,7 @@ func TestReply(t *testing.T) {
 		}
 		// The reply address falls back to the AMQP reply_to property.
 		must(t, e.tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "server", Mandatory: true, Message: transport.Message{
-			ID: "foreign", CorrelationID: "c-1", ReplyTo: "client", Type: "bus_test.Ping",
+			ID: "foreign", CorrelationID: "c-1", ReplyTo: "client", Type: "Ping",
 			Body: []byte(`{"N":5}`),
 		}}))
 		idle()
@@ -247,7 +247,7 @@ func TestReplyCorrelatesWithTheMessageIDWhenThereIsNoCorrelationID(t *testing.T)
 		must(t, bus.Handle(client, pongs.handle))
 		e.start(client)
 		must(t, e.tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "server", Mandatory: true, Message: transport.Message{
-			ID: "foreign-1", ReplyTo: "client", Type: "bus_test.Ping", Body: []byte(`{"N":3}`),
+			ID: "foreign-1", ReplyTo: "client", Type: "Ping", Body: []byte(`{"N":3}`),
 		}}))
 		idle()
 		if in := pongs.incoming(); len(in) != 1 || in[0].CorrelationID != "foreign-1" || in[0].Message.CorrelationID != "foreign-1" {
@@ -285,7 +285,7 @@ func TestSendInHandlerInheritsTheCorrelationID(t *testing.T) {
 				must(t, bus.Handle(client, pongs.handle))
 				e.start(client)
 				must(t, e.tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "server", Mandatory: true, Message: transport.Message{
-					ID: "foreign-1", CorrelationID: "from-property", ReplyTo: "client", Type: "bus_test.Ping",
+					ID: "foreign-1", CorrelationID: "from-property", ReplyTo: "client", Type: "Ping",
 					Headers: transport.Headers{"PikaBus.CorrelationId": tc.header}, Body: []byte(`{"N":3}`),
 				}}))
 				idle()

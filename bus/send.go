@@ -269,6 +269,9 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 		if err != nil {
 			return err
 		}
+		if err := b.claim(info); err != nil {
+			return err
+		}
 		typeName, typeBox = info.name, info.box
 	} else {
 		typeBox = typeName

@@ -21,16 +21,20 @@ type MessageTyper interface {
 
 // TypeName returns the message type busline uses for v's Go type: the result
 // of its MessageType method if the type or a pointer to it has one (see
-// [MessageTyper]), otherwise the last element of the package path, a dot and
-// the type name, such as "orders.PlaceOrder" for
+// [MessageTyper]), otherwise the type's own name, such as "PlaceOrder" for
 // example.com/shop/orders.PlaceOrder. Pointers are looked through: *T has
-// T's name. Types declared in package main are "main.Name"; predeclared
-// types have their bare name ("string"); an unnamed type (a map, a struct
-// literal, a slice) has no name, which is an error.
+// T's name. Predeclared types have their bare name ("string"); an unnamed
+// type (a map, a struct literal, a slice) has no name, which is an error.
 //
-// Two Go types whose packages end in the same element and whose names are
-// equal derive the same name; [Handle] refuses to register both under it.
-// Give one a MessageType method, or use [WithMessageType].
+// The derived name leaves the package out so that it survives refactoring:
+// a type moved to another package, or from package main into a library,
+// keeps its name on the wire, and the services that share it need not share
+// a Go package. (busline before this rule wrote "orders.PlaceOrder"; an
+// incoming message of that form still finds the handler of a derived
+// "PlaceOrder".) Two Go types of one name in two packages derive the same
+// name: a Bus refuses the second, at [Handle] or at its first Send,
+// Publish, Defer, Reply or Request, with an error naming both. Give one a
+// MessageType method, or use [WithMessageType].
 func TypeName(v any) (string, error) {
 	if v == nil {
 		return "", fmt.Errorf("bus: no message type for a nil value")
@@ -83,9 +87,35 @@ func typeInfoOf(t reflect.Type) (*typeInfo, error) {
 }
 
 func derivedName(t reflect.Type) string {
-	pkg := t.PkgPath()
-	if pkg == "" {
-		return t.Name()
+	return t.Name()
+}
+
+// claim records that the Bus uses the derived name of info for info's Go
+// type, and fails if another Go type of the same name claimed it first: two
+// types named PlaceOrder in two packages would otherwise be one message type
+// on the wire, and a receiver would decode one into the other.
+func (b *Bus) claim(info *typeInfo) error {
+	if !info.derived {
+		return nil
 	}
-	return pkg[strings.LastIndexByte(pkg, '/')+1:] + "." + t.Name()
+	v, ok := b.derived.Load(info.box)
+	if !ok {
+		v, _ = b.derived.LoadOrStore(info.box, info.goType)
+	}
+	if other := v.(reflect.Type); other != info.goType {
+		return fmt.Errorf("%w: %v and %v both derive the message type %q: give one a MessageType method or use WithMessageType",
+			ErrInvalidMessage, other, info.goType, info.name)
+	}
+	return nil
+}
+
+// legacyName returns the derived name a message type of the form busline
+// wrote before names left the package out ("orders.PlaceOrder" for
+// "PlaceOrder"), and whether name has that form.
+func legacyName(name string) (string, bool) {
+	i := strings.LastIndexByte(name, '.')
+	if i <= 0 || i == len(name)-1 {
+		return "", false
+	}
+	return name[i+1:], true
 }

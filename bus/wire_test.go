@@ -41,7 +41,7 @@ func TestWireFormat(t *testing.T) {
 				sent[header(r.Message, "MessageType")] = r.Message
 			}
 		}
-		send, reply := sent["bus_test.Ping"], sent["bus_test.Pong"]
+		send, reply := sent["Ping"], sent["Pong"]
 		t0, t1 := "2000-01-01T00:00:00.000000+00:00", "2000-01-01T00:00:01.000000+00:00"
 		for _, c := range []struct {
 			name    string
@@ -59,13 +59,13 @@ func TestWireFormat(t *testing.T) {
 				"PikaBus.ReplyToAddress":     "client",
 				"PikaBus.OriginatingAddress": "client",
 				"PikaBus.Intent":             "command",
-				"PikaBus.MessageType":        "bus_test.Ping",
+				"PikaBus.MessageType":        "Ping",
 				"PikaBus.ContentType":        "application/json",
 				"PikaBus.ContentEncoding":    "utf-8",
 				"traceparent":                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 			},
 			props: transport.Message{CorrelationID: send.ID, ReplyTo: "client", ContentType: "application/json",
-				ContentEncoding: "utf-8", Type: "bus_test.Ping", Body: []byte(`{"N":1}`)},
+				ContentEncoding: "utf-8", Type: "Ping", Body: []byte(`{"N":1}`)},
 		}, {
 			name: "reply",
 			m:    reply,
@@ -77,48 +77,48 @@ func TestWireFormat(t *testing.T) {
 				"PikaBus.ReplyToAddress":     "server",
 				"PikaBus.OriginatingAddress": "server",
 				"PikaBus.Intent":             "command",
-				"PikaBus.MessageType":        "bus_test.Pong",
+				"PikaBus.MessageType":        "Pong",
 				"PikaBus.ContentType":        "application/json",
 				"PikaBus.ContentEncoding":    "utf-8",
 				"traceparent":                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 			},
 			props: transport.Message{CorrelationID: send.ID, ReplyTo: "server", ContentType: "application/json",
-				ContentEncoding: "utf-8", Type: "bus_test.Pong", Body: []byte(`{"N":1}`)},
+				ContentEncoding: "utf-8", Type: "Pong", Body: []byte(`{"N":1}`)},
 		}, {
 			name: "publish",
-			m:    sent["bus_test.OrderPlaced"],
+			m:    sent["OrderPlaced"],
 			headers: transport.Headers{
-				"PikaBus.MessageId":          sent["bus_test.OrderPlaced"].ID,
-				"PikaBus.CorrelationId":      sent["bus_test.OrderPlaced"].ID,
-				"PikaBus.ConversationId":     sent["bus_test.OrderPlaced"].ID,
+				"PikaBus.MessageId":          sent["OrderPlaced"].ID,
+				"PikaBus.CorrelationId":      sent["OrderPlaced"].ID,
+				"PikaBus.ConversationId":     sent["OrderPlaced"].ID,
 				"PikaBus.TimeSent":           t1,
 				"PikaBus.ReplyToAddress":     "client",
 				"PikaBus.OriginatingAddress": "client",
 				"PikaBus.Intent":             "event",
-				"PikaBus.MessageType":        "bus_test.OrderPlaced",
+				"PikaBus.MessageType":        "OrderPlaced",
 				"PikaBus.ContentType":        "application/json",
 				"PikaBus.ContentEncoding":    "utf-8",
 			},
-			props: transport.Message{CorrelationID: sent["bus_test.OrderPlaced"].ID, ReplyTo: "client", ContentType: "application/json",
-				ContentEncoding: "utf-8", Type: "bus_test.OrderPlaced", Body: []byte(`{"ID":"o"}`)},
+			props: transport.Message{CorrelationID: sent["OrderPlaced"].ID, ReplyTo: "client", ContentType: "application/json",
+				ContentEncoding: "utf-8", Type: "OrderPlaced", Body: []byte(`{"ID":"o"}`)},
 		}, {
 			name: "defer",
-			m:    sent["bus_test.PlaceOrder"],
+			m:    sent["PlaceOrder"],
 			headers: transport.Headers{
-				"PikaBus.MessageId":          sent["bus_test.PlaceOrder"].ID,
-				"PikaBus.CorrelationId":      sent["bus_test.PlaceOrder"].ID,
-				"PikaBus.ConversationId":     sent["bus_test.PlaceOrder"].ID,
+				"PikaBus.MessageId":          sent["PlaceOrder"].ID,
+				"PikaBus.CorrelationId":      sent["PlaceOrder"].ID,
+				"PikaBus.ConversationId":     sent["PlaceOrder"].ID,
 				"PikaBus.TimeSent":           t1,
 				"PikaBus.ReplyToAddress":     "client",
 				"PikaBus.OriginatingAddress": "client",
 				"PikaBus.Intent":             "command",
-				"PikaBus.MessageType":        "bus_test.PlaceOrder",
+				"PikaBus.MessageType":        "PlaceOrder",
 				"PikaBus.ContentType":        "application/json",
 				"PikaBus.ContentEncoding":    "utf-8",
 				"PikaBus.DeferredTime":       "2000-01-01T00:01:01.000000+00:00",
 			},
-			props: transport.Message{CorrelationID: sent["bus_test.PlaceOrder"].ID, ReplyTo: "client", ContentType: "application/json",
-				ContentEncoding: "utf-8", Type: "bus_test.PlaceOrder", Body: []byte(`{"ID":"d"}`)},
+			props: transport.Message{CorrelationID: sent["PlaceOrder"].ID, ReplyTo: "client", ContentType: "application/json",
+				ContentEncoding: "utf-8", Type: "PlaceOrder", Body: []byte(`{"ID":"d"}`)},
 		}} {
 			m := c.m
 			if m.ID == "" || len(m.ID) != 36 || strings.Count(m.ID, "-") != 4 {
@@ -164,7 +164,7 @@ func TestInheritedHeaders(t *testing.T) {
 			Headers: transport.Headers{
 				"Acme.MessageId":      "m-1",
 				"Acme.CorrelationId":  "corr-1",
-				"Acme.MessageType":    "bus_test.PlaceOrder",
+				"Acme.MessageType":    "PlaceOrder",
 				"Acme.TimeSent":       "11/22/2026 09:30:00",
 				"Acme.ErrorRetries":   int64(0),
 				"Acme.ContentType":    "application/json",
@@ -209,13 +209,13 @@ func TestReadingPikaBusHeaders(t *testing.T) {
 			{"PikaBus.TimeSent": "2026-11-22T10:30:00+01:00", "PikaBus.ErrorRetries": uint8(3)},
 			{"PikaBus.TimeSent": time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC), "PikaBus.ErrorRetries": int16(3)},
 		} {
-			h["PikaBus.MessageType"] = "bus_test.PlaceOrder"
+			h["PikaBus.MessageType"] = "PlaceOrder"
 			h["x-death"] = []any{map[string]any{"count": int64(1)}}
 			must(t, e.tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "orders", Mandatory: true, Message: transport.Message{Body: []byte(`{}`), Headers: h}}))
 		}
 		// Unreadable headers are ignored, not fatal.
 		must(t, e.tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "orders", Mandatory: true, Message: transport.Message{Body: []byte(`{}`), Headers: transport.Headers{
-			"PikaBus.MessageType": "bus_test.PlaceOrder", "PikaBus.TimeSent": int32(5), "PikaBus.ErrorRetries": "many", "PikaBus.ReplyToAddress": int32(1),
+			"PikaBus.MessageType": "PlaceOrder", "PikaBus.TimeSent": int32(5), "PikaBus.ErrorRetries": "many", "PikaBus.ReplyToAddress": int32(1),
 		}}}))
 		idle()
 		in := r.incoming()

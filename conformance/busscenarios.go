@@ -625,7 +625,7 @@ func (s *suite) busRecoverability(t *testing.T) {
 	}, "application/xml")
 	permanent("Unhandled", bus.Options{}, func(e *busEnv, b *bus.Bus) {
 		e.ok(b.Send(e.ctx(), b.Queue(), busEvent{ID: "nobody handles events here"}), "Send")
-	}, "no handler", "conformance.busEvent")
+	}, "no handler", `"busEvent"`)
 	s.busLeaf(t, "UnhandledDiscard", "", func(e *busEnv) {
 		b, r := e.endpoint("worker", bus.Options{Unhandled: bus.UnhandledDiscard})
 		errs := e.errorInbox()

@@ -29,7 +29,7 @@ var examples = []example{
 		"orders    got PaymentReminder order-1",
 		"shop      got StockLevel: 7 teapots",
 		"FAILED to charge order-2, attempt 3",
-		"error queue holds main.OrderPlaced from billing after 3 deliveries: payment gateway down",
+		"error queue holds OrderPlaced from billing after 3 deliveries: payment gateway down",
 		"replayed 1 message(s) to billing",
 		"billing   [orders.*.eu] got OrderPlaced order-2: card charged",
 	}},

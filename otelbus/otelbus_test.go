@@ -105,14 +105,14 @@ func TestOrderJourney(t *testing.T) {
 			"messaging.rabbitmq.destination.routing_key": w.q("orders"),
 			"messaging.message.id":                       "order-1",
 			"messaging.message.conversation_id":          "order-1",
-			"busline.message.type":                       "otelbus_test.PlaceOrder",
+			"busline.message.type":                       "PlaceOrder",
 			"busline.operation":                          "send",
 		})
 		if send.SpanKind() != trace.SpanKindProducer {
 			t.Errorf("send span kind %v", send.SpanKind())
 		}
 
-		handled := w.one(spans, "process "+toOrders, otelbus.MessageTypeKey.String("otelbus_test.PlaceOrder"))
+		handled := w.one(spans, "process "+toOrders, otelbus.MessageTypeKey.String("PlaceOrder"))
 		w.childOf(handled, send)
 		w.linksTo(handled, send)
 		w.checkAttrs(handled, map[string]any{
@@ -123,7 +123,7 @@ func TestOrderJourney(t *testing.T) {
 			"messaging.rabbitmq.destination.routing_key": w.q("orders"),
 			"messaging.message.id":                       "order-1",
 			"messaging.message.conversation_id":          "order-1",
-			"busline.message.type":                       "otelbus_test.PlaceOrder",
+			"busline.message.type":                       "PlaceOrder",
 		})
 		if handled.SpanKind() != trace.SpanKindConsumer {
 			t.Errorf("process span kind %v", handled.SpanKind())
@@ -140,7 +140,7 @@ func TestOrderJourney(t *testing.T) {
 			"messaging.rabbitmq.destination.routing_key": w.q("orders.placed"),
 			"messaging.message.id":                       eventID.AsString(),
 			"messaging.message.conversation_id":          "order-1",
-			"busline.message.type":                       "otelbus_test.OrderPlaced",
+			"busline.message.type":                       "OrderPlaced",
 			"busline.operation":                          "publish",
 		})
 		batch := w.one(spans, "send "+placed)
@@ -170,7 +170,7 @@ func TestOrderJourney(t *testing.T) {
 				"messaging.rabbitmq.destination.routing_key": w.q("orders.placed"),
 				"messaging.message.id":                       eventID.AsString(),
 				"messaging.message.conversation_id":          "order-1",
-				"busline.message.type":                       "otelbus_test.OrderPlaced",
+				"busline.message.type":                       "OrderPlaced",
 			})
 		}
 		billed := w.one(spans, "process "+placed+":"+w.q("billing"))
@@ -189,7 +189,7 @@ func TestOrderJourney(t *testing.T) {
 				w.linksTo(s, reply)
 			}
 		}
-		gotReply := w.one(spans, "process "+toOrders, otelbus.MessageTypeKey.String("otelbus_test.OrderBilled"))
+		gotReply := w.one(spans, "process "+toOrders, otelbus.MessageTypeKey.String("OrderBilled"))
 		w.childOf(gotReply, reply)
 		for _, s := range spans {
 			if s.Status().Code == codes.Error {
@@ -324,7 +324,7 @@ func TestFailuresRequestsAndDeferrals(t *testing.T) {
 
 		request := w.one(spans, "send "+toFlaky, operation("request"))
 		w.childOf(request, rootSpan)
-		quoted := w.one(spans, "process "+toFlaky, otelbus.MessageTypeKey.String("otelbus_test.GetQuote"))
+		quoted := w.one(spans, "process "+toFlaky, otelbus.MessageTypeKey.String("GetQuote"))
 		w.childOf(quoted, request)
 		replyDest := "PikaBusDirect:" + w.q("busline") + ".reply-{id}"
 		reply := w.one(spans, "send "+replyDest, operation("reply"))
@@ -348,11 +348,11 @@ func TestFailuresRequestsAndDeferrals(t *testing.T) {
 			"messaging.rabbitmq.destination.routing_key": must2(attr(reply, "messaging.rabbitmq.destination.routing_key")).AsString(),
 			"messaging.message.id":                       must2(attr(reply, "messaging.message.id")).AsString(),
 			"messaging.message.conversation_id":          must2(attr(reply, "messaging.message.conversation_id")).AsString(),
-			"busline.message.type":                       "otelbus_test.Quote",
+			"busline.message.type":                       "Quote",
 		})
 		deferred := w.one(spans, "send "+toFlaky, operation("defer"))
 		w.childOf(deferred, rootSpan)
-		ping := w.one(spans, "process "+toFlaky, otelbus.MessageTypeKey.String("otelbus_test.Ping"))
+		ping := w.one(spans, "process "+toFlaky, otelbus.MessageTypeKey.String("Ping"))
 		w.childOf(ping, deferred)
 
 		// The bus's log records of a handling carry its span.
@@ -393,7 +393,7 @@ func TestFailuresRequestsAndDeferrals(t *testing.T) {
 			"messaging.destination.template=" + replyDest +
 				",messaging.destination.temporary=true,messaging.operation.name=send,messaging.operation.type=send": 1,
 		})
-		failure := "busline.message.type=otelbus_test.PlaceOrder,error.type=_OTHER,messaging.destination.name=" + w.q("flaky")
+		failure := "busline.message.type=otelPlaceOrder,error.type=_OTHER,messaging.destination.name=" + w.q("flaky")
 		checkPoints(t, m, otelbus.MetricRetries, map[string]float64{failure: 3})
 		checkPoints(t, m, otelbus.MetricForwarded, map[string]float64{failure: 1})
 		checkPoints(t, m, otelbus.MetricActiveHandlings, map[string]float64{

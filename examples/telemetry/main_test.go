@@ -34,7 +34,7 @@ func TestExample(t *testing.T) {
 		"ERROR +busline.retry_scheduled",
 		"orders [billing, producer]",
 		"orders.placed [orders, client]",
-		`busline_retries_total{busline_message_type="main.OrderPlaced",error_type="_OTHER"`,
+		`busline_retries_total{busline_message_type="OrderPlaced",error_type="_OTHER"`,
 		"busline_connection_up{",
 		"busline_queue_messages{",
 		`messaging_client_sent_messages_total{messaging_destination_name="PikaBusTopic:`,

@@ -8,7 +8,7 @@ import (
 )
 
 // Hello is the message. Its message type, written into the MessageType
-// header, is "main.Hello"; the receiver's handler is chosen by it.
+// header, is "Hello"; the receiver's handler is chosen by it.
 type Hello struct{ Text string }
 
 func main() { exampleutil.Main("helloworld", run) }
