@@ -393,7 +393,7 @@ func TestFailuresRequestsAndDeferrals(t *testing.T) {
 			"messaging.destination.template=" + replyDest +
 				",messaging.destination.temporary=true,messaging.operation.name=send,messaging.operation.type=send": 1,
 		})
-		failure := "busline.message.type=otelPlaceOrder,error.type=_OTHER,messaging.destination.name=" + w.q("flaky")
+		failure := "busline.message.type=PlaceOrder,error.type=_OTHER,messaging.destination.name=" + w.q("flaky")
 		checkPoints(t, m, otelbus.MetricRetries, map[string]float64{failure: 3})
 		checkPoints(t, m, otelbus.MetricForwarded, map[string]float64{failure: 1})
 		checkPoints(t, m, otelbus.MetricActiveHandlings, map[string]float64{
