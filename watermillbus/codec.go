@@ -2,13 +2,12 @@ package watermillbus
 
 import (
 	"bytes"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -34,9 +33,10 @@ const (
 	// MetadataNoID marks a message that had no ID: Watermill needs a
 	// UUID, so one was made up, and it is dropped again on the way back.
 	MetadataNoID = "busline.no_id"
-	// MetadataHeaders holds, as typed JSON, every header that is not a
-	// string (integers, timestamps, tables, arrays, ...) or whose name is
-	// reserved, so that it comes back with its exact type.
+	// MetadataHeaders holds, as typed JSON (transport.MarshalHeaders),
+	// every header that is not a string (integers, timestamps, tables,
+	// arrays, ...) or whose name is reserved, so that it comes back with
+	// its exact type.
 	MetadataHeaders = "busline.headers"
 )
 
@@ -67,7 +67,9 @@ func toWatermill(m *transport.Message) (*message.Message, error) {
 	}
 	var typed map[string]any
 	for k, v := range m.Headers {
-		if s, ok := v.(string); ok && !strings.HasPrefix(k, MetadataPrefix) {
+		// A string that is not UTF-8 goes as typed JSON too: metadata
+		// may be stored as text.
+		if s, ok := v.(string); ok && utf8.ValidString(s) && !strings.HasPrefix(k, MetadataPrefix) {
 			md[k] = s
 			continue
 		}
@@ -77,17 +79,9 @@ func toWatermill(m *transport.Message) (*message.Message, error) {
 		typed[k] = v
 	}
 	if typed != nil {
-		h, err := transport.Headers(typed).Normalize()
+		b, err := transport.MarshalHeaders(typed)
 		if err != nil {
 			return nil, err
-		}
-		enc, err := encodeValue(map[string]any(h))
-		if err != nil {
-			return nil, err
-		}
-		b, err := json.Marshal(enc)
-		if err != nil {
-			return nil, fmt.Errorf("%w: headers: %v", transport.ErrInvalidMessage, err)
 		}
 		md[MetadataHeaders] = string(b)
 	}
@@ -131,17 +125,9 @@ func fromWatermill(wm *message.Message) (transport.Message, error) {
 		case MetadataNoID:
 			m.ID = ""
 		case MetadataHeaders:
-			var enc any
-			if err := json.Unmarshal([]byte(v), &enc); err != nil {
-				return m, fmt.Errorf("%w: metadata %s: %v", transport.ErrInvalidMessage, k, err)
-			}
-			dec, err := decodeValue(enc)
+			h, err := transport.UnmarshalHeaders([]byte(v))
 			if err != nil {
-				return m, fmt.Errorf("%w: metadata %s: %v", transport.ErrInvalidMessage, k, err)
-			}
-			h, ok := dec.(map[string]any)
-			if !ok {
-				return m, fmt.Errorf("%w: metadata %s is not a table", transport.ErrInvalidMessage, k)
+				return m, fmt.Errorf("metadata %s: %w", k, err)
 			}
 			if m.Headers == nil {
 				m.Headers = make(transport.Headers, len(h))
@@ -156,188 +142,4 @@ func fromWatermill(wm *message.Message) (transport.Message, error) {
 		}
 	}
 	return m, nil
-}
-
-// encodeValue turns a canonical header value (see transport.Headers) into
-// JSON that says its type: a two-element array [tag, value], where every
-// number is a string so that int64 and NaN survive.
-func encodeValue(v any) (any, error) {
-	switch v := v.(type) {
-	case nil:
-		return []any{"nil", nil}, nil
-	case bool:
-		return []any{"bool", v}, nil
-	case string:
-		return []any{"str", v}, nil
-	case []byte:
-		return []any{"bytes", base64.StdEncoding.EncodeToString(v)}, nil
-	case int8:
-		return []any{"i8", strconv.FormatInt(int64(v), 10)}, nil
-	case uint8:
-		return []any{"u8", strconv.FormatUint(uint64(v), 10)}, nil
-	case int16:
-		return []any{"i16", strconv.FormatInt(int64(v), 10)}, nil
-	case uint16:
-		return []any{"u16", strconv.FormatUint(uint64(v), 10)}, nil
-	case int32:
-		return []any{"i32", strconv.FormatInt(int64(v), 10)}, nil
-	case uint32:
-		return []any{"u32", strconv.FormatUint(uint64(v), 10)}, nil
-	case int64:
-		return []any{"i64", strconv.FormatInt(v, 10)}, nil
-	case float32:
-		return []any{"f32", strconv.FormatFloat(float64(v), 'g', -1, 32)}, nil
-	case float64:
-		return []any{"f64", strconv.FormatFloat(v, 'g', -1, 64)}, nil
-	case transport.Decimal:
-		return []any{"dec", []any{strconv.Itoa(int(v.Scale)), strconv.FormatInt(int64(v.Value), 10)}}, nil
-	case time.Time:
-		return []any{"time", strconv.FormatInt(v.Unix(), 10)}, nil
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, x := range v {
-			e, err := encodeValue(x)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = e
-		}
-		return []any{"table", out}, nil
-	case []any:
-		out := make([]any, len(v))
-		for i, x := range v {
-			e, err := encodeValue(x)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = e
-		}
-		return []any{"array", out}, nil
-	}
-	return nil, fmt.Errorf("%w: header value of type %T", transport.ErrInvalidMessage, v)
-}
-
-// decodeValue is the inverse of encodeValue.
-func decodeValue(enc any) (any, error) {
-	pair, ok := enc.([]any)
-	if !ok || len(pair) != 2 {
-		return nil, fmt.Errorf("typed value %v is not a [tag, value] pair", enc)
-	}
-	tag, _ := pair[0].(string)
-	v := pair[1]
-	str := func() (string, error) {
-		s, ok := v.(string)
-		if !ok {
-			return "", fmt.Errorf("%s value %v is not a string", tag, v)
-		}
-		return s, nil
-	}
-	parseInt := func(bits int) (int64, error) {
-		s, err := str()
-		if err != nil {
-			return 0, err
-		}
-		return strconv.ParseInt(s, 10, bits)
-	}
-	parseUint := func(bits int) (uint64, error) {
-		s, err := str()
-		if err != nil {
-			return 0, err
-		}
-		return strconv.ParseUint(s, 10, bits)
-	}
-	switch tag {
-	case "nil":
-		return nil, nil
-	case "bool":
-		b, ok := v.(bool)
-		if !ok {
-			return nil, fmt.Errorf("bool value %v", v)
-		}
-		return b, nil
-	case "str":
-		return str()
-	case "bytes":
-		s, err := str()
-		if err != nil {
-			return nil, err
-		}
-		return base64.StdEncoding.DecodeString(s)
-	case "i8":
-		n, err := parseInt(8)
-		return int8(n), err
-	case "u8":
-		n, err := parseUint(8)
-		return uint8(n), err
-	case "i16":
-		n, err := parseInt(16)
-		return int16(n), err
-	case "u16":
-		n, err := parseUint(16)
-		return uint16(n), err
-	case "i32":
-		n, err := parseInt(32)
-		return int32(n), err
-	case "u32":
-		n, err := parseUint(32)
-		return uint32(n), err
-	case "i64":
-		return parseInt(64)
-	case "f32":
-		s, err := str()
-		if err != nil {
-			return nil, err
-		}
-		f, err := strconv.ParseFloat(s, 32)
-		return float32(f), err
-	case "f64":
-		s, err := str()
-		if err != nil {
-			return nil, err
-		}
-		return strconv.ParseFloat(s, 64)
-	case "dec":
-		parts, ok := v.([]any)
-		if !ok || len(parts) != 2 {
-			return nil, fmt.Errorf("decimal value %v", v)
-		}
-		scale, err1 := decodeValue([]any{"u8", parts[0]})
-		value, err2 := decodeValue([]any{"i32", parts[1]})
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("decimal value %v", v)
-		}
-		return transport.Decimal{Scale: scale.(uint8), Value: value.(int32)}, nil
-	case "time":
-		sec, err := parseInt(64)
-		return time.Unix(sec, 0).UTC(), err
-	case "table":
-		t, ok := v.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("table value %v", v)
-		}
-		out := make(map[string]any, len(t))
-		for k, x := range t {
-			d, err := decodeValue(x)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = d
-		}
-		return out, nil
-	case "array":
-		a, ok := v.([]any)
-		if !ok {
-			return nil, fmt.Errorf("array value %v", v)
-		}
-		out := make([]any, len(a))
-		for i, x := range a {
-			d, err := decodeValue(x)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = d
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("unknown type tag %q", tag)
 }

@@ -63,7 +63,7 @@
 // no field for travels in metadata under the reserved prefix
 // [MetadataPrefix]: the AMQP properties (correlation id, reply-to, content
 // type and encoding, type, timestamp), and, as typed JSON in
-// [MetadataHeaders], every header that is not a string, so that an integer,
+// [MetadataHeaders] (the form of transport.MarshalHeaders), every header that is not a string, so that an integer,
 // a timestamp or RabbitMQ's x-death table comes back with its exact type.
 // Messages published by plain Watermill code have string metadata only and
 // arrive in busline with those as headers.
