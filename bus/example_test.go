@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"slices"
 	"strings"
 	"sync"
@@ -39,23 +40,37 @@ func Example() {
 	t := memory.New(memory.Options{}) // RabbitMQ in production: amqp.Dial(...)
 	defer t.Close()
 
-	shipping, _ := bus.New(t, "shipping", bus.Options{})
-	bus.Handle(shipping, func(ctx context.Context, cmd ShipOrder) error {
+	shipping, err := bus.New(t, "shipping", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bus.Handle(shipping, func(ctx context.Context, cmd ShipOrder) error {
 		fmt.Println("shipping", cmd.OrderID)
 		// Dispatched only if this handler succeeds, before the command is acked.
 		return shipping.Publish(ctx, "orders.shipped", OrderShipped{OrderID: cmd.OrderID})
-	})
-	shipping.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := shipping.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer shipping.Shutdown(ctx)
 
-	billing, _ := bus.New(t, "billing", bus.Options{Subscriptions: []string{"orders.*"}})
+	billing, err := bus.New(t, "billing", bus.Options{Subscriptions: []string{"orders.*"}})
+	if err != nil {
+		log.Fatal(err)
+	}
 	done := make(chan struct{})
-	bus.Handle(billing, func(ctx context.Context, ev OrderShipped) error {
+	if err := bus.Handle(billing, func(ctx context.Context, ev OrderShipped) error {
 		fmt.Println("billing", ev.OrderID)
 		close(done)
 		return nil
-	})
-	billing.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := billing.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer billing.Shutdown(ctx)
 
 	if err := billing.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"}); err != nil {
@@ -72,17 +87,24 @@ func ExampleBus_Send() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	b, _ := bus.New(t, "shipping", bus.Options{})
+	b, err := bus.New(t, "shipping", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	handled := make(chan bus.Incoming, 1)
-	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+	if err := bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
 		in, _ := bus.IncomingFrom(ctx)
 		handled <- in
 		return nil
-	})
-	b.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
 
-	err := b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1", Express: true})
+	err = b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1", Express: true})
 	fmt.Println("sent:", err)
 	in := <-handled
 	fmt.Println(in.MessageType, string(in.Message.Body))
@@ -107,19 +129,33 @@ func ExampleBus_Publish() {
 	var mu sync.Mutex
 	var got []string
 	for _, sub := range []struct{ queue, pattern string }{{"audit", "orders.#"}, {"eu-billing", "orders.*.eu"}} {
-		b, _ := bus.New(t, sub.queue, bus.Options{Subscriptions: []string{sub.pattern}})
-		bus.Handle(b, func(ctx context.Context, ev OrderShipped) error {
+		b, err := bus.New(t, sub.queue, bus.Options{Subscriptions: []string{sub.pattern}})
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := bus.Handle(b, func(ctx context.Context, ev OrderShipped) error {
 			mu.Lock()
 			defer mu.Unlock()
 			got = append(got, sub.queue+" got "+ev.OrderID)
 			return nil
-		})
-		b.Start(ctx)
+		}); err != nil {
+			log.Fatal(err)
+		}
+		if err := b.Start(ctx); err != nil {
+			log.Fatal(err)
+		}
 		defer b.Shutdown(ctx)
 	}
-	publisher, _ := bus.New(t, "", bus.Options{}) // send-only
-	publisher.Publish(ctx, "orders.shipped.eu", OrderShipped{OrderID: "o-1"})
-	publisher.Publish(ctx, "orders.shipped.us", OrderShipped{OrderID: "o-2"})
+	publisher, err := bus.New(t, "", bus.Options{}) // send-only
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := publisher.Publish(ctx, "orders.shipped.eu", OrderShipped{OrderID: "o-1"}); err != nil {
+		log.Fatal(err)
+	}
+	if err := publisher.Publish(ctx, "orders.shipped.us", OrderShipped{OrderID: "o-2"}); err != nil {
+		log.Fatal(err)
+	}
 	t.Broker().WaitIdle(ctx)
 	mu.Lock()
 	slices.Sort(got)
@@ -128,7 +164,7 @@ func ExampleBus_Publish() {
 
 	// An event nobody subscribed to is dropped, unless a subscriber is required.
 	fmt.Println(publisher.Publish(ctx, "stock.low", OrderShipped{}))
-	err := publisher.Publish(ctx, "stock.low", OrderShipped{}, bus.WithRequireSubscriber(true))
+	err = publisher.Publish(ctx, "stock.low", OrderShipped{}, bus.WithRequireSubscriber(true))
 	fmt.Println(errors.Is(err, bus.ErrUnroutable))
 	// Output:
 	// audit got o-1
@@ -143,19 +179,34 @@ func ExampleBus_Subscribe() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	b, _ := bus.New(t, "audit", bus.Options{})
-	bus.Handle(b, func(ctx context.Context, ev OrderShipped) error {
+	b, err := bus.New(t, "audit", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bus.Handle(b, func(ctx context.Context, ev OrderShipped) error {
 		fmt.Println("got", ev.OrderID)
 		return nil
-	})
-	b.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
 
-	b.Subscribe(ctx, "orders.#")
-	b.Publish(ctx, "orders.shipped", OrderShipped{OrderID: "o-1"})
+	if err := b.Subscribe(ctx, "orders.#"); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Publish(ctx, "orders.shipped", OrderShipped{OrderID: "o-1"}); err != nil {
+		log.Fatal(err)
+	}
 	t.Broker().WaitIdle(ctx)
-	b.Unsubscribe(ctx, "orders.#")
-	b.Publish(ctx, "orders.shipped", OrderShipped{OrderID: "o-2"})
+	if err := b.Unsubscribe(ctx, "orders.#"); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Publish(ctx, "orders.shipped", OrderShipped{OrderID: "o-2"}); err != nil {
+		log.Fatal(err)
+	}
 	t.Broker().WaitIdle(ctx)
 	fmt.Println(b.Subscriptions())
 	// Output:
@@ -169,18 +220,29 @@ func ExampleBus_Defer() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	b, _ := bus.New(t, "reminders", bus.Options{})
+	b, err := bus.New(t, "reminders", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	got := make(chan time.Time, 2)
-	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+	if err := bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
 		got <- time.Now()
 		return nil
-	})
-	b.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
 
 	start := time.Now()
-	b.Defer(ctx, 50*time.Millisecond, "reminders", ShipOrder{OrderID: "later"})
-	b.Send(ctx, "reminders", ShipOrder{OrderID: "at"}, bus.WithDeliverAt(start.Add(80*time.Millisecond)))
+	if err := b.Defer(ctx, 50*time.Millisecond, "reminders", ShipOrder{OrderID: "later"}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Send(ctx, "reminders", ShipOrder{OrderID: "at"}, bus.WithDeliverAt(start.Add(80*time.Millisecond))); err != nil {
+		log.Fatal(err)
+	}
 	fmt.Println((<-got).Sub(start) >= 50*time.Millisecond)
 	fmt.Println((<-got).Sub(start) >= 80*time.Millisecond)
 	// Output:
@@ -194,24 +256,40 @@ func ExampleBus_Reply() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	stock, _ := bus.New(t, "stock", bus.Options{})
-	bus.Handle(stock, func(ctx context.Context, q GetStock) error {
+	stock, err := bus.New(t, "stock", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bus.Handle(stock, func(ctx context.Context, q GetStock) error {
 		return stock.Reply(ctx, StockLevel{SKU: q.SKU, Units: 7})
-	})
-	stock.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := stock.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer stock.Shutdown(ctx)
 
-	shop, _ := bus.New(t, "shop", bus.Options{})
+	shop, err := bus.New(t, "shop", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	done := make(chan struct{})
-	bus.Handle(shop, func(ctx context.Context, r StockLevel) error {
+	if err := bus.Handle(shop, func(ctx context.Context, r StockLevel) error {
 		in, _ := bus.IncomingFrom(ctx)
 		fmt.Println(r.SKU, r.Units, "from", in.OriginatingAddress)
 		close(done)
 		return nil
-	})
-	shop.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := shop.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer shop.Shutdown(ctx)
-	shop.Send(ctx, "stock", GetStock{SKU: "sku-1"})
+	if err := shop.Send(ctx, "stock", GetStock{SKU: "sku-1"}); err != nil {
+		log.Fatal(err)
+	}
 	<-done
 	// Output:
 	// sku-1 7 from stock
@@ -222,17 +300,27 @@ func ExampleRequest() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	stock, _ := bus.New(t, "stock", bus.Options{})
-	bus.Handle(stock, func(ctx context.Context, q GetStock) error {
+	stock, err := bus.New(t, "stock", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bus.Handle(stock, func(ctx context.Context, q GetStock) error {
 		if q.SKU == "slow" {
 			return nil // never replies
 		}
 		return stock.Reply(ctx, StockLevel{SKU: q.SKU, Units: 3})
-	})
-	stock.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := stock.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer stock.Shutdown(ctx)
 
-	client, _ := bus.New(t, "", bus.Options{})
+	client, err := bus.New(t, "", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer client.Shutdown(ctx)
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
@@ -254,24 +342,37 @@ func ExampleBus_Transaction() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	b, _ := bus.New(t, "shipping", bus.Options{})
-	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+	b, err := bus.New(t, "shipping", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
 		fmt.Println("shipping", cmd.OrderID)
 		return nil
-	})
-	b.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
 
-	err := b.Transaction(ctx, func(ctx context.Context) error {
-		b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"})
-		b.Send(ctx, "shipping", ShipOrder{OrderID: "o-2"})
+	err = b.Transaction(ctx, func(ctx context.Context) error {
+		if err := b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"}); err != nil {
+			return err
+		}
+		if err := b.Send(ctx, "shipping", ShipOrder{OrderID: "o-2"}); err != nil {
+			return err
+		}
 		return nil
 	})
 	t.Broker().WaitIdle(ctx)
 	fmt.Println("committed:", err)
 
 	err = b.Transaction(ctx, func(ctx context.Context) error {
-		b.Send(ctx, "shipping", ShipOrder{OrderID: "o-3"})
+		if err := b.Send(ctx, "shipping", ShipOrder{OrderID: "o-3"}); err != nil {
+			return err
+		}
 		return errors.New("payment declined")
 	})
 	fmt.Println("rolled back:", err)
@@ -289,26 +390,41 @@ func ExampleHandle() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	b, _ := bus.New(t, "shipping", bus.Options{})
+	b, err := bus.New(t, "shipping", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	// Two handlers of one type both run; both must succeed.
-	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+	if err := bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
 		fmt.Println("pack", cmd.OrderID)
 		return nil
-	})
-	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
 		fmt.Println("label", cmd.OrderID)
 		return nil
-	})
+	}); err != nil {
+		log.Fatal(err)
+	}
 	// A message type named by a Python peer.
-	bus.Handle(b, func(ctx context.Context, cmd map[string]any) error {
+	if err := bus.Handle(b, func(ctx context.Context, cmd map[string]any) error {
 		fmt.Println("legacy", cmd["order_id"])
 		return nil
-	}, bus.WithMessageType("Shipping.ShipOrderV1"))
-	b.Start(ctx)
+	}, bus.WithMessageType("Shipping.ShipOrderV1")); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
 
-	b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"})
-	b.Send(ctx, "shipping", map[string]any{"order_id": "o-2"}, bus.WithMessageType("Shipping.ShipOrderV1"))
+	if err := b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Send(ctx, "shipping", map[string]any{"order_id": "o-2"}, bus.WithMessageType("Shipping.ShipOrderV1")); err != nil {
+		log.Fatal(err)
+	}
 	t.Broker().WaitIdle(ctx)
 	name, _ := bus.TypeName(ShipOrder{})
 	fmt.Println(name)
@@ -336,14 +452,23 @@ func ExampleBus_HandleRaw() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	b, _ := bus.New(t, "audit", bus.Options{})
-	b.HandleRaw("ShipOrder", func(ctx context.Context, m *transport.Message) error {
+	b, err := bus.New(t, "audit", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := b.HandleRaw("ShipOrder", func(ctx context.Context, m *transport.Message) error {
 		fmt.Println(m.Type, m.Headers["PikaBus.Intent"], m.Headers["tenant"], string(m.Body))
 		return nil
-	})
-	b.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
-	b.Send(ctx, "audit", ShipOrder{OrderID: "o-1"}, bus.WithHeaders(transport.Headers{"tenant": "acme"}))
+	if err := b.Send(ctx, "audit", ShipOrder{OrderID: "o-1"}, bus.WithHeaders(transport.Headers{"tenant": "acme"})); err != nil {
+		log.Fatal(err)
+	}
 	t.Broker().WaitIdle(ctx)
 	// Output:
 	// ShipOrder command acme {"OrderID":"o-1","Express":false}
@@ -355,22 +480,35 @@ func ExampleBus_HandleFallback() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	b, _ := bus.New(t, "audit", bus.Options{})
-	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+	b, err := bus.New(t, "audit", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
 		fmt.Println("ShipOrder handler:", cmd.OrderID)
 		return nil
-	})
-	b.HandleFallback(func(ctx context.Context, m *transport.Message) error {
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.HandleFallback(func(ctx context.Context, m *transport.Message) error {
 		in, _ := bus.IncomingFrom(ctx)
 		fmt.Printf("fallback: type %q, body %s\n", in.MessageType, m.Body)
 		return nil
-	})
-	b.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
 
-	b.Send(ctx, "audit", ShipOrder{OrderID: "o-1"})
+	if err := b.Send(ctx, "audit", ShipOrder{OrderID: "o-1"}); err != nil {
+		log.Fatal(err)
+	}
 	t.Broker().WaitIdle(ctx)
-	b.Send(ctx, "audit", OrderShipped{OrderID: "o-1"})
+	if err := b.Send(ctx, "audit", OrderShipped{OrderID: "o-1"}); err != nil {
+		log.Fatal(err)
+	}
 	t.Broker().WaitIdle(ctx)
 	// A message without a type, as a PikaBus service sends it by default.
 	t.Dispatch(ctx, transport.Outgoing{RoutingKey: "audit", Mandatory: true, Message: transport.Message{
@@ -392,13 +530,20 @@ func ExampleOptions_defaultMessageType() {
 	type PlaceOrder struct {
 		OrderID string `json:"order_id"`
 	}
-	b, _ := bus.New(t, "orders", bus.Options{DefaultMessageType: "PlaceOrder"})
-	bus.Handle(b, func(ctx context.Context, o PlaceOrder) error {
+	b, err := bus.New(t, "orders", bus.Options{DefaultMessageType: "PlaceOrder"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bus.Handle(b, func(ctx context.Context, o PlaceOrder) error {
 		in, _ := bus.IncomingFrom(ctx)
 		fmt.Println("placing", o.OrderID, "as", in.MessageType, "reply to", in.ReplyTo)
 		return nil
-	}, bus.WithMessageType("PlaceOrder"))
-	b.Start(ctx)
+	}, bus.WithMessageType("PlaceOrder")); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
 
 	// What `await bus.Send({'order_id': '42'}, queue='orders')` publishes
@@ -427,21 +572,33 @@ func ExampleBus_ReplayErrors() {
 	defer t.Close()
 	opts := bus.Options{QueuePrefix: "staging."}
 	fixed := false
-	shipping, _ := bus.New(t, "shipping", opts)
-	bus.Handle(shipping, func(ctx context.Context, cmd ShipOrder) error {
+	shipping, err := bus.New(t, "shipping", opts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bus.Handle(shipping, func(ctx context.Context, cmd ShipOrder) error {
 		if !fixed {
 			return bus.Permanent(fmt.Errorf("no address for %s", cmd.OrderID))
 		}
 		fmt.Println("shipped", cmd.OrderID)
 		return nil
-	})
-	shipping.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := shipping.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer shipping.Shutdown(ctx)
-	shipping.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"}, bus.WithMessageID("ship-o-1"))
+	if err := shipping.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"}, bus.WithMessageID("ship-o-1")); err != nil {
+		log.Fatal(err)
+	}
 	t.Broker().WaitIdle(ctx)
 
 	fixed = true
-	ops, _ := bus.New(t, "", opts)
+	ops, err := bus.New(t, "", opts)
+	if err != nil {
+		log.Fatal(err)
+	}
 	res, err := ops.ReplayErrors(ctx, middleware.ReplayOptions{MessageIDs: []string{"ship-o-1", "ship-o-2"}})
 	t.Broker().WaitIdle(ctx)
 	for _, r := range res.Replayed {
@@ -461,20 +618,31 @@ func Example_errorQueue() {
 	t := memory.New(memory.Options{})
 	defer t.Close()
 	fixed := false
-	b, _ := bus.New(t, "shipping", bus.Options{})
-	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+	b, err := bus.New(t, "shipping", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
 		if !fixed {
 			// Permanent: no retries. Other errors are retried 5 times first.
 			return bus.Permanent(fmt.Errorf("no address for %s", cmd.OrderID))
 		}
 		fmt.Println("shipped", cmd.OrderID)
 		return nil
-	})
-	b.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
 
-	b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"})
-	b.Send(ctx, "shipping", OrderShipped{OrderID: "o-1"}) // no handler takes it
+	if err := b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Send(ctx, "shipping", OrderShipped{OrderID: "o-1"}); err != nil { // no handler takes it
+		log.Fatal(err)
+	}
 	t.Broker().WaitIdle(ctx)
 	for _, m := range t.Broker().Messages(b.ErrorQueue()) {
 		fmt.Println(m.Headers["PikaBus.SourceQueue"], m.Headers["PikaBus.ErrorRetries"], m.Headers["PikaBus.ErrorDetails"])
@@ -499,8 +667,13 @@ func ExampleOptions_onEvent() {
 	t := memory.New(memory.Options{})
 	defer t.Close()
 	events := make(chan bus.Notice, 10)
-	b, _ := bus.New(t, "shipping", bus.Options{OnNotice: func(e bus.Notice) { events <- e }})
-	b.Start(ctx)
+	b, err := bus.New(t, "shipping", bus.Options{OnNotice: func(e bus.Notice) { events <- e }})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	fmt.Println("health:", b.Health(ctx))
 	b.Pause(ctx)
 	b.Resume(ctx)
@@ -539,13 +712,19 @@ func ExampleOptions_errorEvents() {
 			}
 		},
 	})
-	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+	if err := bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
 		return errors.New("gateway down")
-	})
-	b.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
 
-	b.Send(ctx, "payments", ShipOrder{OrderID: "o-1"}, bus.WithMessageID("charge-o-1"))
+	if err := b.Send(ctx, "payments", ShipOrder{OrderID: "o-1"}, bus.WithMessageID("charge-o-1")); err != nil {
+		log.Fatal(err)
+	}
 	e := <-failed
 	fmt.Printf("%s (%s) sent to the error queue after %d retries: %v\n", e.MessageID, e.MessageType, e.Retries, e.Err)
 	// Output:
@@ -564,7 +743,9 @@ func ExampleOptions_prefixes() {
 		TopicPrefix:   "staging.",
 		Subscriptions: []string{"orders.*"},
 	})
-	b.Start(ctx)
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
 	fmt.Println(b.Queue(), b.ErrorQueue(), b.Subscriptions())
 	// Output: staging.shipping staging.error [staging.orders.*]
@@ -597,16 +778,28 @@ func ExampleCodec() {
 	t := memory.New(memory.Options{})
 	defer t.Close()
 	// The receiver reads JSON and text; the sender writes text.
-	receiver, _ := bus.New(t, "notes", bus.Options{Codecs: []bus.Codec{textCodec{}}})
-	bus.Handle(receiver, func(ctx context.Context, n Note) error {
+	receiver, err := bus.New(t, "notes", bus.Options{Codecs: []bus.Codec{textCodec{}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bus.Handle(receiver, func(ctx context.Context, n Note) error {
 		in, _ := bus.IncomingFrom(ctx)
 		fmt.Println(n, "as", in.Message.ContentType)
 		return nil
-	})
-	receiver.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := receiver.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer receiver.Shutdown(ctx)
-	sender, _ := bus.New(t, "", bus.Options{Codec: textCodec{}})
-	sender.Send(ctx, "notes", Note("hello"))
+	sender, err := bus.New(t, "", bus.Options{Codec: textCodec{}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := sender.Send(ctx, "notes", Note("hello")); err != nil {
+		log.Fatal(err)
+	}
 	t.Broker().WaitIdle(ctx)
 	// Output: hello as text/plain
 }
@@ -616,19 +809,28 @@ func ExampleWithHeaders() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	b, _ := bus.New(t, "shipping", bus.Options{})
-	b.HandleRaw("Shipping.Ship", func(ctx context.Context, m *transport.Message) error {
+	b, err := bus.New(t, "shipping", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := b.HandleRaw("Shipping.Ship", func(ctx context.Context, m *transport.Message) error {
 		in, _ := bus.IncomingFrom(ctx)
 		fmt.Println(in.MessageID, in.CorrelationID, m.Headers["tenant"])
 		return nil
-	})
-	b.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
-	b.Send(ctx, "shipping", ShipOrder{},
+	if err := b.Send(ctx, "shipping", ShipOrder{},
 		bus.WithMessageType("Shipping.Ship"),
 		bus.WithMessageID("order-o-1-ship"), // a stable id lets receivers spot duplicates
 		bus.WithCorrelationID("checkout-42"),
-		bus.WithHeaders(transport.Headers{"tenant": "acme"}))
+		bus.WithHeaders(transport.Headers{"tenant": "acme"})); err != nil {
+		log.Fatal(err)
+	}
 	t.Broker().WaitIdle(ctx)
 	// Output: order-o-1-ship checkout-42 acme
 }
@@ -639,16 +841,25 @@ func ExampleBus_Shutdown() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	b, _ := bus.New(t, "shipping", bus.Options{})
+	b, err := bus.New(t, "shipping", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	started, release := make(chan struct{}), make(chan struct{})
-	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+	if err := bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
 		close(started)
 		<-release
 		fmt.Println("handler finished", cmd.OrderID)
 		return nil
-	})
-	b.Start(ctx)
-	b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"})
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"}); err != nil {
+		log.Fatal(err)
+	}
 	<-started
 
 	done := make(chan error)
@@ -668,14 +879,21 @@ func ExampleNewMessageID() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	b, _ := bus.New(t, "shipping", bus.Options{})
+	b, err := bus.New(t, "shipping", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	handled := make(chan string, 1)
-	bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
+	if err := bus.Handle(b, func(ctx context.Context, cmd ShipOrder) error {
 		in, _ := bus.IncomingFrom(ctx)
 		handled <- in.MessageID
 		return nil
-	})
-	b.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
 
 	id := bus.NewMessageID()

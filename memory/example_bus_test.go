@@ -3,6 +3,7 @@ package memory_test
 import (
 	"context"
 	"fmt"
+	"log"
 	"time"
 
 	"github.com/busline/busline/bus"
@@ -18,11 +19,18 @@ func ExampleBroker_Deferred() {
 	ctx := context.Background()
 	tr := memory.New(memory.Options{})
 	defer tr.Close()
-	b, _ := bus.New(tr, "orders", bus.Options{})
-	b.Start(ctx)
+	b, err := bus.New(tr, "orders", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
 
-	b.Defer(ctx, time.Hour, "orders", Reminder{OrderID: "42"})
+	if err := b.Defer(ctx, time.Hour, "orders", Reminder{OrderID: "42"}); err != nil {
+		log.Fatal(err)
+	}
 	for _, p := range tr.Broker().Deferred() {
 		fmt.Println(p.RoutingKey, p.Message.Type, string(p.Message.Body), time.Until(p.NotBefore).Round(time.Minute))
 	}
@@ -30,6 +38,6 @@ func ExampleBroker_Deferred() {
 	stats, _ := tr.Broker().Stats("orders")
 	fmt.Printf("ready %d, unacked %d, consumers %d, %s\n", stats.Ready, stats.Unacked, stats.Consumers, stats.Type)
 	// Output:
-	// orders memory_test.Reminder {"OrderID":"42"} 1h0m0s
+	// orders Reminder {"OrderID":"42"} 1h0m0s
 	// ready 0, unacked 0, consumers 1, quorum
 }

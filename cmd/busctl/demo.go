@@ -81,13 +81,15 @@ func startDemo(ctx context.Context, t transport.Transport) (stop func(), queues 
 	if err != nil {
 		return stop, nil, err
 	}
-	bus.Handle(orders, func(ctx context.Context, m PlaceOrder) error {
+	if err := bus.Handle(orders, func(ctx context.Context, m PlaceOrder) error {
 		if m.Order%5 == 0 && firstTime(ctx) {
 			return fmt.Errorf("place order %d: stock service returned 503", m.Order)
 		}
 		return nil
-	})
-	bus.Handle(billing, func(ctx context.Context, m ChargeCard) error {
+	}); err != nil {
+		return stop, nil, err
+	}
+	if err := bus.Handle(billing, func(ctx context.Context, m ChargeCard) error {
 		if firstTime(ctx) {
 			if m.Order%3 == 0 {
 				return fmt.Errorf("charge order %d: payment gateway timeout after %d ms", m.Order, 3000+m.Order)
@@ -95,13 +97,17 @@ func startDemo(ctx context.Context, t transport.Transport) (stop func(), queues 
 			return bus.Permanent(fmt.Errorf("charge order %d: card %q declined", m.Order, m.Card))
 		}
 		return nil
-	})
-	bus.Handle(shipping, func(ctx context.Context, m ShipOrder) error {
+	}); err != nil {
+		return stop, nil, err
+	}
+	if err := bus.Handle(shipping, func(ctx context.Context, m ShipOrder) error {
 		if m.Address == "" && firstTime(ctx) {
 			return errors.New("ship order: no address for customer")
 		}
 		return nil
-	})
+	}); err != nil {
+		return stop, nil, err
+	}
 	for _, b := range buses {
 		if err := b.Start(ctx); err != nil {
 			return stop, nil, err

@@ -78,7 +78,7 @@ func run(ctx context.Context) error {
 	}
 
 	orders := newService("orders", bus.Options{})
-	bus.Handle(orders, func(ctx context.Context, o PlaceOrder) error {
+	if err := bus.Handle(orders, func(ctx context.Context, o PlaceOrder) error {
 		in, _ := bus.IncomingFrom(ctx)
 		say("orders    got %s %s from %s (intent %q)", in.MessageType, o.OrderID, in.OriginatingAddress, in.Intent)
 		// Both go out only if this handler succeeds.
@@ -86,20 +86,26 @@ func run(ctx context.Context) error {
 			return err
 		}
 		return orders.Publish(ctx, "orders.placed.eu", OrderPlaced(o))
-	})
-	bus.Handle(orders, func(ctx context.Context, r PaymentReminder) error {
+	}); err != nil {
+		return err
+	}
+	if err := bus.Handle(orders, func(ctx context.Context, r PaymentReminder) error {
 		in, _ := bus.IncomingFrom(ctx)
 		say("orders    got PaymentReminder %s, %.1fs after it was sent", r.OrderID, time.Since(in.TimeSent).Seconds())
 		seen <- "reminder"
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 
 	shipping := newService("shipping", bus.Options{Subscriptions: []string{"orders.#"}})
-	bus.Handle(shipping, func(ctx context.Context, e OrderPlaced) error {
+	if err := bus.Handle(shipping, func(ctx context.Context, e OrderPlaced) error {
 		say("shipping  [orders.#]    got OrderPlaced %s: packing the %s", e.OrderID, e.Item)
 		seen <- "shipping " + e.OrderID
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 
 	var gatewayDown atomic.Bool
 	billing := newService("billing", bus.Options{
@@ -110,7 +116,7 @@ func run(ctx context.Context) error {
 			}
 		},
 	})
-	bus.Handle(billing, func(ctx context.Context, e OrderPlaced) error {
+	if err := bus.Handle(billing, func(ctx context.Context, e OrderPlaced) error {
 		in, _ := bus.IncomingFrom(ctx)
 		if gatewayDown.Load() {
 			say("billing   [orders.*.eu] FAILED to charge %s, attempt %d: payment gateway down", e.OrderID, in.Retries+1)
@@ -119,21 +125,27 @@ func run(ctx context.Context) error {
 		say("billing   [orders.*.eu] got OrderPlaced %s: card charged", e.OrderID)
 		seen <- "billing " + e.OrderID
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 
 	stock := newService("stock", bus.Options{})
-	bus.Handle(stock, func(ctx context.Context, q GetStock) error {
+	if err := bus.Handle(stock, func(ctx context.Context, q GetStock) error {
 		say("stock     got GetStock %s, replying", q.Item)
 		return stock.Reply(ctx, StockLevel{Item: q.Item, Units: 7})
-	})
+	}); err != nil {
+		return err
+	}
 
 	shop := newService("shop", bus.Options{})
-	bus.Handle(shop, func(ctx context.Context, a OrderAccepted) error {
+	if err := bus.Handle(shop, func(ctx context.Context, a OrderAccepted) error {
 		in, _ := bus.IncomingFrom(ctx)
 		say("shop      got the reply OrderAccepted %s (correlation id …%s)", a.OrderID, in.CorrelationID[len(in.CorrelationID)-12:])
 		seen <- "accepted " + a.OrderID
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 
 	for _, b := range []*bus.Bus{orders, shipping, billing, stock, shop} {
 		if err := b.Start(ctx); err != nil {

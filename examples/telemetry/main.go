@@ -100,15 +100,19 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		return err
 	}
 	billed := make(chan string, 1)
-	bus.Handle(orders, func(ctx context.Context, o PlaceOrder) error {
+	if err := bus.Handle(orders, func(ctx context.Context, o PlaceOrder) error {
 		ex.Printf("orders   placing %s", o.ID)
 		return orders.Publish(ctx, "orders.placed", OrderPlaced(o))
-	})
-	bus.Handle(orders, func(ctx context.Context, o OrderBilled) error {
+	}); err != nil {
+		return err
+	}
+	if err := bus.Handle(orders, func(ctx context.Context, o OrderBilled) error {
 		ex.Printf("orders   %s billed", o.ID)
 		billed <- o.ID
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 
 	// billing: subscribed to OrderPlaced; its payment gateway fails once.
 	backoff := middleware.LinearBackoff(200 * time.Millisecond)
@@ -122,7 +126,7 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		return err
 	}
 	var once sync.Once
-	bus.Handle(billing, func(ctx context.Context, o OrderPlaced) error {
+	if err := bus.Handle(billing, func(ctx context.Context, o OrderPlaced) error {
 		var failed error
 		once.Do(func() { failed = errors.New("payment gateway timeout") })
 		if failed != nil {
@@ -131,7 +135,9 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		}
 		ex.Printf("billing  charging %s: done", o.ID)
 		return billing.Reply(ctx, OrderBilled(o))
-	})
+	}); err != nil {
+		return err
+	}
 
 	// shop: a send-only client behind an HTTP handler (here, a span).
 	shopTracer, instrument := service("shop")

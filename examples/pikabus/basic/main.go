@@ -23,7 +23,7 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		return err
 	}
 	handled := make(chan Greeting, 6)
-	bus.Handle(b, func(ctx context.Context, g Greeting) error {
+	if err := bus.Handle(b, func(ctx context.Context, g Greeting) error {
 		in, _ := bus.IncomingFrom(ctx)
 		ex.Printf("received %s %+v", in.Intent, g)
 		handled <- g
@@ -32,7 +32,9 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 			return b.Reply(ctx, Greeting{Hello: "back at you", Reply: false})
 		}
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 	if err := b.Start(ctx); err != nil {
 		return err
 	}

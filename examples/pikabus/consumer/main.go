@@ -23,12 +23,14 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		return err
 	}
 	handled := make(chan string, *messages)
-	bus.Handle(service, func(ctx context.Context, o ProcessOrder) error {
+	if err := bus.Handle(service, func(ctx context.Context, o ProcessOrder) error {
 		ex.Printf("processing %s", o.OrderID)
 		time.Sleep(200 * time.Millisecond) // the work
 		handled <- o.OrderID
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 	if err := service.Start(ctx); err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 	}
 	var gatewayUp atomic.Bool
 	charged := make(chan string, 1)
-	bus.Handle(b, func(ctx context.Context, c ChargeCard) error {
+	if err := bus.Handle(b, func(ctx context.Context, c ChargeCard) error {
 		in, _ := bus.IncomingFrom(ctx)
 		switch {
 		case c.Card == "":
@@ -52,7 +52,9 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		ex.Printf("%s: charged", c.OrderID)
 		charged <- c.OrderID
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 	if err := b.Start(ctx); err != nil {
 		return err
 	}

@@ -34,14 +34,16 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		return err
 	}
 	received := make(chan Greeting, 16)
-	bus.Handle(b, func(ctx context.Context, g Greeting) error {
+	if err := bus.Handle(b, func(ctx context.Context, g Greeting) error {
 		ex.Printf("consumer received %+v", g)
 		select {
 		case received <- g:
 		default: // serving until interrupted: nobody counts
 		}
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 	if err := b.Start(ctx); err != nil {
 		return err
 	}

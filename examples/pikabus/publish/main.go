@@ -22,11 +22,13 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		return err
 	}
 	got := make(chan Greeting, 1)
-	bus.Handle(subscriber, func(ctx context.Context, g Greeting) error {
+	if err := bus.Handle(subscriber, func(ctx context.Context, g Greeting) error {
 		ex.Printf("subscriber received %+v", g)
 		got <- g
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 	if err := subscriber.Start(ctx); err != nil {
 		return err
 	}

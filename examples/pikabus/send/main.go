@@ -24,12 +24,14 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		return err
 	}
 	got := make(chan Greeting, 2)
-	bus.Handle(receiver, func(ctx context.Context, g Greeting) error {
+	if err := bus.Handle(receiver, func(ctx context.Context, g Greeting) error {
 		in, _ := bus.IncomingFrom(ctx)
 		ex.Printf("received %q, %v after it was sent", g.Hello, time.Since(in.TimeSent).Round(100*time.Millisecond))
 		got <- g
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 	if err := receiver.Start(ctx); err != nil {
 		return err
 	}

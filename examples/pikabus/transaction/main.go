@@ -21,11 +21,13 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		return err
 	}
 	got := make(chan string, 4)
-	bus.Handle(b, func(ctx context.Context, n Note) error {
+	if err := bus.Handle(b, func(ctx context.Context, n Note) error {
 		ex.Printf("received %q", n.Text)
 		got <- n.Text
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 	if err := b.Start(ctx); err != nil {
 		return err
 	}

@@ -20,11 +20,13 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		return err
 	}
 	received := make(chan Hello, 1)
-	bus.Handle(receiver, func(ctx context.Context, msg Hello) error {
+	if err := bus.Handle(receiver, func(ctx context.Context, msg Hello) error {
 		ex.Printf(" [x] Received %q", msg.Text)
 		received <- msg
 		return nil // nil acks the message; an error would retry it
-	})
+	}); err != nil {
+		return err
+	}
 	if err := receiver.Start(ctx); err != nil { // declares the queue, starts consuming
 		return err
 	}

@@ -26,11 +26,13 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		if err != nil {
 			return err
 		}
-		bus.Handle(sub, func(ctx context.Context, l LogLine) error {
+		if err := bus.Handle(sub, func(ctx context.Context, l LogLine) error {
 			ex.Printf("[%s] %s: %s", name, l.Severity, l.Text)
 			got <- name
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
 		if err := sub.Start(ctx); err != nil {
 			return err
 		}

@@ -29,10 +29,12 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 	if err != nil {
 		return err
 	}
-	bus.Handle(server, func(ctx context.Context, req FibRequest) error {
+	if err := bus.Handle(server, func(ctx context.Context, req FibRequest) error {
 		ex.Printf(" [.] fib(%d)", req.N)
 		return server.Reply(ctx, FibReply{N: req.N, Fib: fib(req.N)})
-	})
+	}); err != nil {
+		return err
+	}
 	if err := server.Start(ctx); err != nil {
 		return err
 	}

@@ -26,11 +26,13 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		if err != nil {
 			return err
 		}
-		bus.Handle(sub, func(ctx context.Context, s Sighting) error {
+		if err := bus.Handle(sub, func(ctx context.Context, s Sighting) error {
 			ex.Printf("%s %v got %s", q.name, q.patterns, s.Topic)
 			got <- q.name
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
 		if err := sub.Start(ctx); err != nil {
 			return err
 		}

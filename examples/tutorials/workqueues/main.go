@@ -27,7 +27,7 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 		if err != nil {
 			return err
 		}
-		bus.Handle(w, func(ctx context.Context, t Task) error {
+		if err := bus.Handle(w, func(ctx context.Context, t Task) error {
 			ex.Printf("%s: %s started", name, t.Name)
 			select {
 			case <-time.After(t.Duration): // the work
@@ -37,7 +37,9 @@ func run(ctx context.Context, ex *exampleutil.Env) error {
 			ex.Printf("%s: %s done", name, t.Name)
 			done <- result{name, t.Name}
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
 		if err := w.Start(ctx); err != nil {
 			return err
 		}
