@@ -33,6 +33,8 @@ type sendConfig struct {
 	timeFormat     middleware.TimeFormat
 	timeFormatSet  bool
 
+	fullQueue bool // the queue argument is a full name: no QueuePrefix
+
 	deferCall bool   // Defer: needs a Delayer whatever the delay
 	requestID string // Request: the id it registered its reply under
 }
@@ -119,6 +121,16 @@ func WithRequireSubscriber(require bool) SendOption {
 // endpoint's queue: replies go there. Request refuses it.
 func WithReplyTo(queue string) SendOption {
 	return sendOptionFunc(func(c *sendConfig) { c.replyTo, c.replyToSet = queue, true })
+}
+
+// WithFullQueueName makes Send and Defer take their queue argument as a
+// full queue name, as [Bus.Reply] takes a reply address: [Options.QueuePrefix]
+// is not prepended. It is for addresses that messages carried, such as a
+// ReplyToAddress kept to answer later (package saga keeps its originator's),
+// and for an endpoint's own queue as [Bus.Queue] names it. Other calls
+// ignore it.
+func WithFullQueueName() SendOption {
+	return sendOptionFunc(func(c *sendConfig) { c.fullQueue = true })
 }
 
 // MessageTypeOption is the option [WithMessageType] returns; it is both a

@@ -26,7 +26,7 @@ import (
 // with [WithMessageID]. This holds for Publish, Defer, Reply and Request too.
 func (b *Bus) Send(ctx context.Context, queue string, msg any, opts ...SendOption) error {
 	cfg := applySend(sendConfig{}, opts)
-	return b.post(ctx, opSend, b.opts.QueuePrefix+queue, msg, &cfg)
+	return b.post(ctx, opSend, b.queueName(queue, &cfg), msg, &cfg)
 }
 
 // Publish publishes the event msg under topic (with [Options.TopicPrefix]
@@ -49,7 +49,15 @@ func (b *Bus) Publish(ctx context.Context, topic string, msg any, opts ...SendOp
 // endpoint deferring it again on arrival until it is due.
 func (b *Bus) Defer(ctx context.Context, delay time.Duration, queue string, msg any, opts ...SendOption) error {
 	cfg := applySend(sendConfig{delay: delay, delaySet: true, deferCall: true}, opts)
-	return b.post(ctx, opDefer, b.opts.QueuePrefix+queue, msg, &cfg)
+	return b.post(ctx, opDefer, b.queueName(queue, &cfg), msg, &cfg)
+}
+
+// queueName is the full name of the destination queue of Send or Defer.
+func (b *Bus) queueName(queue string, cfg *sendConfig) string {
+	if cfg.fullQueue {
+		return queue
+	}
+	return b.opts.QueuePrefix + queue
 }
 
 // Reply sends msg to the sender of the message being handled: to its

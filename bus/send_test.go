@@ -191,3 +191,19 @@ func TestPrefixes(t *testing.T) {
 		}
 	})
 }
+
+func TestWithFullQueueName(t *testing.T) {
+	bubble(t, func(t *testing.T, e *env) {
+		b := e.bus("orders", bus.Options{QueuePrefix: "staging."})
+		var r recorder[string]
+		must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error { return r.handle(ctx, m.ID) }))
+		e.start(b)
+		must(t, b.Send(ctx, b.Queue(), PlaceOrder{ID: "send"}, bus.WithFullQueueName()))
+		must(t, b.Defer(ctx, time.Minute, b.Queue(), PlaceOrder{ID: "defer"}, bus.WithFullQueueName()))
+		time.Sleep(time.Minute)
+		idle()
+		if got := r.all(); len(got) != 2 || got[0] != "send" || got[1] != "defer" {
+			t.Errorf("handled %q, want send then defer, both on %q", got, b.Queue())
+		}
+	})
+}
