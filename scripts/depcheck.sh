@@ -49,13 +49,15 @@ if [ -n "$bad" ]; then
 	echo "depcheck: the root module must not import or require an SQL driver, but has: $bad" >&2
 	status=1
 fi
-if [ -d outbox ]; then
-	bad=$(cd outbox && go list -deps . | grep -E "$drivers" || true)
+for m in outbox:. saga:./...; do
+	dir=${m%%:*}
+	[ -d "$dir" ] || continue
+	bad=$(cd "$dir" && go list -deps "${m#*:}" | grep -E "$drivers" || true)
 	if [ -n "$bad" ]; then
-		echo "depcheck: package outbox must not import an SQL driver, but depends on: $bad" >&2
+		echo "depcheck: the packages of $dir must not import an SQL driver, but depend on: $bad" >&2
 		status=1
 	fi
-fi
+done
 
 # Who may import whom inside the module (docs/architecture.md, "Layers and the import rule").
 check() { # check PKGDIR ALLOWED-PREFIX...
@@ -80,6 +82,7 @@ check middleware transport internal
 check bus transport middleware internal
 check conformance transport bus middleware internal
 check otelbus transport middleware bus
+check saga transport middleware bus outbox
 
 [ $status = 0 ] && echo "depcheck: import graph ok"
 exit $status

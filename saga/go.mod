@@ -1,0 +1,12 @@
+module github.com/busline/busline/saga
+
+go 1.25.0
+
+require (
+	github.com/busline/busline v0.0.0-00010101000000-000000000000
+	go.uber.org/goleak v1.3.0
+)
+
+require github.com/google/uuid v1.6.0 // indirect
+
+replace github.com/busline/busline => ../
