@@ -131,3 +131,12 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// newOutbox returns an outbox on db, in schema on PostgreSQL ("" for
+// SQLite).
+func newOutbox(db *sql.DB, schema string) (*outbox.Outbox, error) {
+	if schema == "" {
+		return outbox.New(ctx, db, outbox.Options{Dialect: outbox.SQLite})
+	}
+	return outbox.New(ctx, db, outbox.Options{Dialect: outbox.Postgres, Schema: schema})
+}
