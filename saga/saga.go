@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/busline/busline/bus"
+	"github.com/busline/busline/middleware"
 )
 
 // Headers of timeout messages.
@@ -305,15 +306,15 @@ func (r *runner[S]) findTimeout(ctx context.Context, inc *bus.Incoming, msg any)
 	if inc.Message != nil {
 		h = inc.Message.Headers
 	}
-	name, _ := headerString(h[HeaderSagaName])
-	id, _ := headerString(h[HeaderSagaID])
+	name, _ := middleware.HeaderString(h[HeaderSagaName])
+	id, _ := middleware.HeaderString(h[HeaderSagaID])
 	if name != sg.name {
 		if name == "" {
 			return rec, true, bus.Permanent(fmt.Errorf("saga %s: timeout %T (message %q) has no %s header", sg.name, msg, inc.MessageID, HeaderSagaName))
 		}
 		return rec, true, nil // another saga's timeout of the same type
 	}
-	if at, _ := headerString(h[HeaderTimeoutAt]); at != "" {
+	if at, _ := middleware.HeaderString(h[HeaderTimeoutAt]); at != "" {
 		due, err := time.Parse(time.RFC3339Nano, at)
 		if err != nil {
 			return rec, true, bus.Permanent(fmt.Errorf("saga %s: timeout %T: unreadable %s %q: %w", sg.name, msg, HeaderTimeoutAt, at, err))
@@ -405,14 +406,3 @@ func (r *runner[S]) save(ctx context.Context, rec Record, in *Instance[S]) error
 	return nil
 }
 
-// headerString reads a header written as a string (or as bytes, which
-// some clients write).
-func headerString(v any) (string, bool) {
-	switch v := v.(type) {
-	case string:
-		return v, true
-	case []byte:
-		return string(v), true
-	}
-	return "", false
-}
