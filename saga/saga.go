@@ -405,4 +405,3 @@ func (r *runner[S]) save(ctx context.Context, rec Record, in *Instance[S]) error
 	}
 	return nil
 }
-
