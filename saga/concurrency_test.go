@@ -84,7 +84,7 @@ func TestConcurrency(t *testing.T) {
 			n = instancesUnderTest(100)
 		}
 		sg := stepsSaga()
-		retry := middleware.RetryOptions{Immediate: 1, MaxRetries: 100, Backoff: func(int) time.Duration { return 20 * time.Millisecond }}
+		retry := middleware.RetryOptions{Immediate: 1, MaxRetries: middleware.Retries(100), Backoff: func(int) time.Duration { return 20 * time.Millisecond }}
 		for range 3 {
 			b := w.bus("steps", bus.Options{Concurrency: 8, UnitOfWork: w.ob.UnitOfWork, Retry: retry,
 				Middleware: []middleware.Middleware{flaky(7)}})

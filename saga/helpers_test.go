@@ -217,6 +217,6 @@ func (r *recorder[T]) values() []T {
 
 // fastRetries: failed handlings are retried at once, then every 100 ms,
 // many times, so that conflicts resolve.
-var fastRetries = middleware.RetryOptions{Immediate: 1, MaxRetries: 50, Backoff: func(int) time.Duration { return 100 * time.Millisecond }}
+var fastRetries = middleware.RetryOptions{Immediate: 1, MaxRetries: middleware.Retries(50), Backoff: func(int) time.Duration { return 100 * time.Millisecond }}
 
 var _ transport.Transport = (*memory.Transport)(nil)

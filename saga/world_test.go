@@ -75,7 +75,7 @@ func (w *world) transport(name string) transport.Transport {
 		tr = memory.New(memory.Options{Broker: w.broker, Name: name})
 	} else {
 		var err error
-		tr, err = amqp.Dial(ctx, []string{w.url}, amqp.Options{
+		tr, err = amqp.Dial(ctx, w.url, amqp.Options{
 			DirectExchange: w.prefix + "direct", TopicExchange: w.prefix + "topic", DelayPrefix: w.prefix + "delay",
 			ConnectionName: name,
 		})

@@ -75,7 +75,7 @@ func Run(ctx context.Context, c Config, w io.Writer) error {
 	switch {
 	case t != nil:
 	case c.AMQP != "":
-		if t, err = amqp.Dial(ctx, []string{c.AMQP}, amqp.Options{ConnectionName: "sagas-example"}); err != nil {
+		if t, err = amqp.Dial(ctx, c.AMQP, amqp.Options{ConnectionName: "sagas-example"}); err != nil {
 			return err
 		}
 		defer t.Close()
