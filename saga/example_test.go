@@ -1,0 +1,59 @@
+package saga_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/busline/busline/bus"
+	"github.com/busline/busline/memory"
+	"github.com/busline/busline/saga"
+)
+
+// A saga that waits for two messages, in any order, then answers the
+// message that started it.
+func Example() {
+	type (
+		Open    struct{ ID string }
+		Approve struct{ ID, By string }
+		Result  struct{ ID, Outcome string }
+	)
+	type Approvals struct{ By []string }
+
+	sg := saga.New[Approvals]("Approvals", saga.Options{})
+	saga.StartedBy(sg, func(m Open) string { return m.ID },
+		func(ctx context.Context, s *saga.Instance[Approvals], m Open) error { return nil })
+	saga.Handles(sg, func(m Approve) string { return m.ID },
+		func(ctx context.Context, s *saga.Instance[Approvals], m Approve) error {
+			s.State.By = append(s.State.By, m.By)
+			if len(s.State.By) < 2 {
+				return nil
+			}
+			s.Complete()
+			return s.ReplyToOriginator(Result{ID: m.ID, Outcome: fmt.Sprintf("approved by %d", len(s.State.By))})
+		})
+
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	b, _ := bus.New(t, "approvals", bus.Options{Logger: testLogger()})
+	defer b.Close()
+	if err := sg.Register(b, saga.NewMemoryStore()); err != nil {
+		fmt.Println(err)
+		return
+	}
+	b.Start(ctx)
+
+	// The client opens the approval and gets the result; the approvals
+	// arrive later, from anywhere.
+	client, _ := bus.New(t, "client", bus.Options{Logger: testLogger()})
+	defer client.Close()
+	done := make(chan Result)
+	bus.Handle(client, func(ctx context.Context, r Result) error { done <- r; return nil })
+	client.Start(ctx)
+	client.Send(ctx, "approvals", Open{ID: "doc-1"})
+	client.Send(ctx, "approvals", Approve{ID: "doc-1", By: "ann"})
+	client.Send(ctx, "approvals", Approve{ID: "doc-1", By: "bob"})
+	r := <-done
+	fmt.Println(r.ID, r.Outcome)
+	// Output: doc-1 approved by 2
+}
