@@ -74,7 +74,8 @@ func flaky(rate uint32) middleware.Middleware {
 // one in ten of them twice (the same message id, as a redelivery after a
 // lost ack), and one in seven fails its first handling (delivered again by
 // the retry stage); three competing endpoints handle them, eight at a time
-// each, under the outbox. Every instance must end with all ten steps seen,
+// each, under the outbox, and one of them stops mid-run (the messages it
+// held are delivered again). Every instance must end with all ten steps seen,
 // each handled once (no lost update, no double handling), and exactly one
 // instance per correlation value.
 func TestConcurrency(t *testing.T) {
@@ -85,11 +86,13 @@ func TestConcurrency(t *testing.T) {
 		}
 		sg := stepsSaga()
 		retry := middleware.RetryOptions{Immediate: 1, MaxRetries: middleware.Retries(100), Backoff: func(int) time.Duration { return 20 * time.Millisecond }}
+		var endpoints []*bus.Bus
 		for range 3 {
 			b := w.bus("steps", bus.Options{Concurrency: 8, UnitOfWork: w.ob.UnitOfWork, Retry: retry,
 				Middleware: []middleware.Middleware{flaky(7)}})
 			must(t, sg.Register(b, w.store))
 			must(t, b.Start(ctx))
+			endpoints = append(endpoints, b)
 		}
 		type send struct {
 			step Step
@@ -125,6 +128,10 @@ func TestConcurrency(t *testing.T) {
 			must(t, w.db.QueryRow(fmt.Sprintf("SELECT count(*) FROM %s WHERE saga = 'Steps' AND completed = %s", w.store.Table(), w.sqlTrue())).Scan(&c))
 			return c
 		}
+		// One endpoint stops mid-run, abandoning the messages it holds:
+		// the broker delivers them again to the others.
+		waitFor(t, "a fifth of the instances to complete", func() bool { return completed() >= n/5 })
+		endpoints[2].Close()
 		waitFor(t, fmt.Sprintf("%d instances to complete", n), func() bool { return completed() == n })
 		t.Logf("%s: %d instances × 10 messages (+10%% duplicates) handled in %v", w.name, n, time.Since(start).Round(time.Millisecond))
 
