@@ -3,6 +3,7 @@ package saga_test
 import (
 	"context"
 	"fmt"
+	"log"
 
 	"github.com/busline/busline/bus"
 	"github.com/busline/busline/memory"
@@ -35,24 +36,37 @@ func Example() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	b, _ := bus.New(t, "approvals", bus.Options{Logger: testLogger()})
+	b, err := bus.New(t, "approvals", bus.Options{Logger: testLogger()})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer b.Close()
 	if err := sg.Register(b, saga.NewMemoryStore()); err != nil {
-		fmt.Println(err)
-		return
+		log.Fatal(err)
 	}
-	b.Start(ctx)
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 
 	// The client opens the approval and gets the result; the approvals
 	// arrive later, from anywhere.
-	client, _ := bus.New(t, "client", bus.Options{Logger: testLogger()})
+	client, err := bus.New(t, "client", bus.Options{Logger: testLogger()})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer client.Close()
 	done := make(chan Result)
-	bus.Handle(client, func(ctx context.Context, r Result) error { done <- r; return nil })
-	client.Start(ctx)
-	client.Send(ctx, "approvals", Open{ID: "doc-1"})
-	client.Send(ctx, "approvals", Approve{ID: "doc-1", By: "ann"})
-	client.Send(ctx, "approvals", Approve{ID: "doc-1", By: "bob"})
+	if err := bus.Handle(client, func(ctx context.Context, r Result) error { done <- r; return nil }); err != nil {
+		log.Fatal(err)
+	}
+	if err := client.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	for _, m := range []any{Open{ID: "doc-1"}, Approve{ID: "doc-1", By: "ann"}, Approve{ID: "doc-1", By: "bob"}} {
+		if err := client.Send(ctx, "approvals", m); err != nil {
+			log.Fatal(err)
+		}
+	}
 	r := <-done
 	fmt.Println(r.ID, r.Outcome)
 	// Output: doc-1 approved by 2
