@@ -19,7 +19,7 @@ import (
 )
 
 // instancesUnderTest is the number of instances of the concurrency test:
-// BUSLINE_SAGA_INSTANCES, else def: 400 on RabbitMQ+PostgreSQL and 100 on
+// BUSLINE_SAGA_INSTANCES, else def: 300 on RabbitMQ+PostgreSQL and 50 on
 // memory+SQLite (one writer at a time), which keeps it within about a
 // minute under make test's load. BUSLINE_SAGA_INSTANCES=1000 is the
 // issue's figure.
@@ -80,9 +80,9 @@ func flaky(rate uint32) middleware.Middleware {
 // instance per correlation value.
 func TestConcurrency(t *testing.T) {
 	worlds(t, func(t *testing.T, w *world) {
-		n := instancesUnderTest(400)
+		n := instancesUnderTest(300)
 		if w.broker != nil {
-			n = instancesUnderTest(100)
+			n = instancesUnderTest(50)
 		}
 		sg := stepsSaga()
 		retry := middleware.RetryOptions{Immediate: 1, MaxRetries: middleware.Retries(100), Backoff: func(int) time.Duration { return 20 * time.Millisecond }}
