@@ -66,7 +66,7 @@ node_env() {
 	export HOME="$dir" RABBITMQ_NODENAME="$NODE" RABBITMQ_NODE_PORT="$PORT" RABBITMQ_DIST_PORT="$DIST_PORT" \
 		RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
 		RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
-		RABBITMQ_PID_FILE="$dir/node.pid"
+		RABBITMQ_PID_FILE="$dir/node.pid" ERL_CRASH_DUMP="$dir/erl_crash.dump"
 	# An idle Erlang VM spins its schedulers before sleeping (busy wait),
 	# which on a shared 2-core machine running several nodes and the tests
 	# takes CPU from everything else; a node for tests does not need it.
