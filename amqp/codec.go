@@ -164,6 +164,7 @@ func publishing(m *transport.Message) (amqp091.Publishing, error) {
 		ReplyTo:         m.ReplyTo,
 		MessageId:       m.ID,
 		Type:            m.Type,
+		Priority:        m.Priority,
 		Body:            m.Body,
 	}
 	if !m.Timestamp.IsZero() {
@@ -182,6 +183,7 @@ func message(d *amqp091.Delivery, drop func(string) bool) transport.Message {
 		ContentEncoding: d.ContentEncoding,
 		Type:            d.Type,
 		Headers:         decodeHeaders(d.Headers, drop),
+		Priority:        d.Priority,
 		Body:            d.Body,
 	}
 	if !d.Timestamp.IsZero() {

@@ -162,6 +162,11 @@ func (s secrets) wrap(err error) error {
 
 var inequivalentArg = regexp.MustCompile(`inequivalent arg '([^']*)'`)
 
+// invalidArg matches RabbitMQ's refusal of a queue argument: a value out of
+// range or of the wrong type, or (group 2) an argument the queue type does
+// not take ("... of queue type rabbit_quorum_queue").
+var invalidArg = regexp.MustCompile(`invalid arg '([^']*)'.*?( of queue type \w+)?$`)
+
 // classify wraps an error of amqp091 in the transport sentinel that matches
 // it, keeping the original reachable. op names the operation and its
 // subject, such as `declare queue "orders"`.
@@ -178,6 +183,14 @@ func classify(op string, err error) error {
 			if m := inequivalentArg.FindStringSubmatch(aerr.Reason); m != nil {
 				return fmt.Errorf("%s: %w: argument %q differs from the existing one's: %w",
 					op, transport.ErrTopologyConflict, m[1], err)
+			}
+			if m := invalidArg.FindStringSubmatch(aerr.Reason); m != nil {
+				if m[2] != "" {
+					return fmt.Errorf("%s: %w: argument %q is refused by this queue type: %w",
+						op, transport.ErrNotSupported, m[1], err)
+				}
+				return fmt.Errorf("%s: %w: argument %q has a value RabbitMQ refuses: %w",
+					op, transport.ErrInvalidMessage, m[1], err)
 			}
 		case amqp091.ResourceLocked:
 			return fmt.Errorf("%s: %w: the queue is exclusive to another connection: %w",

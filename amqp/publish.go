@@ -391,7 +391,7 @@ func (pc *pubChannel) cause(e *amqp091.Error) error {
 // quorum queue nacks while it elects a leader (for a while, on a channel
 // first used then), a queue with x-overflow=reject-publish while it is
 // full. Both pass, so Dispatch publishes the message again.
-var errNacked = fmt.Errorf("amqp: the broker nacked the message: %w", transport.ErrRejected)
+var errNacked = fmt.Errorf("amqp: the broker nacked the message (a queue it routes to may be full, with x-overflow reject-publish, or a quorum queue may have no leader): %w", transport.ErrRejected)
 
 // nackStreakLimit is the number of nacks in a row after which a publishing
 // channel is replaced: after a quorum queue's leader died, a channel first

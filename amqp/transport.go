@@ -262,7 +262,18 @@ func (t *Transport) declareExchanges(ch amqpChannel) error {
 
 // queueArgs returns the arguments q is declared with.
 func (t *Transport) queueArgs(q transport.Queue) (amqp091.Table, error) {
-	args, err := encodeHeaders(q.Arguments)
+	typ := q.Type
+	if typ == "" {
+		typ = t.opts.QueueType
+	}
+	if q.Temporary {
+		typ = transport.Classic
+	}
+	declared, err := q.ArgumentsFor(typ)
+	if err != nil {
+		return nil, err
+	}
+	args, err := encodeHeaders(declared)
 	if err != nil {
 		return nil, err
 	}
@@ -274,10 +285,6 @@ func (t *Transport) queueArgs(q transport.Queue) (amqp091.Table, error) {
 			args["x-expires"] = int32(temporaryExpiry / time.Millisecond)
 		}
 		return args, nil
-	}
-	typ := q.Type
-	if typ == "" {
-		typ = t.opts.QueueType
 	}
 	if args == nil {
 		args = amqp091.Table{}

@@ -163,6 +163,9 @@ func (b *Broker) Close() error {
 		conns = append(conns, c)
 	}
 	b.sched.stopLocked()
+	for _, q := range b.queues {
+		q.stopExpiryLocked(b)
+	}
 	b.releaseIdleWaitersLocked()
 	b.mu.Unlock()
 
@@ -306,17 +309,21 @@ func (b *Broker) DeclareQueue(q transport.Queue) error {
 // declareQueueLocked creates or checks the queue q for the connection owner
 // (nil for the broker itself).
 func (b *Broker) declareQueueLocked(op string, spec transport.Queue, owner *conn) (*queue, error) {
-	args, err := spec.Arguments.Normalize()
-	if err != nil {
-		return nil, fmt.Errorf("memory: %s: %w", op, err)
-	}
-	spec.Arguments = args
 	if spec.Type == "" {
 		spec.Type = transport.Quorum
 	}
 	if spec.Temporary {
 		spec.Type = transport.Classic
 	}
+	declared, err := spec.ArgumentsFor(spec.Type)
+	if err != nil {
+		return nil, fmt.Errorf("memory: %s: %w", op, err)
+	}
+	args, err := declared.Normalize()
+	if err != nil {
+		return nil, fmt.Errorf("memory: %s: %w", op, err)
+	}
+	spec.Arguments, spec.Options = args, transport.QueueOptions{}
 	if q, ok := b.queues[spec.Name]; ok {
 		if spec.Shared {
 			return q, nil
@@ -332,12 +339,17 @@ func (b *Broker) declareQueueLocked(op string, spec transport.Queue, owner *conn
 		}
 		return q, nil
 	}
+	lim, err := parseLimits(spec.Type, spec.Arguments)
+	if err != nil {
+		return nil, fmt.Errorf("memory: %s: %w", op, err)
+	}
 	b.queueSeq++
 	q := &queue{
 		name:     spec.Name,
 		id:       b.queueSeq,
 		spec:     spec,
 		owner:    owner,
+		lim:      lim,
 		bindings: make(map[binding]struct{}),
 	}
 	b.queues[spec.Name] = q
@@ -439,6 +451,7 @@ func (b *Broker) deleteQueueLocked(q *queue) {
 		delete(q.owner.temps, q.name)
 	}
 	q.clearReady()
+	q.stopExpiryLocked(b)
 	b.checkIdleLocked()
 }
 
@@ -743,34 +756,62 @@ func (b *Broker) publishLocked(from *conn, e *entry, mandatory bool, notBefore t
 	}
 	r.setQueues(qs)
 	b.journal.add(&r, now)
-	b.enqueueLocked(ex, e, qs, now)
+	if full := b.enqueueLocked(ex, e, qs, now); full != nil {
+		return full[0].fullError()
+	}
 	return nil
 }
 
-// enqueueLocked puts e on the first of qs and copies of it on the others.
-// The first queue takes over the caller's reference to e (released if qs is
-// empty); each copy belongs to its queue. The lock keeps e alive while it
-// is copied: only a settle, under the lock, drops the first queue's
-// reference.
-func (b *Broker) enqueueLocked(ex *exchange, e *entry, qs []*queue, now stamp) {
+// enqueueLocked puts e on the first of qs that takes it and copies of it
+// on the others. That queue takes over the caller's reference to e
+// (released if none takes it); each copy belongs to its queue. The lock
+// keeps e alive while it is copied: only a settle, under the lock, drops
+// the first queue's reference, and a queue that drops e at once (its
+// limits) leaves it to the reference held here meanwhile.
+//
+// It returns the queues that refused the message because they are full
+// (x-overflow reject-publish), nil if none did: the publisher's nack.
+func (b *Broker) enqueueLocked(ex *exchange, e *entry, qs []*queue, now stamp) (full []*queue) {
 	if len(qs) == 0 {
 		b.releaseLocked(e)
-		return
+		return nil
 	}
 	e.kind = transport.Direct
 	if ex != nil && ex.kind == ExchangeTopic {
 		e.kind = transport.Topic
 	}
-	for i, q := range qs {
+	e.retain()
+	taken := false
+	for _, q := range qs {
+		if q.refusesLocked(len(e.msg.Body)) {
+			full = append(full, q)
+			if q.lim.overflow == transport.RejectPublishDLX {
+				b.deadLetterLocked(q, e, reasonMaxLen, now)
+			}
+			continue
+		}
 		qe := e
-		if i > 0 {
+		if taken {
 			qe = e.clone()
 		}
+		taken = true
 		b.seq++
 		qe.seq = b.seq
+		if q.lim.priority {
+			qe.prio = min(qe.msg.Priority, q.lim.maxPriority)
+		}
+		if q.lim.ttl >= 0 {
+			qe.expires = time.Now().Add(q.lim.ttl)
+		}
 		q.pushBack(qe)
 		q.pumpLocked(b, now)
+		q.enforceLocked(b, now)
 	}
+	if !taken {
+		b.releaseLocked(e)
+	}
+	b.releaseLocked(e)
+	return full
 }
 
 // FailDispatches makes the next n messages published to the broker (by any

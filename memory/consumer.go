@@ -263,9 +263,13 @@ func (b *Broker) settle(dl *delivery, tag uint64, ack, requeue bool) error {
 	}
 	c.recycleLocked(dl)
 	b.journal.add(&r, now)
-	if requeue {
-		q.nackRequeue(b, e)
-	} else {
+	switch {
+	case requeue:
+		q.returnLocked(b, e, true, now)
+	case !ack:
+		b.deadLetterLocked(q, e, reasonRejected, now)
+		fallthrough
+	default:
 		b.releaseLocked(e) // the queue's reference: the message is gone
 	}
 	if c.q != nil {
@@ -273,6 +277,9 @@ func (b *Broker) settle(dl *delivery, tag uint64, ack, requeue bool) error {
 	}
 	if requeue && c.q != q {
 		q.pumpLocked(b, now)
+	}
+	if requeue {
+		q.enforceLocked(b, now)
 	}
 	b.checkIdleLocked()
 	return nil
@@ -301,6 +308,7 @@ func (c *consumer) returnLocked(state uint32) {
 	for _, dl := range dls {
 		if !dl.q.deleted {
 			dl.q.pumpLocked(c.b, now)
+			dl.q.enforceLocked(c.b, now)
 		}
 	}
 }
@@ -313,8 +321,8 @@ func (c *consumer) returnOneLocked(dl *delivery, state uint32, now stamp) {
 	}
 	dl.state.Store(state)
 	q.unacked--
-	q.requeue(dl.e)
 	c.b.journal.add(&record{op: Requeued, c: c, e: dl.e, q: q, redelivered: dl.redelivered}, now)
+	q.returnLocked(c.b, dl.e, false, now)
 }
 
 // drainLocked empties ch: deliveries no handler has taken yet.
@@ -367,6 +375,7 @@ func (c *consumer) beginStopLocked(err error) bool {
 				c.returnOneLocked(dl, stateClosed, now)
 				if !dl.q.deleted {
 					dl.q.pumpLocked(c.b, now)
+					dl.q.enforceLocked(c.b, now)
 				}
 			}
 			continue

@@ -12,7 +12,17 @@ type deferred struct {
 	seq  uint64
 	from *conn
 	e    *entry
+	// only, when set, is the one queue the message goes to when due: a
+	// queue that refused it because it was full.
+	only string
 }
+
+// refusedRetry is how long a deferred message that a full queue refused
+// waits before it tries that queue again. RabbitMQ's delay levels
+// dead-letter at least once, so the RabbitMQ transport's deferred message
+// waits in the last level until the queue has room; here it waits in the
+// scheduler.
+const refusedRetry = time.Second
 
 func (d *deferred) before(o *deferred) bool {
 	if !d.due.Equal(o.due) {
@@ -94,14 +104,25 @@ func (b *Broker) fireDue() {
 			ex = b.exchanges[e.exchange]
 		}
 		var qs []*queue
-		if ex != nil || e.exchange == "" {
+		switch {
+		case d.only != "":
+			if q, ok := b.queues[d.only]; ok {
+				qs = []*queue{q}
+			}
+		case ex != nil || e.exchange == "":
 			qs = b.routeLocked(ex, e.key)
 		}
 		r := record{op: Due, c: d.from.publisher(), e: e}
 		r.extras().notBefore = d.due
 		r.setQueues(qs)
 		b.journal.add(&r, st)
-		b.enqueueLocked(ex, e, qs, st) // takes over the scheduler's reference
+		// Takes over the scheduler's reference; a full queue's copy waits.
+		e.retain()
+		for _, q := range b.enqueueLocked(ex, e, qs, st) {
+			b.seq++
+			heap.Push(&b.sched.heap, &deferred{due: now.Add(refusedRetry), seq: b.seq, from: d.from, e: e.clone(), only: q.name})
+		}
+		b.releaseLocked(e)
 	}
 	b.sched.armLocked(b)
 	b.checkIdleLocked()

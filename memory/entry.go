@@ -35,6 +35,12 @@ type entry struct {
 	// (nacked with requeue, or unsettled when its consumer stopped): the
 	// x-delivery-count header RabbitMQ adds to its later deliveries.
 	returns int64
+	// prio is the message's priority in a priority queue, capped at the
+	// queue's x-max-priority; zero elsewhere.
+	prio uint8
+	// expires is when the message expires in its queue (x-message-ttl);
+	// zero if it does not.
+	expires time.Time
 
 	buf  []byte // msg.Body's backing array, kept when e is recycled
 	refs atomic.Int32
@@ -74,7 +80,7 @@ func newEntry() *entry {
 	if cap(e.hdrs) > 64 {
 		e.hdrs = nil
 	}
-	e.seq, e.redelivered, e.kind, e.jlast, e.returns = 0, false, 0, 0, 0
+	e.seq, e.redelivered, e.kind, e.jlast, e.returns, e.prio, e.expires = 0, false, 0, 0, 0, 0, time.Time{}
 	e.refs.Store(1)
 	return e
 }

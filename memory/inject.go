@@ -50,7 +50,9 @@ func (b *Broker) Inject(queueName string, msg transport.Message) error {
 		e.free()
 		return fmt.Errorf("memory: %s: %w: no such queue", op, transport.ErrNotFound)
 	}
-	b.enqueueLocked(nil, e, []*queue{q}, b.stamp())
+	if full := b.enqueueLocked(nil, e, []*queue{q}, b.stamp()); full != nil {
+		return fmt.Errorf("memory: %s: %w", op, q.fullError())
+	}
 	return nil
 }
 

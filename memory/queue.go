@@ -2,6 +2,7 @@ package memory
 
 import (
 	"sort"
+	"time"
 
 	"github.com/busline/busline/transport"
 )
@@ -11,9 +12,22 @@ type queue struct {
 	id    uint64
 	spec  transport.Queue // Type and Arguments normalized
 	owner *conn           // the connection of a temporary queue
+	lim   limits          // the arguments the broker enforces
 
-	// ready holds the messages waiting, in seq order.
+	// ready holds the messages waiting, in seq order (in a priority
+	// queue, by priority, then seq).
 	ready deque
+	// readyBytes is the total body size of the ready messages, for
+	// x-max-length-bytes.
+	readyBytes int64
+	// rejecting is set while a quorum queue with x-overflow
+	// reject-publish refuses publishes (see refusesLocked).
+	rejecting bool
+	// ttlTimer fires when the message at the head expires (ttlDue);
+	// ttlGen tells a stale firing from the current one.
+	ttlTimer *time.Timer
+	ttlDue   time.Time
+	ttlGen   uint64
 	// unacked counts the deliveries not yet settled.
 	unacked int
 
@@ -27,9 +41,40 @@ type queue struct {
 
 func (q *queue) readyLen() int { return q.ready.n }
 
-func (q *queue) pushBack(e *entry) { q.ready.pushBack(e) }
+// pushBack adds e to the ready messages: at the back, or in a priority
+// queue behind the messages of its priority or higher.
+func (q *queue) pushBack(e *entry) {
+	q.readyBytes += int64(len(e.msg.Body))
+	if q.lim.priority {
+		q.insertOrdered(e)
+		return
+	}
+	q.ready.pushBack(e)
+}
 
-func (q *queue) popFront() *entry { return q.ready.popFront() }
+func (q *queue) popFront() *entry {
+	e := q.ready.popFront()
+	q.readyBytes -= int64(len(e.msg.Body))
+	return e
+}
+
+// insertOrdered puts e among the ready messages in delivery order: by seq,
+// and in a priority queue by priority first. A requeued message keeps its
+// seq, so it goes back to its original position among those of its
+// priority, as RabbitMQ 3.10.8 puts it.
+func (q *queue) insertOrdered(e *entry) {
+	d := &q.ready
+	var i int
+	if q.lim.priority {
+		i = sort.Search(d.n, func(i int) bool {
+			x := d.at(i)
+			return x.prio < e.prio || (x.prio == e.prio && x.seq > e.seq)
+		})
+	} else {
+		i = sort.Search(d.n, func(i int) bool { return d.at(i).seq > e.seq })
+	}
+	d.insert(i, e)
+}
 
 // requeue puts e back among the ready messages at its original position,
 // as RabbitMQ does with the messages of a consumer that stopped or lost its
@@ -39,9 +84,8 @@ func (q *queue) requeue(e *entry) {
 	if q.spec.Type == transport.Quorum {
 		e.returns++
 	}
-	d := &q.ready
-	i := sort.Search(d.n, func(i int) bool { return d.at(i).seq > e.seq })
-	d.insert(i, e)
+	q.readyBytes += int64(len(e.msg.Body))
+	q.insertOrdered(e)
 }
 
 // nackRequeue puts back e, nacked with requeue: at its original position
@@ -60,7 +104,7 @@ func (q *queue) nackRequeue(b *Broker, e *entry) {
 	q.pushBack(e)
 }
 
-func (q *queue) clearReady() { q.ready = deque{} }
+func (q *queue) clearReady() { q.ready, q.readyBytes = deque{}, 0 }
 
 // deque is a ring buffer of entries: a queue mostly pushes at the back and
 // pops at the front, and a requeued message usually goes back to the front.
@@ -129,13 +173,23 @@ func (q *queue) stats() QueueStats {
 // pumpLocked hands ready messages to consumers with room in their prefetch
 // window, round robin, until either runs out.
 // now stamps the journal's records.
+// An expired message at the head is dropped, never delivered.
 func (q *queue) pumpLocked(b *Broker, now stamp) {
+	ttl := q.lim.ttl >= 0
 	for q.readyLen() > 0 && len(q.consumers) > 0 {
+		if ttl {
+			if q.expireHeadLocked(b, now); q.readyLen() == 0 {
+				break
+			}
+		}
 		c := q.nextConsumer()
 		if c == nil {
-			return
+			break
 		}
 		c.deliverLocked(b, q, q.popFront(), now)
+	}
+	if ttl {
+		q.armExpiryLocked(b)
 	}
 }
 

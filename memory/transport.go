@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -313,6 +314,7 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 		return t.dispatchErrors(msgs, err)
 	}
 	var errs []error
+	var full map[int]error // messages a full queue refused, and why
 	for i := range msgs {
 		o := &msgs[i]
 		if o.Exchange == transport.Direct {
@@ -320,14 +322,87 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 		}
 		// publishLocked takes over the reference to es[i].
 		if err := t.b.publishLocked(t.cn, es[i], o.Mandatory, o.NotBefore, stamp); err != nil {
+			if errors.As(err, new(*queueFullError)) {
+				if full == nil {
+					full = make(map[int]error)
+				}
+				full[i] = err
+				continue
+			}
 			errs = append(errs, t.dispatchError(i, o, err))
 		}
 	}
 	t.b.mu.Unlock()
+	if full != nil {
+		errs = append(errs, t.republishRefused(ctx, msgs, full)...)
+	}
 	if errs == nil {
 		return nil
 	}
 	return errors.Join(errs...)
+}
+
+// republishRefused publishes again, after a pause that grows to a second,
+// the messages of msgs that a full queue (x-overflow reject-publish)
+// refused, until the queues take them or ctx ends. That is what the
+// RabbitMQ transport does with the nacks RabbitMQ sends for them: a full
+// queue passes, the broker does not say which queue nacked, and a
+// publisher that wants to give up sooner says so with its context. Like a
+// nack, a message that reached other queues as well reaches them again.
+func (t *Transport) republishRefused(ctx context.Context, msgs []transport.Outgoing, full map[int]error) []error {
+	pause := 50 * time.Millisecond
+	for len(full) > 0 {
+		timer := time.NewTimer(pause)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		pause = min(2*pause, time.Second)
+		if ctx.Err() != nil {
+			break
+		}
+		stamp := t.b.stamp()
+		if err := t.cn.lockReady(ctx, "dispatch", true); err != nil {
+			var errs []error
+			for _, i := range slices.Sorted(maps.Keys(full)) {
+				errs = append(errs, t.dispatchError(i, &msgs[i], err))
+			}
+			return errs
+		}
+		for _, i := range slices.Sorted(maps.Keys(full)) {
+			o := &msgs[i]
+			e := newEntry()
+			_ = e.set(&o.Message) // it passed the first time
+			e.exchange, e.key = t.exchangeName(o.Exchange), o.RoutingKey
+			err := t.b.publishLocked(t.cn, e, o.Mandatory, o.NotBefore, stamp)
+			if err == nil || !errors.As(err, new(*queueFullError)) {
+				delete(full, i)
+				if err != nil {
+					t.b.mu.Unlock()
+					return append(t.republishFailed(ctx, msgs, full), t.dispatchError(i, o, err))
+				}
+				continue
+			}
+			full[i] = err
+		}
+		t.b.mu.Unlock()
+	}
+	return t.republishFailed(ctx, msgs, full)
+}
+
+// republishFailed gives the errors of the messages still refused when ctx
+// ended: not delivered to the full queue (a copy may have reached others).
+func (t *Transport) republishFailed(ctx context.Context, msgs []transport.Outgoing, full map[int]error) []error {
+	var errs []error
+	for _, i := range slices.Sorted(maps.Keys(full)) {
+		cause := ctx.Err()
+		if cause == nil {
+			cause = context.Canceled
+		}
+		errs = append(errs, t.dispatchError(i, &msgs[i], fmt.Errorf("memory: %w; gave up when the context ended: %w", full[i], cause)))
+	}
+	return errs
 }
 
 // bindDestinationLocked binds the queue named queue, if it exists, on the
@@ -549,11 +624,17 @@ func (t *Transport) Get(ctx context.Context, queue string) (*transport.Delivery,
 		return nil, false, err
 	}
 	q, err := t.queueLocked(op, queue)
+	if err == nil && q.lim.ttl >= 0 {
+		q.expireHeadLocked(t.b, t.b.stamp())
+	}
 	if err != nil || q.readyLen() == 0 {
 		t.b.mu.Unlock()
 		return nil, false, err
 	}
 	dl := t.cn.getter.deliverLocked(t.b, q, q.popFront(), t.b.stamp())
+	if q.lim.ttl >= 0 {
+		q.armExpiryLocked(t.b)
+	}
 	t.b.mu.Unlock()
 	return dl.handlerDelivery(), true, nil
 }

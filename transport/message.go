@@ -29,6 +29,10 @@ type Message struct {
 	Type string
 	// Timestamp is the AMQP timestamp property; zero means unset.
 	Timestamp time.Time
+	// Priority is the AMQP priority property (0 to 255, 0 by default). A
+	// priority queue ([QueueOptions.MaxPriority]) delivers messages of a
+	// higher priority first; other queues ignore it.
+	Priority uint8
 	// Headers are the AMQP headers table. See [Headers].
 	Headers Headers
 	// Body is the payload. A transport never modifies a body it was given,

@@ -23,8 +23,14 @@ type Queue struct {
 	Type QueueType
 	// Arguments are further queue arguments (such as "x-max-length"),
 	// compared with the existing queue's on a redeclare. The
-	// "x-queue-type" argument comes from Type and must not be given here.
+	// "x-queue-type" argument comes from Type and must not be given here,
+	// nor the arguments Options sets.
 	Arguments Headers
+	// Options are the queue arguments busline declares by name: priority,
+	// delivery limit, length limits and overflow, message TTL, dead
+	// lettering. A transport declares them with Arguments, as
+	// [Queue.ArgumentsFor] gives them.
+	Options QueueOptions
 	// Shared marks a queue several services use that may have been created
 	// by someone else, such as the error queue of a PikaBus installation:
 	// if it exists it is used as found, whatever its type and arguments;
@@ -52,8 +58,10 @@ type Topology struct {
 }
 
 // Validate reports whether t is well formed: a valid queue name, valid
-// patterns, arguments of carriable types. The error wraps [ErrInvalidName] or
-// [ErrInvalidMessage].
+// patterns, arguments of carriable types, options in range and fit for the
+// queue type when it is given. The error wraps [ErrInvalidName],
+// [ErrInvalidMessage] or, for an option the queue type lacks,
+// [ErrNotSupported].
 func (t *Topology) Validate() error {
 	if err := ValidateQueueName(t.Queue.Name); err != nil {
 		return err
@@ -68,6 +76,9 @@ func (t *Topology) Validate() error {
 	}
 	if err := t.Queue.Arguments.Validate(); err != nil {
 		return fmt.Errorf("queue %q arguments: %w", t.Queue.Name, err)
+	}
+	if err := t.Queue.validateOptions(); err != nil {
+		return err
 	}
 	for _, p := range t.Topics {
 		if err := ValidateTopicPattern(p); err != nil {
