@@ -114,6 +114,14 @@
 //	Deferral/MaxDelay         within MaxDelay accepted, beyond it ErrNotSupported
 //	Deferral/Mandatory        a deferred mandatory message to a missing queue: ErrUnroutable
 //	Deferral/Unsupported      a transport that is not a Delayer refuses deferral with ErrNotSupported
+//	QueueArguments/Refused    options and arguments a queue type refuses: ErrNotSupported; bad values: ErrInvalidMessage
+//	QueueArguments/Conflict   QueueOptions compared on a redeclare, equal to the same x- arguments
+//	QueueArguments/Priority   a classic priority queue delivers by priority, requeues to a message's place among its priority
+//	QueueArguments/DeliveryLimit a quorum queue dead-letters (reason delivery_limit) or drops a message returned more than the limit, nacked or by a closed consumer
+//	QueueArguments/NackDeadLetter a nack without requeue dead-letters, reason rejected
+//	QueueArguments/DropHead   the oldest messages go (reason maxlen); bytes count bodies only
+//	QueueArguments/RejectPublish a full queue refuses with ErrRejected: classic at the limit, quorum past it until 80%; reject-publish-dlx dead-letters
+//	QueueArguments/MessageTTL expired messages are dead-lettered without a consumer (reason expired); a requeued message keeps its expiry
 //	Capabilities/Inspector    queue depth and consumer count; ErrNotFound
 //	Capabilities/Getter       Get, Nack requeue, Redelivered, empty queue
 //	Capabilities/QueueDeleter deletion stops consumers with an error and removes bindings

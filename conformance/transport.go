@@ -33,6 +33,7 @@ func RunTransport(t *testing.T, h Harness) {
 		namedGroup{"Consume", s.consumeGroup},
 		namedGroup{"Settle", s.settleGroup},
 		namedGroup{"Deferral", s.deferralGroup},
+		namedGroup{"QueueArguments", s.queueArgumentsGroup},
 		namedGroup{"Capabilities", s.capabilitiesGroup})
 }
 

@@ -145,6 +145,11 @@ func (t *Transport) Declare(ctx context.Context, topo transport.Topology) error 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("watermillbus: Declare %q: %w", topo.Queue.Name, err)
 	}
+	if !topo.Queue.Options.IsZero() && !topo.Queue.Shared && !topo.Queue.Temporary {
+		// Watermill's pub/subs have no priorities, limits, TTL or dead
+		// lettering to enforce them with: refuse rather than ignore.
+		return fmt.Errorf("watermillbus: Declare %q: %w: queue options (priority, delivery limit, length limits, TTL, dead-letter queue)", topo.Queue.Name, transport.ErrNotSupported)
+	}
 	q := topo.Queue
 	if init, ok := t.opts.Subscriber.(message.SubscribeInitializer); ok {
 		topic := t.opts.Topic(q.Name)

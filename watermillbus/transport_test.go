@@ -21,6 +21,7 @@ var unsupported = map[string]string{
 	"Consume/Prefetch":             "a consumer holds one unsettled message per subscription (one per unit of Concurrency), whatever the prefetch",
 	"Settle/ConsumerCloseRequeues": "it holds two unsettled deliveries with Prefetch 2 and Concurrency 1",
 	"Settle/DeliveryCount":         "a requeued message is published again; there is no x-delivery-count",
+	"QueueArguments":               "Watermill's pub/subs have no priorities, length limits, TTL or dead-lettering; Declare refuses QueueOptions with ErrNotSupported",
 }
 
 // registries gives the transports of one subtest one Registry, as the
