@@ -34,6 +34,7 @@ type Bus struct {
 	codecs      codecs
 
 	queue      string // with the prefix; "" for a send-only Bus
+	queueOpts  transport.QueueOptions
 	name       string // what errors call the Bus: `bus "orders"`, or "send-only bus"
 	queueBox   any
 	errorQueue string
@@ -185,6 +186,9 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 	b.errorQueue = opts.QueuePrefix + eq
 	if err := transport.ValidateQueueName(b.errorQueue); err != nil {
 		return nil, fmt.Errorf("bus.New: error queue: %w", err)
+	}
+	if err := b.setQueueOptions(opts); err != nil {
+		return nil, err
 	}
 	for _, p := range opts.Subscriptions {
 		full := opts.TopicPrefix + p
@@ -384,7 +388,7 @@ func (b *Bus) Start(ctx context.Context) error {
 	var c transport.Consumer
 	if b.queue != "" {
 		if err := b.t.Declare(ctx, transport.Topology{
-			Queue:  transport.Queue{Name: b.queue, Type: b.queueType()},
+			Queue:  transport.Queue{Name: b.queue, Type: b.queueType(), Options: b.queueOpts},
 			Topics: subs,
 		}); err != nil {
 			return fmt.Errorf("%s: start: declaring the endpoint queue: %w", b.name, err)
@@ -421,6 +425,33 @@ func (b *Bus) Start(ctx context.Context) error {
 	b.mu.Unlock()
 	b.emit(Notice{Kind: Started, Queue: b.queue})
 	b.log.InfoContext(ctx, "endpoint started", "queue", b.queue, "subscriptions", subs)
+	return nil
+}
+
+// setQueueOptions checks Options.QueueOptions against the endpoint queue's
+// type, so that a queue RabbitMQ would refuse fails New rather than Start,
+// and completes them: the dead-letter queue gets the QueuePrefix, and a
+// delivery limit without one dead-letters to the error queue, since a
+// message over the limit is otherwise lost.
+func (b *Bus) setQueueOptions(opts Options) error {
+	o := opts.QueueOptions
+	if o.IsZero() {
+		return nil
+	}
+	if b.queue == "" {
+		return fmt.Errorf("bus.New: QueueOptions need a queue: %w", ErrSendOnly)
+	}
+	switch {
+	case o.DeadLetterQueue != "":
+		o.DeadLetterQueue = opts.QueuePrefix + o.DeadLetterQueue
+	case o.DeliveryLimit > 0:
+		o.DeadLetterQueue = b.errorQueue
+	}
+	tp := transport.Topology{Queue: transport.Queue{Name: b.queue, Type: b.queueType(), Options: o}}
+	if err := tp.Validate(); err != nil {
+		return fmt.Errorf("bus.New: QueueOptions: %w", err)
+	}
+	b.queueOpts = o
 	return nil
 }
 

@@ -32,6 +32,7 @@ type sendConfig struct {
 	conversationID string
 	timeFormat     middleware.TimeFormat
 	timeFormatSet  bool
+	priority       uint8
 
 	fullQueue bool // the queue argument is a full name: no QueuePrefix
 
@@ -131,6 +132,15 @@ func WithReplyTo(queue string) SendOption {
 // ignore it.
 func WithFullQueueName() SendOption {
 	return sendOptionFunc(func(c *sendConfig) { c.fullQueue = true })
+}
+
+// WithPriority sets the message's priority (the AMQP priority property,
+// transport.Message.Priority): a priority queue (one declared with
+// transport.QueueOptions.MaxPriority) delivers messages of a higher
+// priority first; other queues ignore it. Retry and error-queue copies
+// keep it.
+func WithPriority(p uint8) SendOption {
+	return sendOptionFunc(func(c *sendConfig) { c.priority = p })
 }
 
 // MessageTypeOption is the option [WithMessageType] returns; it is both a

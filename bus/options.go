@@ -25,6 +25,22 @@ type Options struct {
 	// transport.Quorum.
 	QueueType transport.QueueType
 
+	// QueueOptions are the endpoint queue's arguments: priorities
+	// (classic queues), a delivery limit (quorum queues), length limits
+	// and what a full queue does, message TTL, a dead-letter queue. See
+	// transport.QueueOptions; New refuses options the QueueType lacks.
+	// DeadLetterQueue gets the QueuePrefix like the other queue names,
+	// and defaults to the error queue when DeliveryLimit is set, so that
+	// a message that crashed its consumer DeliveryLimit+1 times lands
+	// there (with the x-death header saying why, and no ErrorDetails)
+	// instead of being lost. They are compared with the existing queue's
+	// at Start: changing them on a queue that exists fails Start with
+	// ErrTopologyConflict, as RabbitMQ cannot change a queue's arguments.
+	// A full queue with transport.RejectPublish makes Send to it wait
+	// until it has room, within the call's context, and then fail with an
+	// error wrapping ErrRejected. Zero: none.
+	QueueOptions transport.QueueOptions
+
 	// Subscriptions are topic patterns the endpoint's queue is bound under
 	// at Start ("*" matches one word, "#" zero or more), in addition to
 	// the bindings it already has. [Bus.Subscribe] and [Bus.Unsubscribe]

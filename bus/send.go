@@ -398,6 +398,7 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 
 	m := &o.Message
 	m.ID, m.CorrelationID, m.ReplyTo, m.Type, m.Timestamp, m.Headers = id, corr, replyTo, typeName, now, h
+	m.Priority = cfg.priority
 	if pooled != nil && b.defaultJSON {
 		*pooled, err = encodeJSON(msg, m)
 	} else {

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"slices"
+	"strings"
 
 	"github.com/busline/busline/transport"
 )
@@ -88,10 +89,14 @@ type ReplayResult struct {
 
 // Replay moves messages from the error queue back to the queues they failed
 // in, so that they are handled again: each goes to the queue named by its
-// SourceQueue header, through the direct exchange with Mandatory set, with
-// its body, properties and other headers unchanged and the ErrorRetries,
-// DeferredTime, ErrorDetails and SourceQueue headers removed, so it starts
-// afresh with a full set of retries. Package bus offers it as
+// SourceQueue header (or, for a message the broker dead-lettered to the
+// error queue, such as one over its queue's delivery limit
+// (transport.QueueOptions.DeliveryLimit), its x-first-death-queue header),
+// through the direct exchange with Mandatory set, with its body,
+// properties and other headers unchanged and the ErrorRetries,
+// DeferredTime, ErrorDetails, SourceQueue and dead-lettering (x-death,
+// x-first-death-*) headers removed, so it starts afresh with a full set of
+// retries. Package bus offers it as
 // Bus.ReplayErrors, with the endpoint's error queue, header names and
 // transport.
 //
@@ -184,7 +189,7 @@ func Replay(ctx context.Context, s Sender, opts ReplayOptions) (res ReplayResult
 				seenIDs[k] = true
 			}
 		}
-		source, _ := HeaderString(d.Headers[names.SourceQueue])
+		source := sourceQueue(d.Headers, names)
 		if !selected(&d.Message, names, wantIDs, wantSources, source) {
 			held = append(held, d)
 			res.Skipped++
@@ -211,6 +216,11 @@ func Replay(ctx context.Context, s Sender, opts ReplayOptions) (res ReplayResult
 		delete(out.Headers, names.DeferredTime)
 		delete(out.Headers, names.ErrorDetails)
 		delete(out.Headers, names.SourceQueue)
+		for k := range out.Headers {
+			if k == "x-death" || strings.HasPrefix(k, "x-first-death-") || strings.HasPrefix(k, "x-last-death-") {
+				delete(out.Headers, k)
+			}
+		}
 		if derr := s.Dispatch(ctx, transport.Outgoing{
 			Exchange:   transport.Direct,
 			RoutingKey: source,
@@ -292,4 +302,14 @@ func selected(m *transport.Message, names HeaderNames, wantIDs, wantSources map[
 func headerMessageID(m *transport.Message, names HeaderNames) string {
 	s, _ := HeaderString(m.Headers[names.MessageID])
 	return s
+}
+
+// sourceQueue is the queue a message on the error queue failed in: its
+// SourceQueue header, or the queue RabbitMQ dead-lettered it from.
+func sourceQueue(h transport.Headers, names HeaderNames) string {
+	if source, ok := HeaderString(h[names.SourceQueue]); ok {
+		return source
+	}
+	source, _ := HeaderString(h["x-first-death-queue"])
+	return source
 }
