@@ -67,7 +67,7 @@ func ExampleOptions_deliveryLimit() {
 
 	payments, _ := bus.New(t, "payments", bus.Options{
 		QueueOptions: transport.QueueOptions{DeliveryLimit: 2}, // dead-letters to "error"
-		Pipeline: func(*bus.Bus) (middleware.Middleware, error) {
+		Pipeline: func(bus.Plumbing) (middleware.Middleware, error) {
 			return func(next middleware.Handler) middleware.Handler { return next }, nil
 		},
 	})
