@@ -19,7 +19,10 @@
 // fails with [transport.ErrTopologyConflict], naming the queue and the
 // argument RabbitMQ reported; RabbitMQ compares the arguments it knows
 // (x-queue-type, x-message-ttl, x-max-length, dead-lettering and the like)
-// and ignores others. A temporary queue is a classic, non-durable queue,
+// and ignores others. [transport.QueueOptions] are declared as those x-
+// arguments; an argument the queue type refuses fails Declare with
+// [transport.ErrNotSupported], a value RabbitMQ refuses with
+// [transport.ErrInvalidMessage]. A temporary queue is a classic, non-durable queue,
 // redeclared after a reconnection and deleted on Close (or by RabbitMQ a
 // minute after its transport went away without closing, x-expires). It is
 // not exclusive: a PikaBus 2 service replying to a Request binds the reply

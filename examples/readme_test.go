@@ -121,6 +121,7 @@ func TestReadmeOptionTables(t *testing.T) {
 		typ     reflect.Type
 	}{
 		{"### bus.Options", reflect.TypeFor[bus.Options]()},
+		{"### transport.QueueOptions", reflect.TypeFor[transport.QueueOptions]()},
 		{"### middleware.RetryOptions", reflect.TypeFor[middleware.RetryOptions]()},
 		{"### amqp.Options", reflect.TypeFor[amqp.Options]()},
 		{"### memory.Options", reflect.TypeFor[memory.Options]()},

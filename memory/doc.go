@@ -47,8 +47,19 @@
 //
 // Queue arguments are stored and compared on a redeclare the way RabbitMQ
 // compares them (only the arguments RabbitMQ checks, integers of any width
-// by value), but they are not enforced: there is no length limit, message
-// TTL or dead-lettering. Like RabbitMQ 3.10, the broker adds the header
+// by value), and those of [transport.QueueOptions] are enforced as
+// RabbitMQ 3.10.8 enforces them, whether given by name or as raw x-
+// arguments: priority queues (x-max-priority, classic), the delivery limit
+// (x-delivery-limit, quorum), length limits (x-max-length,
+// x-max-length-bytes) with drop-head, reject-publish and
+// reject-publish-dlx, message TTL (x-message-ttl, expired at the head of
+// the queue, on a timer) and dead-lettering (x-dead-letter-exchange and
+// -routing-key, with x-death headers). docs/architecture.md lists the
+// facts measured; arguments a queue type does not take are refused as
+// RabbitMQ refuses them. A message a full queue refuses fails Dispatch
+// with [transport.ErrRejected], naming the queue, once the context ends:
+// like the RabbitMQ transport with a nack, Dispatch publishes it again
+// until the queue has room. Like RabbitMQ 3.10, the broker adds the header
 // x-delivery-count (an int64) to the deliveries of a quorum queue: the
 // number of times the message went back to the queue (nacked with
 // requeue, or unsettled when its consumer stopped or its connection was
