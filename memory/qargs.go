@@ -106,7 +106,7 @@ func parseLimits(typ transport.QueueType, args transport.Headers) (limits, error
 		case transport.DropHead, transport.RejectPublish:
 			l.overflow = o
 		case transport.RejectPublishDLX:
-			// RabbitMQ 3.10's quorum queues take it, log a warning and drop
+			// RabbitMQ 3.10.8's quorum queues take it and drop
 			// the head.
 			l.overflow = o
 			if typ == transport.Quorum {
