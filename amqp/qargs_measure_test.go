@@ -9,7 +9,9 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/busline/busline/amqp"
 	"github.com/busline/busline/internal/brokertest"
+	"github.com/busline/busline/transport"
 )
 
 // TestMeasureQueueArguments records, against a real RabbitMQ node, what the
@@ -477,5 +479,36 @@ func TestMeasureQueueArguments(t *testing.T) {
 				del(q)
 			}
 		}
+	})
+
+	t.Run("deferred-into-full", func(t *testing.T) {
+		// busline's delay levels dead-letter at least once: what happens to a
+		// deferred message whose queue is full (reject-publish) when it
+		// comes due?
+		tr := dial(t, amqp.Options{})
+		q := fresh("deffull")
+		ctx := context.Background()
+		if err := tr.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: q, Type: transport.Classic,
+			Options: transport.QueueOptions{MaxLength: 1, Overflow: transport.RejectPublish}}}); err != nil {
+			t.Fatal(err)
+		}
+		defer del(q)
+		if err := tr.Dispatch(ctx, transport.Outgoing{RoutingKey: q, Message: transport.Message{ID: "filler"}}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := tr.Dispatch(ctx, transport.Outgoing{RoutingKey: q, NotBefore: time.Now().Add(time.Second), Message: transport.Message{ID: "deferred"}}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(4 * time.Second)
+		t.Logf("4 s after a deferral of 1 s into a full queue: queue %s", show(drain(q)))
+		for time.Since(start) < 5*time.Minute {
+			if got := drain(q); len(got) > 0 {
+				t.Logf("the deferred message arrived %v after it was sent, once the queue had room: %s", time.Since(start).Round(time.Second), show(got))
+				return
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		t.Logf("the deferred message did not arrive within 5 minutes")
 	})
 }

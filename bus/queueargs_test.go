@@ -121,9 +121,9 @@ func TestFullErrorQueueHeldWithBackoff(t *testing.T) {
 }
 
 // TestRetryIntoFullQueue: a delayed retry whose endpoint queue is full
-// (reject-publish) waits until it has room, as the RabbitMQ transport's
-// delay levels (at-least-once dead-lettering) keep it; it is neither lost
-// nor cycled.
+// (reject-publish) waits and tries again 3 minutes later, as the RabbitMQ
+// transport's delay levels (at-least-once dead-lettering) keep it; it is
+// neither lost nor cycled.
 func TestRetryIntoFullQueue(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
 		var evs eventLog
@@ -147,7 +147,7 @@ func TestRetryIntoFullQueue(t *testing.T) {
 			t.Fatalf("orders holds %d, %d deferred; want the filler, and the retry copy waiting", d, len(e.broker.Deferred()))
 		}
 		must(t, b.Resume(ctx))
-		time.Sleep(time.Minute)
+		time.Sleep(5 * time.Minute)
 		idle()
 		if n.Load() < 3 || e.broker.Depth("error") != 2 {
 			t.Errorf("%d handlings, error queue %d; want the retry handled, both messages in the error queue", n.Load(), e.broker.Depth("error"))

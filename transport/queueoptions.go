@@ -57,7 +57,10 @@ type QueueOptions struct {
 	// last allowed return never comes: the message is dead-lettered
 	// (reason "delivery_limit") or dropped. So a message that crashes
 	// its handler's process is delivered DeliveryLimit+1 times, not for
-	// ever. Quorum queues only (classic queues refuse it). Zero: no limit.
+	// ever. Every return counts, those of an orderly shutdown that gives
+	// back messages its handlers had not finished included: leave room
+	// for restarts. Quorum queues only (classic queues refuse it). Zero:
+	// no limit.
 	DeliveryLimit int
 
 	// MaxLength, when positive, bounds the ready messages of the queue
