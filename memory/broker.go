@@ -666,7 +666,9 @@ type PublishOptions struct {
 // ([transport.Message.Normalized]). It fails with an error wrapping
 // [transport.ErrNotFound] if the exchange does not exist,
 // [transport.ErrUnroutable] if the message is mandatory and reaches no
-// queue, or the error given to [Broker.FailDispatches].
+// queue, [transport.ErrRejected] at once if a full queue (x-overflow
+// reject-publish) refuses it (it still reaches the other queues it is
+// routed to), or the error given to [Broker.FailDispatches].
 func (b *Broker) Publish(exchangeName, key string, msg transport.Message, opts PublishOptions) error {
 	op := fmt.Sprintf("publish to exchange %q with routing key %q", exchangeName, key)
 	if len(exchangeName) > transport.MaxNameLength || !utf8.ValidString(exchangeName) {
