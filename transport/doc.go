@@ -72,6 +72,19 @@
 // [ErrUnroutable] for a mandatory message, as a publish to it would be. The
 // conformance suite checks this (its Harness.DeclareUnbound).
 //
+// # Queue arguments
+//
+// A [Queue]'s [QueueOptions] are RabbitMQ's queue arguments by name:
+// priorities, a delivery limit, length limits and what a full queue does,
+// message TTL, a dead-letter queue. A transport declares them as the x-
+// arguments [Queue.ArgumentsFor] gives and enforces them as RabbitMQ 3.10
+// does (docs/architecture.md has the facts measured): it refuses one the
+// queue type lacks with [ErrNotSupported] (RabbitMQ's quorum queues take no
+// priorities, its classic queues no delivery limit), and a transport that
+// cannot enforce them at all refuses them the same way rather than ignore
+// them. A message a full queue refuses is a nack: Dispatch fails with
+// [ErrRejected] once its context ends, never reports it sent.
+//
 // # Headers
 //
 // Header values may be of any type AMQP 0-9-1 tables carry, not only strings:
