@@ -146,3 +146,27 @@ func ExampleOptions_messageTTL() {
 	// Output:
 	// EUR/USD 1.08 expired
 }
+
+// A byte limit counts the bodies of the waiting messages; with DropHead,
+// the default overflow, the oldest make room for the newest.
+func ExampleOptions_maxLengthBytes() {
+	ctx := context.Background()
+	br := memory.NewBroker()
+	defer br.Close()
+	t := memory.New(memory.Options{Broker: br})
+	defer t.Close()
+
+	latest, _ := bus.New(t, "prices", bus.Options{QueueOptions: transport.QueueOptions{MaxLengthBytes: 30}})
+	latest.Start(ctx)
+	latest.Pause(ctx)
+	defer latest.Shutdown(ctx)
+	for _, name := range []string{"a", "b", "c"} {
+		latest.Send(ctx, "prices", RenderReport{Name: name}) // {"Name":"a"}: 12 bytes
+	}
+	for _, m := range br.Messages("prices") {
+		fmt.Println(string(m.Body))
+	}
+	// Output:
+	// {"Name":"b"}
+	// {"Name":"c"}
+}
