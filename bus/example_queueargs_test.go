@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"time"
 
 	"github.com/busline/busline/bus"
@@ -25,25 +26,42 @@ func ExampleWithPriority() {
 	defer t.Close()
 
 	opts := bus.Options{QueueType: transport.Classic, QueueOptions: transport.QueueOptions{MaxPriority: 9}}
-	reports, _ := bus.New(t, "reports", opts)
+	reports, err := bus.New(t, "reports", opts)
+	if err != nil {
+		log.Fatal(err)
+	}
 	done := make(chan struct{})
 	n := 0
-	bus.Handle(reports, func(ctx context.Context, r RenderReport) error {
+	if err := bus.Handle(reports, func(ctx context.Context, r RenderReport) error {
 		fmt.Println("rendering", r.Name)
 		if n++; n == 3 {
 			close(done)
 		}
 		return nil
-	})
+	}); err != nil {
+		log.Fatal(err)
+	}
 	// Declare the queue first, so that the three wait in it together.
-	br.DeclareQueue(transport.Queue{Name: "reports", Type: transport.Classic, Options: opts.QueueOptions})
+	if err := br.DeclareQueue(transport.Queue{Name: "reports", Type: transport.Classic, Options: opts.QueueOptions}); err != nil {
+		log.Fatal(err)
+	}
 
-	sender, _ := bus.New(t, "", bus.Options{})
-	sender.Send(ctx, "reports", RenderReport{Name: "monthly"})
-	sender.Send(ctx, "reports", RenderReport{Name: "yearly"})
-	sender.Send(ctx, "reports", RenderReport{Name: "incident"}, bus.WithPriority(9))
+	sender, err := bus.New(t, "", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range []struct {
+		name     string
+		priority uint8
+	}{{"monthly", 0}, {"yearly", 0}, {"incident", 9}} {
+		if err := sender.Send(ctx, "reports", RenderReport{Name: s.name}, bus.WithPriority(s.priority)); err != nil {
+			log.Fatal(err)
+		}
+	}
 
-	reports.Start(ctx)
+	if err := reports.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer reports.Shutdown(ctx)
 	<-done
 	// Output:
@@ -65,22 +83,33 @@ func ExampleOptions_deliveryLimit() {
 	t := memory.New(memory.Options{Broker: br})
 	defer t.Close()
 
-	payments, _ := bus.New(t, "payments", bus.Options{
+	payments, err := bus.New(t, "payments", bus.Options{
 		QueueOptions: transport.QueueOptions{DeliveryLimit: 2}, // dead-letters to "error"
 		Pipeline: func(bus.Plumbing) (middleware.Middleware, error) {
 			return func(next middleware.Handler) middleware.Handler { return next }, nil
 		},
 	})
+	if err != nil {
+		log.Fatal(err)
+	}
 	deliveries := 0
-	bus.Handle(payments, func(ctx context.Context, r RenderReport) error {
+	if err := bus.Handle(payments, func(ctx context.Context, r RenderReport) error {
 		deliveries++
 		return errors.New("the payment provider crashed")
-	})
-	payments.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := payments.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer payments.Shutdown(ctx)
 
-	payments.Send(ctx, "payments", RenderReport{Name: "p-1"})
-	br.WaitIdle(ctx)
+	if err := payments.Send(ctx, "payments", RenderReport{Name: "p-1"}); err != nil {
+		log.Fatal(err)
+	}
+	if err := br.WaitIdle(ctx); err != nil {
+		log.Fatal(err)
+	}
 	fmt.Println("deliveries:", deliveries)
 	for _, m := range br.Messages("error") {
 		fmt.Println("in the error queue:", m.Headers["x-first-death-reason"], "from", m.Headers["x-first-death-queue"])
@@ -99,11 +128,18 @@ func ExampleOptions_maxLength() {
 	t := memory.New(memory.Options{})
 	defer t.Close()
 
-	thumbnails, _ := bus.New(t, "thumbnails", bus.Options{QueueType: transport.Classic,
+	thumbnails, err := bus.New(t, "thumbnails", bus.Options{QueueType: transport.Classic,
 		QueueOptions: transport.QueueOptions{MaxLength: 2, Overflow: transport.RejectPublish}})
-	thumbnails.Start(ctx)
-	thumbnails.Pause(ctx) // nobody takes the messages: the queue fills up
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := thumbnails.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer thumbnails.Shutdown(ctx)
+	if err := thumbnails.Pause(ctx); err != nil { // nobody takes the messages: the queue fills up
+		log.Fatal(err)
+	}
 
 	for _, name := range []string{"a.png", "b.png", "c.png"} {
 		sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
@@ -117,36 +153,6 @@ func ExampleOptions_maxLength() {
 	// c.png rejected: true
 }
 
-// A message TTL drops what waited too long; with a dead-letter queue the
-// expired messages go there, with RabbitMQ's x-death header, even when
-// nobody consumes the queue.
-func ExampleOptions_messageTTL() {
-	ctx := context.Background()
-	t := memory.New(memory.Options{})
-	defer t.Close()
-
-	quotes, _ := bus.New(t, "quotes", bus.Options{QueueOptions: transport.QueueOptions{
-		MessageTTL: 10 * time.Millisecond, DeadLetterQueue: "quotes-expired"}})
-	expired, _ := bus.New(t, "quotes-expired", bus.Options{})
-	done := make(chan struct{})
-	bus.Handle(expired, func(ctx context.Context, r RenderReport) error {
-		in, _ := bus.IncomingFrom(ctx)
-		fmt.Println(r.Name, in.Message.Headers["x-first-death-reason"])
-		close(done)
-		return nil
-	})
-	expired.Start(ctx)
-	defer expired.Shutdown(ctx)
-	quotes.Start(ctx)
-	quotes.Pause(ctx) // nobody takes the quotes in time
-	defer quotes.Shutdown(ctx)
-
-	quotes.Send(ctx, "quotes", RenderReport{Name: "EUR/USD 1.08"})
-	<-done
-	// Output:
-	// EUR/USD 1.08 expired
-}
-
 // A byte limit counts the bodies of the waiting messages; with DropHead,
 // the default overflow, the oldest make room for the newest.
 func ExampleOptions_maxLengthBytes() {
@@ -156,12 +162,21 @@ func ExampleOptions_maxLengthBytes() {
 	t := memory.New(memory.Options{Broker: br})
 	defer t.Close()
 
-	latest, _ := bus.New(t, "prices", bus.Options{QueueOptions: transport.QueueOptions{MaxLengthBytes: 30}})
-	latest.Start(ctx)
-	latest.Pause(ctx)
-	defer latest.Shutdown(ctx)
+	prices, err := bus.New(t, "prices", bus.Options{QueueOptions: transport.QueueOptions{MaxLengthBytes: 30}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := prices.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer prices.Shutdown(ctx)
+	if err := prices.Pause(ctx); err != nil {
+		log.Fatal(err)
+	}
 	for _, name := range []string{"a", "b", "c"} {
-		latest.Send(ctx, "prices", RenderReport{Name: name}) // {"Name":"a"}: 12 bytes
+		if err := prices.Send(ctx, "prices", RenderReport{Name: name}); err != nil { // {"Name":"a"}: 12 bytes
+			log.Fatal(err)
+		}
 	}
 	for _, m := range br.Messages("prices") {
 		fmt.Println(string(m.Body))
@@ -169,4 +184,50 @@ func ExampleOptions_maxLengthBytes() {
 	// Output:
 	// {"Name":"b"}
 	// {"Name":"c"}
+}
+
+// A message TTL drops what waited too long; with a dead-letter queue the
+// expired messages go there, with RabbitMQ's x-death header, even when
+// nobody consumes the queue.
+func ExampleOptions_messageTTL() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+
+	quotes, err := bus.New(t, "quotes", bus.Options{QueueOptions: transport.QueueOptions{
+		MessageTTL: 10 * time.Millisecond, DeadLetterQueue: "quotes-expired"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	expired, err := bus.New(t, "quotes-expired", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	done := make(chan struct{})
+	if err := bus.Handle(expired, func(ctx context.Context, r RenderReport) error {
+		in, _ := bus.IncomingFrom(ctx)
+		fmt.Println(r.Name, in.Message.Headers["x-first-death-reason"])
+		close(done)
+		return nil
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := expired.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer expired.Shutdown(ctx)
+	if err := quotes.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer quotes.Shutdown(ctx)
+	if err := quotes.Pause(ctx); err != nil { // nobody takes the quotes in time
+		log.Fatal(err)
+	}
+
+	if err := quotes.Send(ctx, "quotes", RenderReport{Name: "EUR/USD 1.08"}); err != nil {
+		log.Fatal(err)
+	}
+	<-done
+	// Output:
+	// EUR/USD 1.08 expired
 }
