@@ -157,11 +157,18 @@ type subscription struct {
 
 func (c *consumer) subscribe(s *session) (*subscription, error) {
 	op := fmt.Sprintf("amqp: consume queue %q", c.queue)
-	ch, err := s.conn.Channel()
+	// Each step is bounded: a subscription stuck on a node that does not
+	// answer drops the connection, and the consumer resumes on the next.
+	bounded := func(f func() error) error { return s.bounded(c.t.opts.operationTimeout(), f) }
+	var ch amqpChannel
+	err := bounded(func() (err error) {
+		ch, err = s.conn.Channel()
+		return err
+	})
 	if err != nil {
 		return nil, classify(op, err)
 	}
-	if err := ch.Qos(c.pref, 0, false); err != nil {
+	if err := bounded(func() error { return ch.Qos(c.pref, 0, false) }); err != nil {
 		_ = ch.Close()
 		return nil, classify(op, err)
 	}
@@ -172,7 +179,10 @@ func (c *consumer) subscribe(s *session) (*subscription, error) {
 		closing:   ch.NotifyClose(make(chan *amqp091.Error, 1)),
 		ack:       newAcker(c.t, ch, c.queue, c.pref, c.t.opts.AckDelay),
 	}
-	sub.deliveries, err = ch.Consume(c.queue, c.tag, false, false, false, false, nil)
+	err = bounded(func() (err error) {
+		sub.deliveries, err = ch.Consume(c.queue, c.tag, false, false, false, false, nil)
+		return err
+	})
 	if err != nil {
 		_ = ch.Close()
 		return nil, classify(op, err)

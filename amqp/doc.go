@@ -156,6 +156,20 @@
 // Options.DialTimeout, shorter than the heartbeat, so a hung node costs a
 // reconnection that long at most.
 //
+// Every broker operation of a consuming connection's set-up (the
+// redeclarations) and of a consumer's subscription (qos, consume) is
+// bounded by twice the heartbeat, at least 5 s: past it the connection is
+// dropped and the transport goes on with the next node, as after a dial
+// timeout. The bindings are made after the declarations, and on a
+// reconnection the consumers do not wait for them more than a second:
+// while a cluster node hangs, RabbitMQ makes every queue.bind (even of a
+// binding that exists) wait for it, on every node, until the cluster
+// declares it down (net_ticktime), whereas the bindings of a queue that
+// exists are still there. They are finished in the background. Close
+// never waits on a node that does not answer: a connection whose closing
+// handshake takes longer than Options.DialTimeout is dropped, which also
+// ends every operation still waiting on it.
+//
 // Options.ClusterURLs names the other nodes of a cluster. Each transport
 // tries its URLs in an
 // order of its own, chosen at random by Dial (Options.OrderedURLs keeps the

@@ -29,6 +29,48 @@ type fakeBroker struct {
 	writeErr func(p publishCall) error
 	missing  map[string]bool // queues that do not exist: binding them fails with 404
 	binds    map[string]int  // QueueBind calls per queue
+	// hang, when set, makes the operations it returns true for wait until
+	// their connection closes, as on a cluster waiting for a hung node.
+	hang  func(c *fakeConn, op string) bool
+	hangs int // operations hanging now
+}
+
+// hung blocks while b.hang says op hangs on c's connection, until it
+// closes.
+func (ch *fakeChannel) hung(op string) error {
+	b := ch.c.b
+	b.mu.Lock()
+	hang := b.hang != nil && b.hang(ch.c, op)
+	if hang {
+		b.hangs++
+	}
+	b.mu.Unlock()
+	if !hang {
+		return nil
+	}
+	<-ch.c.done
+	b.mu.Lock()
+	b.hangs--
+	b.mu.Unlock()
+	return amqp091.ErrClosed
+}
+
+func (b *fakeBroker) hanging() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.hangs
+}
+
+func (b *fakeBroker) connCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.conns)
+}
+
+func (b *fakeBroker) setHang(f func(c *fakeConn, op string) bool) {
+	b.mu.Lock()
+	b.hang = f
+	b.mu.Unlock()
 }
 
 func newFakeBroker() *fakeBroker {
@@ -86,6 +128,7 @@ func (b *fakeBroker) published() []publishCall {
 }
 
 type fakeConn struct {
+	url    string // set by tests that dial several
 	b      *fakeBroker
 	mu     sync.Mutex
 	closed bool
@@ -434,6 +477,9 @@ func (ch *fakeChannel) ExchangeBind(string, string, string, bool, amqp091.Table)
 }
 
 func (ch *fakeChannel) QueueDeclare(name string, _, _, _, _ bool, _ amqp091.Table) (amqp091.Queue, error) {
+	if err := ch.hung("QueueDeclare"); err != nil {
+		return amqp091.Queue{}, err
+	}
 	return amqp091.Queue{Name: name}, ch.ok()
 }
 
@@ -460,6 +506,9 @@ func (b *fakeBroker) bindCount(queue string) int {
 
 func (ch *fakeChannel) QueueBind(queue, _, _ string, _ bool, _ amqp091.Table) error {
 	if err := ch.ok(); err != nil {
+		return err
+	}
+	if err := ch.hung("QueueBind"); err != nil {
 		return err
 	}
 	b := ch.c.b

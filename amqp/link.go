@@ -35,7 +35,8 @@ type link struct {
 	cur   *session                // nil while disconnected
 	ready chan struct{}           // closed while cur != nil
 	gen   uint64
-	next  int // index of the URL to try first
+	next  int  // index of the URL to try first
+	wasUp bool // a session has been up: the next ones are reconnections
 	// blocked is non-nil while the broker blocks the connection (a
 	// resource alarm), and closed when it unblocks it.
 	blocked    chan struct{}
@@ -48,13 +49,16 @@ type link struct {
 
 // A session is one connection of a link. It is never reused after it dies.
 type session struct {
-	conn    amqpConn
-	gen     uint64
-	url     string // redacted
-	dead    chan struct{}
-	err     error // why it died; set before dead is closed
-	closing chan *amqp091.Error
-	blocked chan amqp091.Blocking
+	conn amqpConn
+	raw  net.Conn // its socket; nil with the unit tests' fake dialer
+	gen  uint64
+	url  string // redacted
+	// reconnection: the link had a session before this one.
+	reconnection bool
+	dead         chan struct{}
+	err          error // why it died; set before dead is closed
+	closing      chan *amqp091.Error
+	blocked      chan amqp091.Blocking
 }
 
 // alive reports whether the session's connection is still up.
@@ -118,8 +122,16 @@ func (l *link) connect(ctx context.Context) (*session, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if err := l.setup(s); err != nil {
-			_ = s.conn.Close()
+		l.mu.Lock()
+		s.reconnection = l.wasUp
+		l.mu.Unlock()
+		// Closing the link (or Dial's ctx ending) drops a set-up in
+		// progress.
+		stopSetup := context.AfterFunc(ctx, s.abort)
+		err = l.setup(s)
+		stopSetup()
+		if err != nil {
+			s.close(l.t.opts.DialTimeout)
 			errs = append(errs, fmt.Errorf("%s: set up: %w", s.url, err))
 			continue
 		}
@@ -182,6 +194,7 @@ func (l *link) dialOne(ctx context.Context, url string) (*session, error) {
 	l.gen++
 	s := &session{
 		conn:    conn,
+		raw:     raw,
 		gen:     l.gen,
 		url:     redacted,
 		dead:    make(chan struct{}),
@@ -189,6 +202,37 @@ func (l *link) dialOne(ctx context.Context, url string) (*session, error) {
 		blocked: conn.NotifyBlocked(make(chan amqp091.Blocking, 4)),
 	}
 	return s, nil
+}
+
+// abort drops s's connection at once, without the closing handshake:
+// every call waiting on it returns, whether or not the node answers.
+func (s *session) abort() {
+	if s.raw != nil {
+		_ = s.raw.Close()
+		return
+	}
+	_ = s.conn.Close()
+}
+
+// close closes s's connection with the closing handshake, or drops it
+// if the handshake takes longer than timeout: a node that does not answer
+// (hung, or with channels stuck behind a hung peer) holds nothing up.
+func (s *session) close(timeout time.Duration) {
+	timer := time.AfterFunc(timeout, s.abort)
+	defer timer.Stop()
+	_ = s.conn.Close()
+}
+
+// bounded runs op, a broker operation of a set-up or a subscription, and
+// drops s's connection if op takes longer than timeout, so that op
+// returns and the link tries another node, as after a dial timeout.
+func (s *session) bounded(timeout time.Duration, op func() error) error {
+	timer := time.AfterFunc(timeout, s.abort)
+	err := op()
+	if !timer.Stop() {
+		return fmt.Errorf("amqp: %s did not answer within %v: %w", s.url, timeout, transport.ErrConnectionLost)
+	}
+	return err
 }
 
 // heartbeatConn caps the read deadlines amqp091 sets at timeout. amqp091
@@ -226,6 +270,7 @@ func (l *link) start(s *session) {
 func (l *link) up(s *session) {
 	l.mu.Lock()
 	l.cur = s
+	l.wasUp = true
 	l.live.Store(s)
 	close(l.ready)
 	l.mu.Unlock()
@@ -286,7 +331,7 @@ func (l *link) run(s *session) {
 		err := l.watch(s)
 		if err == nil { // stopped
 			l.down(s, transport.ErrClosed)
-			_ = s.conn.Close()
+			s.close(l.t.opts.DialTimeout)
 			return
 		}
 		l.down(s, err)

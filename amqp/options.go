@@ -99,6 +99,8 @@ type Options struct {
 
 	// dial replaces the amqp091 dialer in unit tests.
 	dial dialer
+	// opTimeout replaces operationTimeout's default in unit tests.
+	opTimeout time.Duration
 }
 
 const maxDelayLevels = 32
