@@ -91,7 +91,8 @@ type ReplayResult struct {
 // in, so that they are handled again: each goes to the queue named by its
 // SourceQueue header (or, for a message the broker dead-lettered to the
 // error queue, such as one over its queue's delivery limit
-// (transport.QueueOptions.DeliveryLimit), its x-first-death-queue header),
+// (transport.QueueOptions.DeliveryLimit), the queue of the newest entry of
+// its x-death header),
 // through the direct exchange with Mandatory set, with its body,
 // properties and other headers unchanged and the ErrorRetries,
 // DeferredTime, ErrorDetails, SourceQueue and dead-lettering (x-death,
@@ -305,10 +306,20 @@ func headerMessageID(m *transport.Message, names HeaderNames) string {
 }
 
 // sourceQueue is the queue a message on the error queue failed in: its
-// SourceQueue header, or the queue RabbitMQ dead-lettered it from.
+// SourceQueue header, or the queue RabbitMQ dead-lettered it from last:
+// the newest entry of x-death, not x-first-death-queue, which names a
+// delay level for a message that was deferred (a retry copy) before it
+// was dead-lettered from its queue.
 func sourceQueue(h transport.Headers, names HeaderNames) string {
 	if source, ok := HeaderString(h[names.SourceQueue]); ok {
 		return source
+	}
+	if deaths, ok := h["x-death"].([]any); ok && len(deaths) > 0 {
+		if last, ok := deaths[0].(map[string]any); ok {
+			if source, ok := HeaderString(last["queue"]); ok {
+				return source
+			}
+		}
 	}
 	source, _ := HeaderString(h["x-first-death-queue"])
 	return source

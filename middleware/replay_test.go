@@ -262,3 +262,37 @@ func TestReplayNotFound(t *testing.T) {
 		t.Fatalf("%+v, %v", res, err)
 	}
 }
+
+// TestReplayDeadLettered: a message the broker dead-lettered to the error
+// queue (over its queue's delivery limit) has no SourceQueue header; Replay
+// sends it back to the queue of the newest x-death entry, not to
+// x-first-death-queue, which names a delay level when the message was a
+// retry copy, and without the dead-lettering headers.
+func TestReplayDeadLettered(t *testing.T) {
+	b := newBroker("payments", "error")
+	m := order("dl")
+	m.Headers["x-death"] = []any{
+		map[string]any{"queue": "payments", "reason": "delivery_limit", "count": int64(1)},
+		map[string]any{"queue": "busline-delay-01", "reason": "expired", "count": int64(1)},
+	}
+	m.Headers["x-first-death-queue"] = "busline-delay-01"
+	m.Headers["x-first-death-reason"] = "expired"
+	m.Headers["x-first-death-exchange"] = "busline-delay-01"
+	b.put("error", m)
+	res, err := middleware.Replay(t.Context(), getting{b}, middleware.ReplayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := replayed(res.Replayed); !reflect.DeepEqual(got, []string{"dl→payments"}) {
+		t.Fatalf("replay: %+v", res)
+	}
+	back := b.messages("payments")
+	if len(back) != 1 {
+		t.Fatalf("payments holds %d messages, want 1", len(back))
+	}
+	for k := range back[0].Headers {
+		if k == "x-death" || strings.HasPrefix(k, "x-first-death-") {
+			t.Errorf("the replayed message keeps header %q", k)
+		}
+	}
+}
