@@ -40,7 +40,10 @@ const window = 256
 // over its GoChannel pub/sub, with the Retry and PoisonQueue middleware
 // (and Recoverer, as the bus's pipeline recovers panics), the same payload
 // marshalled and unmarshalled as JSON, the same window.
-func BenchmarkRouter(b *testing.B) {
+func BenchmarkRouter(b *testing.B) { benchRouter(b, json.Marshal, json.Unmarshal) }
+
+// benchRouter runs BenchmarkRouter with the given JSON functions.
+func benchRouter(b *testing.B, marshal func(any) ([]byte, error), unmarshal func([]byte, any) error) {
 	logger := watermill.NopLogger{}
 	pubSub := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 1024}, logger)
 	defer pubSub.Close()
@@ -59,7 +62,7 @@ func BenchmarkRouter(b *testing.B) {
 	var n int64
 	router.AddConsumerHandler("bench", "bench", pubSub, func(msg *message.Message) error {
 		var m RouterPayload
-		if err := json.Unmarshal(msg.Payload, &m); err != nil {
+		if err := unmarshal(msg.Payload, &m); err != nil {
 			return err
 		}
 		<-slots
@@ -80,7 +83,7 @@ func BenchmarkRouter(b *testing.B) {
 	cpu := cputime.Used()
 	for range b.N {
 		slots <- struct{}{}
-		payload, err := json.Marshal(msg)
+		payload, err := marshal(msg)
 		if err != nil {
 			b.Fatal(err)
 		}
