@@ -19,4 +19,16 @@
 // BenchmarkRouter is the trip of the root module's bus BenchmarkBus (Send,
 // the standard pipeline, a typed handler, the ack, on the memory broker)
 // through Watermill's Router over its GoChannel pub/sub instead.
+//
+// # JSON codecs
+//
+// BenchmarkCodec, BenchmarkBusCodec and BenchmarkRouterCodec compare JSON
+// libraries as the bus's codec: encoding/json (bus.JSON, and plain
+// Marshal/Unmarshal), go-json, segmentio/encoding, json-iterator and sonic,
+// each alone on the benchmark's message, as the bus's Options.Codec, and in
+// Watermill's router. TestCodecCorpus is the report of their differences
+// from encoding/json on a corpus of messages and inputs, run on demand
+// (BUSLINE_CODEC_REPORT=1); built with GOEXPERIMENT=jsonv2 it compares
+// encoding/json's experimental implementation with a reference file
+// written by a build without it (BUSLINE_CODEC_REFERENCE).
 package bench

@@ -59,6 +59,16 @@ for m in outbox:. saga:./...; do
 	fi
 done
 
+# Fast JSON libraries stay out of the root module (they reach into the
+# runtime through unsafe): bus.JSON is encoding/json, and the opt-in codec
+# over go-json is the module jsoncodec.
+jsonlibs='^(github.com/goccy/go-json|github.com/segmentio/encoding|github.com/json-iterator/go|github.com/bytedance/sonic)'
+bad=$( (go list -deps ./...; GOWORK=off go list -m all) | grep -E "$jsonlibs" | sort -u || true)
+if [ -n "$bad" ]; then
+	echo "depcheck: the root module must not import or require a JSON library other than encoding/json, but has: $bad" >&2
+	status=1
+fi
+
 # Who may import whom inside the module (docs/architecture.md, "Layers and the import rule").
 check() { # check PKGDIR ALLOWED-PREFIX...
 	local dir=$1; shift
