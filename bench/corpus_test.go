@@ -421,6 +421,8 @@ func writeReference(t *testing.T, path string, ref []outcome) {
 	w := bufio.NewWriter(f)
 	enc := json.NewEncoder(w)
 	for _, o := range ref {
+		// Quoted: JSON would replace the invalid UTF-8 of an encoding.
+		o.Enc = strconv.Quote(o.Enc)
 		if err := enc.Encode(o); err != nil {
 			t.Fatal(err)
 		}
@@ -440,6 +442,10 @@ func readReference(t *testing.T, path string) (ref []outcome) {
 	for dec.More() {
 		var o outcome
 		if err := dec.Decode(&o); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if o.Enc, err = strconv.Unquote(o.Enc); err != nil {
 			t.Fatal(err)
 		}
 		ref = append(ref, o)
