@@ -16,8 +16,8 @@
 // # Why, and what it costs
 //
 // On the bus's memory benchmark, encoding/json is about 45% of the CPU a
-// message costs; go-json decodes the benchmark's message in about a sixth
-// of encoding/json's time. The README's benchmark section has the
+// message costs; go-json decodes the benchmark's message in about a fifth
+// of encoding/json's CPU time. The README's benchmark section has the
 // side-by-side measurement of the candidates (encoding/json, go-json,
 // segmentio/encoding, json-iterator, sonic, encoding/json under
 // GOEXPERIMENT=jsonv2) that chose it.
