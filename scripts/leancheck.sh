@@ -31,7 +31,7 @@ import (
 )
 
 func main() {
-	tr, err := amqp.Dial(context.Background(), []string{"amqp://localhost/"}, amqp.Options{})
+	tr, err := amqp.Dial(context.Background(), "amqp://localhost/", amqp.Options{})
 	if err != nil {
 		return
 	}
@@ -52,6 +52,10 @@ allowed='^(example\.com/leancheck|github\.com/busline/busline|github\.com/rabbit
 # and amqp091-go's own tests use. It is never in the build list.
 test_only='^(go\.uber\.org/goleak)$'
 status=0
+
+# The program must compile: a check of a program that does not build would
+# prove nothing.
+go build -o /dev/null . || { echo "leancheck: the scratch program does not build" >&2; exit 1; }
 
 build=$(go list -deps -f '{{with .Module}}{{.Path}}{{end}}' . | sort -u)
 if bad=$(grep -Ev "$allowed" <<<"$build"); then
