@@ -1,83 +1,77 @@
 package outbox_test
 
 import (
-	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/busline/busline/bus"
 	"github.com/busline/busline/outbox"
 )
 
-// The broker's connections drop after the commit, and again after the
-// dispatch: the unacked message is delivered again, and the dispatch
-// waits for the connection to come back; each order still has one effect.
-func TestBrokerConnectionLost(t *testing.T) {
-	for _, step := range []string{"committed", "dispatched", "marked"} {
+// steps are the points of a unit of work at which the tests inject
+// faults: after the handler's business write (in its transaction), after
+// the commit, after the dispatch of what it sent, after marking that
+// dispatched (before the ack).
+var steps = []string{"business", "committed", "dispatched", "marked"}
+
+// faultAtEveryStep runs, at each step and in each world, the shop with
+// the fault injected once per message at that step, and checks that each
+// order still has exactly one effect in orders and in billing and that no
+// OrderPlaced is lost.
+func faultAtEveryStep(t *testing.T, setup func(w *world), fault func(w *world)) {
+	for _, step := range steps {
 		t.Run(step, func(t *testing.T) {
-			w := memoryWorld(t)
-			s := newShop(t, w)
-			ob := w.outbox()
-			var dropped sync.Map
-			outbox.SetCrash(ob, func(at, source string) error {
-				if at == step {
-					if _, dup := dropped.LoadOrStore(source, true); !dup {
-						w.broker.DropConnections()
+			worlds(t, func(t *testing.T, w *world) {
+				if setup != nil {
+					setup(w)
+				}
+				s := newShop(t, w)
+				ob := w.outbox()
+				var once sync.Map
+				var injected atomic.Int64
+				inject := func(source string) {
+					if _, dup := once.LoadOrStore(source, true); !dup {
+						injected.Add(1)
+						fault(w)
 					}
 				}
-				return nil
+				outbox.SetCrash(ob, func(at, source string) error {
+					if at == step {
+						inject(source)
+					}
+					return nil
+				})
+				if step == "business" {
+					s.afterWrite = func(id string) { inject("place-" + id) }
+				}
+				s.addOrders(t, ob, bus.Options{}, false)
+				s.relay(t, ob)
+				s.place(t, 5)
+				dups := s.check(t, ob, 5)
+				if n := injected.Load(); n != 5 {
+					t.Errorf("%d faults injected at step %s, want one per order: 5", n, step)
+				}
+				t.Logf("%d duplicate OrderPlaced deliveries absorbed by billing's inbox", dups)
 			})
-			s.addOrders(t, ob, bus.Options{}, false)
-			s.place(t, 5)
-			s.check(t, ob, 5)
 		})
 	}
 }
 
-// PostgreSQL's connection is killed under the handler's transaction
-// (after its business write), and every connection after the commit: the
-// handling fails, is retried, and each order has one effect.
+// The connections to the broker drop at each step: on RabbitMQ a proxy
+// cuts the TCP connections of every client (the broker requeues what was
+// not acked), on the memory broker DropConnections. The dispatch waits
+// for the connection to come back, the unacked message is delivered again
+// and absorbed by the inbox.
+func TestBrokerConnectionLost(t *testing.T) {
+	faultAtEveryStep(t, (*world).cuttable, (*world).cutBroker)
+}
+
+// Every connection to the database is killed at each step: PostgreSQL's
+// with pg_terminate_backend, SQLite's through its connector (the
+// transaction under way rolls back, the next use fails with
+// driver.ErrBadConn). The handling or the marking fails and is retried;
+// what was dispatched and not marked is dispatched again by the relay.
 func TestDatabaseConnectionLost(t *testing.T) {
-	w := rabbitWorld(t)
-	s := newShop(t, w)
-	ob := w.outbox()
-	var mu sync.Mutex
-	killed := map[string]bool{}
-	terminate := func() {
-		if _, err := w.db.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()", w.opts.Schema); err != nil {
-			t.Error(err)
-		}
-	}
-	outbox.SetCrash(ob, func(at, source string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if at == "committed" && !killed["c"+source] {
-			killed["c"+source] = true
-			terminate()
-		}
-		return nil
-	})
-	tr := w.transport("orders")
-	b := w.bus(tr, "orders", bus.Options{UnitOfWork: ob.UnitOfWork})
-	must(t, bus.Handle(b, func(ctx context.Context, m PlaceOrder) error {
-		if err := w.effect(ctx, "orders", m.ID); err != nil {
-			return err
-		}
-		mu.Lock()
-		first := !killed["h"+m.ID]
-		killed["h"+m.ID] = true
-		mu.Unlock()
-		if first {
-			tx, _ := outbox.Tx(ctx)
-			var pid int
-			must(t, tx.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid))
-			if _, err := w.db.Exec("SELECT pg_terminate_backend($1)", pid); err != nil {
-				t.Error(err)
-			}
-		}
-		return b.Publish(ctx, "orders.placed", OrderPlaced{ID: m.ID})
-	}))
-	must(t, b.Start(ctx))
-	s.place(t, 5)
-	s.check(t, ob, 5)
+	faultAtEveryStep(t, nil, (*world).killDatabase)
 }

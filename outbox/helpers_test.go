@@ -63,6 +63,9 @@ type world struct {
 	broker *memory.Broker // nil on RabbitMQ
 	url    string         // RabbitMQ's
 	prefix string         // of the queues and topics of the test
+	proxy  *cutProxy      // between the clients and RabbitMQ, if cuttable
+	sqlite *killableDB    // SQLite's connector; nil on PostgreSQL
+	path   string         // SQLite's file
 }
 
 // worlds runs f on memory+SQLite and on RabbitMQ+PostgreSQL.
@@ -73,7 +76,8 @@ func worlds(t *testing.T, f func(t *testing.T, w *world)) {
 
 func memoryWorld(t testing.TB) *world {
 	w := &world{t: t, name: "memory+sqlite", prefix: "t" + randomName() + "."}
-	w.db, w.opts = openSQLite(t)
+	w.path = filepath.Join(t.TempDir(), "busline.db")
+	w.db, w.sqlite, w.opts = openSQLite(t, w.path)
 	w.broker = memory.NewBroker()
 	t.Cleanup(func() { w.broker.Close() })
 	w.effectsTable()
@@ -89,14 +93,20 @@ func rabbitWorld(t testing.TB) *world {
 	return w
 }
 
-// openSQLite opens a new SQLite database in a file, as the outbox's
-// documentation says to.
-func openSQLite(t testing.TB) (*sql.DB, outbox.Options) {
-	path := filepath.Join(t.TempDir(), "busline.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
-	must(t, err)
+// openSQLite opens an SQLite database in the file path, as the outbox's
+// documentation says to, through a connector whose connections a test can
+// kill.
+func openSQLite(t testing.TB, path string) (*sql.DB, *killableDB, outbox.Options) {
+	db, k := openKillableSQLite(sqliteDSN(path))
 	t.Cleanup(func() { db.Close() })
-	return db, outbox.Options{Dialect: outbox.SQLite, RelayAfter: 50 * time.Millisecond}
+	return db, k, outbox.Options{Dialect: outbox.SQLite, RelayAfter: 50 * time.Millisecond}
+}
+
+// sqliteDSN is the data source name of the SQLite database in the file
+// path: in WAL mode, transactions that take the write lock when they
+// begin (rather than fail to upgrade it later), waiting for it up to 30 s.
+func sqliteDSN(path string) string {
+	return "file:" + path + "?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 }
 
 // openPostgres connects to BUSLINE_POSTGRES_URL and makes a schema of the
@@ -129,6 +139,40 @@ func openPostgres(t testing.TB) (*sql.DB, outbox.Options) {
 		db.Close()
 	})
 	return db, outbox.Options{Dialect: outbox.Postgres, Schema: schema, RelayAfter: 50 * time.Millisecond}
+}
+
+// cuttable makes the world's connections to RabbitMQ go through a proxy
+// that cutBroker cuts; call it before making transports.
+func (w *world) cuttable() {
+	if w.broker == nil {
+		w.proxy, w.url = newCutProxy(w.t, w.url)
+	}
+}
+
+// cutBroker drops every connection to the broker, which requeues the
+// unacked deliveries; the transports reconnect.
+func (w *world) cutBroker() {
+	if w.broker != nil {
+		w.broker.DropConnections()
+		return
+	}
+	if w.proxy == nil {
+		w.t.Fatal("cutBroker on a world that is not cuttable")
+	}
+	w.proxy.Cut()
+}
+
+// killDatabase kills every connection of the world's database: SQLite's
+// through its connector, PostgreSQL's with pg_terminate_backend (the
+// test's own connections only, known by their application name).
+func (w *world) killDatabase() {
+	if w.sqlite != nil {
+		w.sqlite.KillAll()
+		return
+	}
+	if _, err := w.db.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()", w.opts.Schema); err != nil {
+		w.t.Error(err)
+	}
 }
 
 // effectsTable creates the table in which the tests' handlers record

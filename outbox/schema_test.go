@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,7 @@ import (
 func bothDatabases(t *testing.T, f func(t *testing.T, w *world)) {
 	t.Run("sqlite", func(t *testing.T) {
 		w := &world{t: t, prefix: "t" + randomName() + "."}
-		w.db, w.opts = openSQLite(t)
+		w.db, w.sqlite, w.opts = openSQLite(t, filepath.Join(t.TempDir(), "busline.db"))
 		w.broker = nil
 		f(t, w)
 	})
