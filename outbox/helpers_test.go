@@ -74,21 +74,28 @@ func worlds(t *testing.T, f func(t *testing.T, w *world)) {
 	t.Run("rabbitmq+postgres", func(t *testing.T) { f(t, rabbitWorld(t)) })
 }
 
-func memoryWorld(t testing.TB) *world {
-	w := &world{t: t, name: "memory+sqlite", prefix: "t" + randomName() + "."}
-	w.path = filepath.Join(t.TempDir(), "busline.db")
-	w.db, w.sqlite, w.opts = openSQLite(t, w.path)
-	w.broker = memory.NewBroker()
-	t.Cleanup(func() { w.broker.Close() })
-	w.effectsTable()
-	return w
-}
+func memoryWorld(t testing.TB) *world { return newWorld(t, "memory", "sqlite") }
 
-func rabbitWorld(t testing.TB) *world {
-	w := &world{t: t, name: "rabbitmq+postgres", prefix: "t" + randomName() + "."}
-	w.db, w.opts = openPostgres(t)
-	w.qual = w.opts.Schema + "."
-	w.url = brokertest.URL(t)
+func rabbitWorld(t testing.TB) *world { return newWorld(t, "rabbitmq", "postgres") }
+
+// newWorld returns a world on broker ("memory" or "rabbitmq") and
+// database ("sqlite" or "postgres"); the tests pair memory with SQLite and
+// RabbitMQ with PostgreSQL, the benchmarks take every pair.
+func newWorld(t testing.TB, broker, database string) *world {
+	w := &world{t: t, name: broker + "+" + database, prefix: "t" + randomName() + "."}
+	if database == "sqlite" {
+		w.path = filepath.Join(t.TempDir(), "busline.db")
+		w.db, w.sqlite, w.opts = openSQLite(t, w.path)
+	} else {
+		w.db, w.opts = openPostgres(t)
+		w.qual = w.opts.Schema + "."
+	}
+	if broker == "memory" {
+		w.broker = memory.NewBroker()
+		t.Cleanup(func() { w.broker.Close() })
+	} else {
+		w.url = brokertest.URL(t)
+	}
 	w.effectsTable()
 	return w
 }
@@ -98,6 +105,7 @@ func rabbitWorld(t testing.TB) *world {
 // kill.
 func openSQLite(t testing.TB, path string) (*sql.DB, *killableDB, outbox.Options) {
 	db, k := openKillableSQLite(sqliteDSN(path))
+	db.SetMaxOpenConns(1) // as the SQLite dialect advises
 	t.Cleanup(func() { db.Close() })
 	return db, k, outbox.Options{Dialect: outbox.SQLite, RelayAfter: 50 * time.Millisecond}
 }
@@ -222,6 +230,17 @@ func (w *world) effects(endpoint string) map[string]int {
 	}
 }
 
+// distinctEffects returns how many ids had an effect on endpoint: a
+// cheaper query than effects, for polling. An error (a test may have
+// killed the connection) counts as none.
+func (w *world) distinctEffects(endpoint string) int {
+	var n int
+	if err := w.db.QueryRow(w.bind("SELECT count(DISTINCT id) FROM "+w.qual+"effects WHERE endpoint = ?"), w.prefix+endpoint).Scan(&n); err != nil {
+		return 0
+	}
+	return n
+}
+
 func (w *world) tryEffects(endpoint string) (map[string]int, error) {
 	rows, err := w.db.Query(w.bind("SELECT id, count(*) FROM "+w.qual+"effects WHERE endpoint = ? GROUP BY id"), w.prefix+endpoint)
 	if err != nil {
@@ -303,6 +322,26 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitProgress polls count every 50 ms until it reaches want. It fails the
+// test when count has not moved for three minutes: a guard against a hang
+// that lets a large test take as long as a loaded machine needs.
+func waitProgress(t testing.TB, what string, want int, count func() int) {
+	t.Helper()
+	last, since := -1, time.Now()
+	for {
+		n := count()
+		if n >= want {
+			return
+		}
+		if n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) > 3*time.Minute {
+			t.Fatalf("timed out waiting for %s: %d of %d, no progress for 3 minutes", what, n, want)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -130,6 +130,7 @@ func TestProcessKilledChild(t *testing.T) {
 	var err error
 	if os.Getenv("OUTBOX_CHILD_WORLD") == "sqlite" {
 		w.db, err = sql.Open("sqlite", sqliteDSN(os.Getenv("OUTBOX_CHILD_DB")))
+		w.db.SetMaxOpenConns(1)
 		w.opts = outbox.Options{Dialect: outbox.SQLite}
 		w.broker = memory.NewBroker()
 	} else {

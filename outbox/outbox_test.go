@@ -124,8 +124,8 @@ func (s *shop) place(t testing.TB, n int) {
 func (s *shop) check(t testing.TB, ob *outbox.Outbox, n int) int {
 	t.Helper()
 	w := s.w
-	waitFor(t, "every order's effects", func() bool {
-		return len(w.effects("orders")) == n && len(w.effects("billing")) == n
+	waitProgress(t, "every order's effects", 2*n, func() int {
+		return w.distinctEffects("orders") + w.distinctEffects("billing")
 	})
 	waitFor(t, "no pending message in the outbox", func() bool {
 		p, err := ob.Pending(ctx)
