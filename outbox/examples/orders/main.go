@@ -174,9 +174,14 @@ func openDB(c Config) (*sql.DB, outbox.Dialect, error) {
 		}
 		path = filepath.Join(dir, "shop.db")
 	}
-	// One writer at a time: wait for the lock rather than fail.
+	// One writer at a time: wait for the lock rather than fail, and queue
+	// for the one connection rather than poll the lock (see outbox.SQLite).
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate")
-	return db, outbox.SQLite, err
+	if err != nil {
+		return nil, nil, err
+	}
+	db.SetMaxOpenConns(1)
+	return db, outbox.SQLite, nil
 }
 
 type shop struct {
