@@ -45,6 +45,26 @@ type ingested struct {
 // that does not exist is empty (error wrapping transport.ErrNotFound only
 // with Follow, which waits for it to appear).
 func (s *Store) Ingest(ctx context.Context, t transport.Transport, queue string, opts IngestOptions) (int, error) {
+	total := 0
+	for {
+		n, err := s.ingestOnce(ctx, t, queue, opts)
+		total += n
+		if err != nil || opts.Follow || n == 0 {
+			return total, err
+		}
+		// The queue looked empty while deliveries were prefetched but not
+		// yet handed over (a loaded machine): stopping the consumer gave
+		// them back to the queue. Look again, and take them too.
+		info, err := t.(transport.Inspector).Inspect(ctx, queue)
+		if err != nil || info.Messages == 0 {
+			return total, nil
+		}
+	}
+}
+
+// ingestOnce consumes until the queue looks empty (or, with Follow, until
+// ctx ends) and stops its consumer.
+func (s *Store) ingestOnce(ctx context.Context, t transport.Transport, queue string, opts IngestOptions) (int, error) {
 	batch := opts.Batch
 	if batch <= 0 {
 		batch = 500
