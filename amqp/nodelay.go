@@ -15,7 +15,8 @@ import (
 // discovers capabilities by type assertion, as package bus does, sees that
 // it cannot defer. It implements [transport.Transport],
 // [transport.Inspector], [transport.Getter], [transport.QueueDeleter],
-// [transport.Watcher] and [transport.HealthChecker].
+// [transport.Watcher], [transport.HealthChecker] and
+// [transport.AsyncDispatcher].
 //
 // A message deferred by another service through the delay levels of the
 // same broker (with the same Options.DelayPrefix) is still delivered as
@@ -25,12 +26,13 @@ type NoDelayTransport struct {
 }
 
 var (
-	_ transport.Transport     = (*NoDelayTransport)(nil)
-	_ transport.Inspector     = (*NoDelayTransport)(nil)
-	_ transport.Getter        = (*NoDelayTransport)(nil)
-	_ transport.QueueDeleter  = (*NoDelayTransport)(nil)
-	_ transport.Watcher       = (*NoDelayTransport)(nil)
-	_ transport.HealthChecker = (*NoDelayTransport)(nil)
+	_ transport.Transport       = (*NoDelayTransport)(nil)
+	_ transport.Inspector       = (*NoDelayTransport)(nil)
+	_ transport.Getter          = (*NoDelayTransport)(nil)
+	_ transport.QueueDeleter    = (*NoDelayTransport)(nil)
+	_ transport.Watcher         = (*NoDelayTransport)(nil)
+	_ transport.HealthChecker   = (*NoDelayTransport)(nil)
+	_ transport.AsyncDispatcher = (*NoDelayTransport)(nil)
 )
 
 // DialNoDelay is [Dial] for a transport without deferred delivery: it
@@ -96,6 +98,13 @@ func (n *NoDelayTransport) DeleteQueue(ctx context.Context, queue string) error 
 
 // Watch is [Transport.Watch].
 func (n *NoDelayTransport) Watch(f func(transport.Event)) (stop func()) { return n.t.Watch(f) }
+
+// DispatchAsync implements [transport.AsyncDispatcher] as
+// [Transport.DispatchAsync] does; a deferred message is refused, as by
+// Dispatch.
+func (n *NoDelayTransport) DispatchAsync(ctx context.Context, o transport.Outgoing, done func(error)) error {
+	return n.t.DispatchAsync(ctx, o, done)
+}
 
 // Health is [Transport.Health].
 func (n *NoDelayTransport) Health(ctx context.Context) error { return n.t.Health(ctx) }

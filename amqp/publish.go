@@ -172,7 +172,11 @@ type pubReq struct {
 	msg           amqp091.Publishing
 	ctx           context.Context
 	state         atomic.Int32    // reqQueued, reqTaken, reqWriting, reqWritten or reqAbandoned
-	res           chan error      // receives the outcome once
+	res           chan error      // receives the outcome once, unless async is set
+	// async, set for DispatchAsync, takes the outcome instead of res. It
+	// is called on the channel's writer or listener goroutine and must
+	// not block.
+	async func(error)
 	returned      *amqp091.Return // set by the listener, under pmu
 	rkey          returnKey       // for mandatory messages
 	seq           uint64          // delivery tag, once in pending
@@ -193,6 +197,15 @@ const (
 	reqWritten                // written, or failed by the writer without writing
 	reqAbandoned              // given up by its caller before it was written
 )
+
+// finish hands r its outcome.
+func (r *pubReq) finish(err error) {
+	if r.async != nil {
+		r.async(err)
+		return
+	}
+	r.res <- err
+}
 
 // abandon gives r up because its caller's context ended; r.wrote then
 // tells whether it was written. A request being written is waited for
@@ -420,7 +433,7 @@ func (pc *pubChannel) settle(tag uint64, err error) {
 	if err == nil && in.returned != nil {
 		err = fmt.Errorf("amqp: %w: returned by the broker: %d %s", transport.ErrUnroutable, in.returned.ReplyCode, in.returned.ReplyText)
 	}
-	in.res <- err
+	in.finish(err)
 }
 
 // lookup returns the pending publish tag, or nil; pmu must be held.
@@ -472,7 +485,7 @@ func (pc *pubChannel) die(err error) {
 	clear(pc.inFlight)
 	pc.pmu.Unlock()
 	for _, in := range pending {
-		in.res <- err
+		in.finish(err)
 	}
 }
 
@@ -496,7 +509,7 @@ func (pc *pubChannel) write() {
 				select {
 				case r := <-pc.reqs:
 					if r.state.CompareAndSwap(reqQueued, reqTaken) {
-						r.res <- err
+						r.finish(err)
 					}
 				default:
 					return
@@ -516,10 +529,10 @@ func (pc *pubChannel) send(r *pubReq) {
 	select {
 	case pc.window <- struct{}{}:
 	case <-pc.dead:
-		r.res <- pc.deadCause()
+		r.finish(pc.deadCause())
 		return
 	case <-r.ctx.Done():
-		r.res <- fmt.Errorf("amqp: dispatch: not sent: %w", r.ctx.Err())
+		r.finish(fmt.Errorf("amqp: dispatch: not sent: %w", r.ctx.Err()))
 		return
 	}
 	if !r.state.CompareAndSwap(reqTaken, reqWriting) {
@@ -535,7 +548,7 @@ func (pc *pubChannel) send(r *pubReq) {
 		err := pc.deadErr
 		pc.pmu.Unlock()
 		<-pc.window
-		r.res <- err
+		r.finish(err)
 		return
 	}
 	slot := seq % uint64(len(pc.pending))
@@ -545,7 +558,7 @@ func (pc *pubChannel) send(r *pubReq) {
 		err := fmt.Errorf("amqp: publish: internal error: delivery tag %d still pending at %d", old.seq, seq)
 		pc.pmu.Unlock()
 		<-pc.window
-		r.res <- err
+		r.finish(err)
 		return
 	}
 	r.seq = seq
@@ -585,7 +598,7 @@ func (pc *pubChannel) send(r *pubReq) {
 			// Close the connection, so that its supervisor reconnects
 			// now rather than when a read fails, and let Dispatch wait
 			// for the next one and publish again.
-			r.res <- fmt.Errorf("amqp: publish: %w: %w", transport.ErrConnectionLost, err)
+			r.finish(fmt.Errorf("amqp: publish: %w: %w", transport.ErrConnectionLost, err))
 			conn := pc.sess.conn
 			pc.t.spawn(func() { _ = conn.Close() })
 			return
@@ -593,7 +606,7 @@ func (pc *pubChannel) send(r *pubReq) {
 		if errors.Is(err, amqp091.ErrClosed) {
 			r.wrote.Store(false) // refused before writing
 		}
-		r.res <- classify("amqp: publish", err)
+		r.finish(classify("amqp: publish", err))
 		if pc.sess.alive() {
 			// amqp091 refused before sending (a closed channel): replace it.
 			pc.close(nil)

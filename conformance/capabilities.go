@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	"github.com/busline/busline/transport"
@@ -136,6 +137,7 @@ func (s *suite) capabilitiesGroup(t *testing.T) {
 			t.Errorf("ConsumerStopped after Close has Err %v, want nil", ev.Err)
 		}
 	})
+	s.asyncLeaf(t)
 	s.leafUnless(t, "HealthChecker", lacks(s.caps.health, "HealthChecker"), func(e *env) {
 		hc := e.tr.(transport.HealthChecker)
 		q := e.queue("q")
@@ -148,4 +150,65 @@ func (s *suite) capabilitiesGroup(t *testing.T) {
 			e.t.Error("Health of a closed transport = nil, want an error")
 		}
 	})
+}
+
+// asyncLeaf checks transport.AsyncDispatcher: a window of messages posted
+// by one caller is confirmed and arrives in order, an unroutable mandatory
+// message gets ErrUnroutable through done, an invalid one is refused by the
+// call with done never called, and after Close the call fails with
+// ErrClosed.
+func (s *suite) asyncLeaf(t *testing.T) {
+	s.leafUnless(t, "AsyncDispatcher", lacks(s.caps.async, "AsyncDispatcher"), func(e *env) {
+		t := e.t
+		ad := e.tr.(transport.AsyncDispatcher)
+		q := e.queue("q")
+		const n = 50
+		verdicts := make(chan error, n+1)
+		done := func(err error) { verdicts <- err }
+		for _, o := range direct(q, numbered("m", n)...) {
+			if err := ad.DispatchAsync(e.ctx(), o, done); err != nil {
+				t.Fatalf("DispatchAsync(%s): %v", o.Message.ID, err)
+			}
+		}
+		for i := range n {
+			if err := wait(e, verdicts, "the verdict of message %d of %d", i+1, n); err != nil {
+				t.Errorf("DispatchAsync verdict: %v, want nil", err)
+			}
+		}
+		e.inbox(q, transport.ConsumeOptions{Prefetch: n}).expect(numbered("m", n)...)
+
+		missing := e.name("missing")
+		if err := ad.DispatchAsync(e.ctx(), direct(missing, "lost")[0], done); err != nil {
+			t.Errorf("DispatchAsync of a mandatory message to a missing queue = %v, want nil and ErrUnroutable through done", err)
+		} else {
+			is(t, wait(e, verdicts, "the verdict of an unroutable message"), transport.ErrUnroutable, "DispatchAsync's verdict on a mandatory message to a missing queue")
+		}
+		topic := transport.Outgoing{Exchange: transport.Topic, RoutingKey: e.name("nobody"), Mandatory: true, Message: msg("lost")}
+		if err := ad.DispatchAsync(e.ctx(), topic, done); err != nil {
+			t.Errorf("DispatchAsync of a mandatory event nobody subscribed to = %v, want nil and ErrUnroutable through done", err)
+		} else {
+			is(t, wait(e, verdicts, "the verdict of an unroutable event"), transport.ErrUnroutable, "DispatchAsync's verdict on a mandatory event nobody subscribed to")
+		}
+
+		called := false
+		bad := direct(q, "bad")[0]
+		bad.Message.Headers = transport.Headers{"x": struct{}{}}
+		err := ad.DispatchAsync(e.ctx(), bad, func(error) { called = true })
+		is(t, err, transport.ErrInvalidMessage, "DispatchAsync of a message with a header AMQP cannot carry")
+		e.closeTransport()
+		err = ad.DispatchAsync(e.ctx(), direct(q, "late")[0], func(error) { called = true })
+		is(t, err, transport.ErrClosed, "DispatchAsync after Close")
+		if called {
+			t.Error("DispatchAsync called done for a message it refused")
+		}
+	})
+}
+
+// numbered returns n message ids: prefix-0, prefix-1, ...
+func numbered(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = prefix + "-" + strconv.Itoa(i)
+	}
+	return out
 }

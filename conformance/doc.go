@@ -24,7 +24,8 @@
 // breaks a caller: only New is required, and every other field's zero value
 // is a documented default. Optional capabilities ([transport.Delayer],
 // [transport.Inspector], [transport.Getter], [transport.QueueDeleter],
-// [transport.Watcher], [transport.HealthChecker]) are found by type
+// [transport.Watcher], [transport.HealthChecker],
+// [transport.AsyncDispatcher]) are found by type
 // assertion on a transport New returns; a subtest that needs a missing one
 // skips and names the interface. The harness carries only what cannot be
 // discovered: how long to wait, how late a deferred message may be, how
@@ -127,6 +128,7 @@
 //	Capabilities/QueueDeleter deletion stops consumers with an error and removes bindings
 //	Capabilities/Watcher      ConsumerStarted and ConsumerStopped events
 //	Capabilities/HealthChecker healthy when open, an error when closed
+//	Capabilities/AsyncDispatcher DispatchAsync: a window of messages confirmed, in order; unroutable; invalid refused, done not called; ErrClosed after Close
 //
 // # Adding suites
 //

@@ -25,7 +25,7 @@ type suite struct {
 
 // capabilities records which optional interfaces the transport implements.
 type capabilities struct {
-	delayer, inspector, getter, deleter, watcher, health bool
+	delayer, inspector, getter, deleter, watcher, health, async bool
 }
 
 func capabilitiesOf(tr transport.Transport) capabilities {
@@ -35,7 +35,8 @@ func capabilitiesOf(tr transport.Transport) capabilities {
 	_, q := tr.(transport.QueueDeleter)
 	_, w := tr.(transport.Watcher)
 	_, hc := tr.(transport.HealthChecker)
-	return capabilities{delayer: d, inspector: i, getter: g, deleter: q, watcher: w, health: hc}
+	_, ad := tr.(transport.AsyncDispatcher)
+	return capabilities{delayer: d, inspector: i, getter: g, deleter: q, watcher: w, health: hc, async: ad}
 }
 
 func (c capabilities) String() string {
@@ -46,6 +47,7 @@ func (c capabilities) String() string {
 	}{
 		{c.delayer, "Delayer"}, {c.inspector, "Inspector"}, {c.getter, "Getter"},
 		{c.deleter, "QueueDeleter"}, {c.watcher, "Watcher"}, {c.health, "HealthChecker"},
+		{c.async, "AsyncDispatcher"},
 	} {
 		if x.ok {
 			have = append(have, x.name)

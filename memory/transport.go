@@ -43,7 +43,7 @@ const DefaultMaxDelay = (1<<28 - 1) * time.Second
 // Transport is a [transport.Transport] over a [Broker]: one connection to
 // it. It also implements [transport.Delayer], [transport.Inspector],
 // [transport.Getter], [transport.QueueDeleter], [transport.Watcher] and
-// [transport.HealthChecker].
+// [transport.HealthChecker] and [transport.AsyncDispatcher].
 type Transport struct {
 	b        *Broker
 	own      bool
@@ -58,13 +58,14 @@ type Transport struct {
 }
 
 var (
-	_ transport.Transport     = (*Transport)(nil)
-	_ transport.Delayer       = (*Transport)(nil)
-	_ transport.Inspector     = (*Transport)(nil)
-	_ transport.Getter        = (*Transport)(nil)
-	_ transport.QueueDeleter  = (*Transport)(nil)
-	_ transport.Watcher       = (*Transport)(nil)
-	_ transport.HealthChecker = (*Transport)(nil)
+	_ transport.Transport       = (*Transport)(nil)
+	_ transport.Delayer         = (*Transport)(nil)
+	_ transport.Inspector       = (*Transport)(nil)
+	_ transport.Getter          = (*Transport)(nil)
+	_ transport.QueueDeleter    = (*Transport)(nil)
+	_ transport.Watcher         = (*Transport)(nil)
+	_ transport.HealthChecker   = (*Transport)(nil)
+	_ transport.AsyncDispatcher = (*Transport)(nil)
 )
 
 // New returns a transport connected to opts.Broker, or to a broker of its
@@ -403,6 +404,27 @@ func (t *Transport) republishFailed(ctx context.Context, msgs []transport.Outgoi
 		errs = append(errs, t.dispatchError(i, &msgs[i], fmt.Errorf("memory: %w; gave up when the context ended: %w", full[i], cause)))
 	}
 	return errs
+}
+
+// DispatchAsync implements [transport.AsyncDispatcher]. The broker takes a
+// message under its lock, so the verdict is known at once: done is called
+// on the caller's goroutine before DispatchAsync returns. During a simulated
+// outage ([Transport.Disconnect]) it waits for the connection, bounded by
+// ctx, as Dispatch does.
+func (t *Transport) DispatchAsync(ctx context.Context, msg transport.Outgoing, done func(error)) error {
+	if err := msg.Validate(); err != nil {
+		return t.dispatchError(0, &msg, err)
+	}
+	err := t.Dispatch(ctx, msg)
+	switch {
+	case err == nil:
+	case errors.Is(err, transport.ErrClosed), errors.Is(err, transport.ErrInvalidMessage),
+		errors.Is(err, transport.ErrNotSupported), errors.Is(err, transport.ErrInvalidName),
+		ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return err // refused before the broker saw it: nothing was sent
+	}
+	done(err)
+	return nil
 }
 
 // bindDestinationLocked binds the queue named queue, if it exists, on the

@@ -77,6 +77,33 @@ type Delayer interface {
 	MaxDelay() time.Duration
 }
 
+// AsyncDispatcher is implemented by transports that can publish a message
+// without making the caller wait for the broker's verdict: publisher
+// confirms in flight overlap, so that one caller gets the throughput many
+// concurrent Dispatch calls would. Package bus uses it for SendAsync and
+// PublishAsync, and falls back to Dispatch on a goroutine of its own over a
+// transport without it.
+type AsyncDispatcher interface {
+	// DispatchAsync validates msg and hands it to the broker's connection,
+	// and returns once it has: ctx bounds only that (during a connection
+	// outage, the wait for the connection). It returns an error, and never
+	// calls done, when msg is invalid, the transport is closed or ctx ends
+	// first; then nothing was sent.
+	//
+	// Otherwise it calls done exactly once with the outcome Dispatch would
+	// have returned for msg alone: nil once the broker confirmed it (and, if
+	// mandatory, routed it), an error wrapping [ErrUnroutable] if it was
+	// returned, [ErrClosed] if the transport closed first, another error
+	// for a nack or a lost connection the transport could not publish
+	// through again. A transport retries as Dispatch does, for as long as it
+	// is open. done may be called on any goroutine, before DispatchAsync
+	// returns included; it must not block.
+	//
+	// The transport may read msg (its headers and body) until it calls
+	// done: the caller must not modify them before then.
+	DispatchAsync(ctx context.Context, msg Outgoing, done func(error)) error
+}
+
 // Recycler is implemented by transports that can reuse the memory of the
 // messages they deliver (header maps, for one). A consumer that is done with
 // a delivery may give it back with Recycle: it promises that the delivery
