@@ -52,6 +52,7 @@ type Bus struct {
 	derived  sync.Map // derived message type name → the Go type that claimed it (see claim)
 
 	replies  replies
+	posts    posts           // SendAsync's and PublishAsync's
 	pikaBus1 pikaBus1Senders // senders warned about; see timeformat.go
 	evOnce   sync.Once
 	ev       *events // created on the first event, if OnNotice is set
@@ -123,6 +124,9 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 		// Stages or a unit of work of the user's could keep a message
 		// past its handling.
 		b.recycler, _ = t.(transport.Recycler)
+	}
+	if opts.PostWindow < 0 {
+		return nil, fmt.Errorf("bus.New: negative PostWindow (%d)", opts.PostWindow)
 	}
 	if opts.Concurrency < 0 || opts.Prefetch < 0 {
 		return nil, fmt.Errorf("bus.New: negative Concurrency (%d) or Prefetch (%d)", opts.Concurrency, opts.Prefetch)
@@ -269,6 +273,7 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 	b.pipeline = middleware.Chain(stages, middleware.Chain(opts.Middleware...))(b.terminal)
 
 	b.handlers.Store(&handlerTable{})
+	b.posts.init(b)
 	return b, nil
 }
 
@@ -819,7 +824,10 @@ func (b *Bus) Subscriptions() []string {
 // stopped. The transport is not closed.
 //
 // Shutdown does not wait for Send or Publish calls under way outside
-// handlers, on other goroutines: they finish or fail on their own.
+// handlers, on other goroutines: they finish or fail on their own. It waits,
+// until ctx is done, for the verdicts of the messages posted with SendAsync
+// and PublishAsync; the receipts still pending then are done with an error
+// wrapping ErrClosed before it returns.
 func (b *Bus) Shutdown(ctx context.Context) error {
 	if !b.closed.CompareAndSwap(false, true) {
 		select {
@@ -843,6 +851,10 @@ func (b *Bus) Shutdown(ctx context.Context) error {
 	if rerr := b.closeReplies(ctx, true); rerr != nil && err == nil {
 		err = fmt.Errorf("%s: shutdown: reply queue: %w", b.name, rerr)
 	}
+	if perr := b.posts.wait(ctx); perr != nil && err == nil {
+		err = fmt.Errorf("%s: shutdown: waiting for the verdicts of asynchronous posts: %w", b.name, perr)
+	}
+	b.posts.close(b.name)
 	b.finish(err)
 	return err
 }
@@ -853,7 +865,9 @@ func (b *Bus) Shutdown(ctx context.Context) error {
 // sent is not dispatched. A handler that ignores its context does not hold
 // Close: it goes on, on the transport's goroutine, its message is nacked
 // when it returns, and the transport's Close waits for it (see
-// [Bus.Shutdown]). Requests still waiting fail with [ErrClosed]. Afterwards
+// [Bus.Shutdown]). Requests still waiting fail with [ErrClosed], and so do
+// the receipts of asynchronous posts still pending (SendAsync,
+// PublishAsync), before Close returns. Afterwards
 // every call fails with ErrClosed. A second Close returns nil. The transport
 // is not closed.
 func (b *Bus) Close() error {
@@ -868,6 +882,7 @@ func (b *Bus) Close() error {
 		_ = b.stopConsumer(nil, c)
 	}
 	_ = b.closeReplies(context.Background(), false)
+	b.posts.close(b.name)
 	b.finish(nil)
 	return nil
 }

@@ -34,7 +34,8 @@ type sendConfig struct {
 	timeFormatSet  bool
 	priority       uint8
 
-	fullQueue bool // the queue argument is a full name: no QueuePrefix
+	fullQueue bool           // the queue argument is a full name: no QueuePrefix
+	onAck     func(*Receipt) // WithOnAck: SendAsync and PublishAsync only
 
 	deferCall bool   // Defer: needs a Delayer whatever the delay
 	requestID string // Request: the id it registered its reply under

@@ -184,6 +184,16 @@ type Options struct {
 	// dispatches what the handlers sent, as one batch, before the ack.
 	UnitOfWork UnitOfWork
 
+	// PostWindow bounds how many messages posted with [Bus.SendAsync] and
+	// [Bus.PublishAsync] may await their verdict at once. Zero means
+	// [DefaultPostWindow].
+	PostWindow int
+
+	// PostWindowFailFast makes SendAsync and PublishAsync fail at once with
+	// [ErrPostWindowFull] when PostWindow posts are pending. By default
+	// they wait for a verdict to free a place, bounded by their context.
+	PostWindowFailFast bool
+
 	// OnNotice, if set, is called with each [Notice]: the Bus starting,
 	// pausing, resuming, stopping, its consumer failing, the transport's
 	// connection events, and messages retried or sent to the error queue.

@@ -3,6 +3,7 @@ package bus
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -172,6 +173,9 @@ func (b *Bus) post(ctx context.Context, k op, target string, msg any, cfg *sendC
 	s := scopeFrom(ctx)
 	if (s == nil || k == opRequest) && b.closed.Load() {
 		return b.opError(k, target, msg, cfg, ErrClosed)
+	}
+	if cfg.onAck != nil {
+		return b.opError(k, target, msg, cfg, errors.New("WithOnAck is an option of SendAsync and PublishAsync only"))
 	}
 	one := outPool.Get().(*[1]transport.Outgoing)
 	defer func() {

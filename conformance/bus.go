@@ -66,6 +66,9 @@ import (
 //	PikaBus/V1/Failures           retries and the error queue of its message keep the 1.x form; its own error queue replayed to it
 //	PikaBus/V2/Exchange           the same with a PikaBus 2.x service (ISO 8601 times) and default options
 //	PikaBus/V2/Failures           the same failures with a PikaBus 2.x service
+//	Flow/AsyncPost                SendAsync with a window: every receipt confirmed, every callback called, in order
+//	Flow/AsyncUnroutable          the verdict of SendAsync to a missing queue, and of PublishAsync requiring a subscriber, wraps ErrUnroutable; Send refuses WithOnAck
+//	Flow/AsyncCallbacks           a callback may call SendAsync, Wait, Send and Close without deadlock
 //
 // The PikaBus subtests need Harness.DeclareUnbound for the 1.x service's
 // queue, and skip the 1.x scenarios without it.
@@ -84,7 +87,8 @@ func RunBus(t *testing.T, h Harness) {
 		namedGroup{"Transaction", s.busTransaction},
 		namedGroup{"Recoverability", s.busRecoverability},
 		namedGroup{"WireFormat", s.busWireFormat},
-		namedGroup{"PikaBus", s.busPikaBus})
+		namedGroup{"PikaBus", s.busPikaBus},
+		namedGroup{"Flow", s.busFlow})
 }
 
 // The message types of the bus scenarios.

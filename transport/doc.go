@@ -130,6 +130,7 @@
 // is a small interface found by type assertion: [Delayer] (deferred
 // delivery), [Inspector] (queue depth), [Getter] (pull one message),
 // [QueueDeleter], [Watcher] (connection and consumer events),
-// [HealthChecker] and [Recycler] (reuse of a settled delivery's memory). A caller that needs a capability a transport lacks must
+// [HealthChecker], [Recycler] (reuse of a settled delivery's memory) and
+// [AsyncDispatcher] (publishing without waiting for the confirm). A caller that needs a capability a transport lacks must
 // fail when it is configured, never silently degrade.
 package transport

@@ -1,0 +1,50 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/busline/busline/bus"
+	"github.com/busline/busline/memory"
+)
+
+// SendAsync returns once the message is handed to the transport; its
+// receipt, and the WithOnAck callback, report the broker's verdict later.
+// One caller keeps up to Options.PostWindow confirms in flight.
+func ExampleBus_SendAsync() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	shipping, _ := bus.New(t, "shipping", bus.Options{})
+	shipping.Start(ctx) // its queue exists from now on
+	defer shipping.Shutdown(ctx)
+
+	sender, _ := bus.New(t, "", bus.Options{PostWindow: 256})
+	defer sender.Close()
+	var receipts []*bus.Receipt
+	for _, id := range []string{"o-1", "o-2", "o-3"} {
+		r, err := sender.SendAsync(ctx, "shipping", ShipOrder{OrderID: id},
+			bus.WithOnAck(func(r *bus.Receipt) {
+				// On the Bus's callback goroutine, one at a time.
+				if r.Err() != nil {
+					fmt.Println("not delivered:", r.MessageID(), r.Err())
+				}
+			}))
+		if err != nil { // nothing was sent
+			fmt.Println(err)
+			continue
+		}
+		receipts = append(receipts, r)
+	}
+	lost, _ := sender.SendAsync(ctx, "no-such-queue", ShipOrder{OrderID: "o-4"})
+	for _, r := range receipts {
+		fmt.Println(r.Wait(ctx))
+	}
+	fmt.Println(errors.Is(lost.Wait(ctx), bus.ErrUnroutable))
+	// Output:
+	// <nil>
+	// <nil>
+	// <nil>
+	// true
+}
