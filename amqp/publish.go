@@ -171,15 +171,15 @@ type pubReq struct {
 	mandatory     bool
 	msg           amqp091.Publishing
 	ctx           context.Context
-	state         atomic.Int32    // reqQueued, reqTaken, reqWriting, reqWritten or reqAbandoned
-	res           chan error      // receives the outcome once, unless async is set
+	state         atomic.Int32 // reqQueued, reqTaken, reqWriting, reqWritten or reqAbandoned
+	res           chan error   // receives the outcome once, unless async is set
 	// async, set for DispatchAsync, takes the outcome instead of res. It
 	// is called on the channel's writer or listener goroutine and must
 	// not block.
-	async func(error)
-	returned      *amqp091.Return // set by the listener, under pmu
-	rkey          returnKey       // for mandatory messages
-	seq           uint64          // delivery tag, once in pending
+	async    func(error)
+	returned *amqp091.Return // set by the listener, under pmu
+	rkey     returnKey       // for mandatory messages
+	seq      uint64          // delivery tag, once in pending
 	// wrote is set when the message was handed to amqp091 to be written:
 	// from then on, failing to get its confirm means its outcome is
 	// unknown (the broker may have enqueued it).
