@@ -89,6 +89,7 @@ var ratioPairs = []struct{ label, a, b string }{
 	{"SendSerial transport/raw", "BenchmarkSendSerial/transport/%s", "BenchmarkSendSerial/raw/%s"},
 	{"Send64 bus/rawbus", "BenchmarkSend64/bus/%s", "BenchmarkSend64/rawbus/%s"},
 	{"Send64 transport/raw", "BenchmarkSend64/transport/%s", "BenchmarkSend64/raw/%s"},
+	{"SendAsync async1/send64 (one poster vs 64 senders, window 64)", "BenchmarkSendAsync/async1/%s", "BenchmarkSendAsync/send64/%s"},
 	{"Defer64/Send64 bus", "BenchmarkDefer64/bus/%s", "BenchmarkSend64/bus/%s"},
 	{"Defer64/Send64 transport", "BenchmarkDefer64/transport/%s", "BenchmarkSend64/transport/%s"},
 	{"Consume bus/raw (coalesced acks vs an ack each)", "BenchmarkConsume/bus/%s", "BenchmarkConsume/raw/%s"},
