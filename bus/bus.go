@@ -76,9 +76,12 @@ type Bus struct {
 	mu   sync.Mutex // guards the fields below
 	st   state
 	cons transport.Consumer // the endpoint queue's consumer while running
-	subs []string           // subscription patterns, prefixed
-	lost map[string]error   // queues whose consumer failed, and why
-	stop func()             // stops watching the transport's events
+	// suspended: Options.HealthMonitor says the host is unhealthy, and the
+	// Bus consumes nothing, whether running or paused.
+	suspended bool
+	subs      []string         // subscription patterns, prefixed
+	lost      map[string]error // queues whose consumer failed, and why
+	stop      func()           // stops watching the transport's events
 
 	finishOnce sync.Once
 }
@@ -403,9 +406,15 @@ func (b *Bus) Start(ctx context.Context) error {
 		}); err != nil {
 			return fmt.Errorf("%s: start: declaring the error queue %q: %w", b.name, b.errorQueue, err)
 		}
-		var err error
-		if c, err = b.consume(ctx); err != nil {
-			return fmt.Errorf("%s: start: %w", b.name, err)
+		if m := b.opts.HealthMonitor; m != nil && !m.Healthy() {
+			b.mu.Lock()
+			b.suspended = true
+			b.mu.Unlock()
+		} else {
+			var err error
+			if c, err = b.consume(ctx); err != nil {
+				return fmt.Errorf("%s: start: %w", b.name, err)
+			}
 		}
 	}
 	var stop func()
@@ -427,9 +436,15 @@ func (b *Bus) Start(ctx context.Context) error {
 	if c != nil {
 		b.monitorLocked(c, b.queue)
 	}
+	suspended := b.suspended
 	b.mu.Unlock()
 	b.emit(Notice{Kind: Started, Queue: b.queue})
 	b.log.InfoContext(ctx, "endpoint started", "queue", b.queue, "subscriptions", subs)
+	if suspended {
+		b.emit(Event{Kind: Suspended, Queue: b.queue})
+		b.log.WarnContext(ctx, "the host is unhealthy: consumption suspended", "queue", b.queue)
+	}
+	b.watchHealth()
 	return nil
 }
 
@@ -650,8 +665,11 @@ func (b *Bus) Pause(ctx context.Context) error {
 	case st == paused:
 		return nil
 	}
-	b.releaseHolds()
-	err := c.Drain(ctx)
+	var err error
+	if c != nil { // nil while suspended
+		b.releaseHolds()
+		err = c.Drain(ctx)
+	}
 	b.mu.Lock()
 	b.st, b.cons = paused, nil
 	b.mu.Unlock()
@@ -682,23 +700,40 @@ func (b *Bus) Resume(ctx context.Context) error {
 	case st == running:
 		return nil
 	}
+	b.mu.Lock()
+	suspended := b.suspended
+	if suspended {
+		// Consumption starts when the host is healthy again.
+		b.st = running
+	}
+	b.mu.Unlock()
+	if !suspended {
+		if err := b.startConsuming(ctx); err != nil {
+			return fmt.Errorf("%s: resume: %w", b.name, err)
+		}
+	}
+	b.emit(Event{Kind: Resumed, Queue: b.queue})
+	b.log.InfoContext(ctx, "endpoint resumed", "queue", b.queue)
+	return nil
+}
+
+// startConsuming starts the endpoint queue's consumer and makes the Bus
+// running; opMu must be held.
+func (b *Bus) startConsuming(ctx context.Context) error {
 	c, err := b.consume(ctx)
 	if err != nil {
-		return fmt.Errorf("%s: resume: %w", b.name, err)
+		return err
 	}
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closed.Load() {
-		b.mu.Unlock()
 		_ = c.Close()
-		return fmt.Errorf("%s: resume: %w", b.name, ErrClosed)
+		return ErrClosed
 	}
 	b.st, b.cons = running, c
 	b.released = make(chan struct{})
 	delete(b.lost, b.queue)
 	b.monitorLocked(c, b.queue)
-	b.mu.Unlock()
-	b.emit(Notice{Kind: Resumed, Queue: b.queue})
-	b.log.InfoContext(ctx, "endpoint resumed", "queue", b.queue)
 	return nil
 }
 

@@ -48,3 +48,40 @@ func ExampleBus_SendAsync() {
 	// <nil>
 	// true
 }
+
+// A HealthMonitor suspends an endpoint's consumption while the host is
+// unhealthy; BasicHealthMonitor is set by hand, by a program's own checks
+// or by a test.
+func ExampleBasicHealthMonitor() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	var health bus.BasicHealthMonitor // healthy
+	lifecycle := make(chan bus.EventKind, 8)
+	shipping, _ := bus.New(t, "shipping", bus.Options{
+		HealthMonitor: &health,
+		OnEvent: func(e bus.Event) {
+			if e.Kind == bus.Suspended || e.Kind == bus.Unsuspended {
+				lifecycle <- e.Kind
+			}
+		},
+	})
+	handled := make(chan string, 1)
+	bus.Handle(shipping, func(ctx context.Context, cmd ShipOrder) error {
+		handled <- cmd.OrderID
+		return nil
+	})
+	shipping.Start(ctx)
+	defer shipping.Shutdown(ctx)
+
+	health.SetUnhealthy() // say, the disk is full
+	fmt.Println(<-lifecycle)
+	shipping.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"}) // sends keep working
+	health.SetHealthy()
+	fmt.Println(<-lifecycle)
+	fmt.Println("shipped", <-handled)
+	// Output:
+	// suspended
+	// unsuspended
+	// shipped o-1
+}

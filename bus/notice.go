@@ -59,6 +59,14 @@ const (
 	// missing queue was the error queue, the Bus declared it again. Alert
 	// on it: it repeats while the cause lasts.
 	ForwardFailed
+	// Suspended: [Options.HealthMonitor] reported the host unhealthy, and
+	// the Bus stopped consuming its queue; the handlers under way have
+	// finished (Event.Err says if draining failed). Sends keep working.
+	Suspended
+	// Unsuspended: the host is healthy again, and the Bus consumes its
+	// queue again (unless paused: then Resume starts it). Event.Err says
+	// if starting the consumer failed.
+	Unsuspended
 )
 
 // String returns the kind's name, such as "started".
@@ -86,6 +94,10 @@ func (k NoticeKind) String() string {
 		return "sent to error queue"
 	case ForwardFailed:
 		return "forward failed"
+	case Suspended:
+		return "suspended"
+	case Unsuspended:
+		return "unsuspended"
 	}
 	return "unknown notice"
 }

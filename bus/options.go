@@ -194,6 +194,18 @@ type Options struct {
 	// they wait for a verdict to free a place, bounded by their context.
 	PostWindowFailFast bool
 
+	// HealthMonitor, if set, suspends the endpoint's consumption while it
+	// reports the host unhealthy, as BlazingMQ suspends the queues that
+	// opt in: the broker stops delivering, the handlers under way finish,
+	// the messages prefetched and not yet handled go back to the queue
+	// (for other instances to take), and sends keep working; once healthy
+	// again, consumption resumes. Suspended and Unsuspended events report
+	// both. Pause and Resume are independent of it: a paused Bus stays
+	// paused when the host recovers, and a Bus resumed while the host is
+	// unhealthy waits for it. [BasicHealthMonitor] is one a program or a
+	// test sets by hand.
+	HealthMonitor HealthMonitor
+
 	// OnNotice, if set, is called with each [Notice]: the Bus starting,
 	// pausing, resuming, stopping, its consumer failing, the transport's
 	// connection events, and messages retried or sent to the error queue.

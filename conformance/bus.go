@@ -69,6 +69,7 @@ import (
 //	Flow/AsyncPost                SendAsync with a window: every receipt confirmed, every callback called, in order
 //	Flow/AsyncUnroutable          the verdict of SendAsync to a missing queue, and of PublishAsync requiring a subscriber, wraps ErrUnroutable; Send refuses WithOnAck
 //	Flow/AsyncCallbacks           a callback may call SendAsync, Wait, Send and Close without deadlock
+//	Flow/HostHealth               an unhealthy HealthMonitor suspends consumption (Suspended), sends keep working, recovery resumes it (Unsuspended)
 //
 // The PikaBus subtests need Harness.DeclareUnbound for the 1.x service's
 // queue, and skip the 1.x scenarios without it.

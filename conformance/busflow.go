@@ -98,4 +98,42 @@ func (s *suite) busFlow(t *testing.T) {
 		_, err = client.SendAsync(e.ctx(), server.Queue(), busCommand{})
 		e.is(err, bus.ErrClosed, "SendAsync after Close")
 	})
+	s.busLeaf(t, "HostHealth", "", func(e *busEnv) {
+		// An unhealthy host suspends consumption: the handler under way
+		// finishes, what is sent meanwhile waits in the queue, and
+		// consumption resumes once the host is healthy.
+		t := e.t
+		var m bus.BasicHealthMonitor
+		events := make(chan bus.Event, 64)
+		b := e.bus("server", bus.Options{HealthMonitor: &m, OnEvent: func(ev bus.Event) {
+			if ev.Kind == bus.Suspended || ev.Kind == bus.Unsuspended {
+				events <- ev
+			}
+		}})
+		r := e.receiver(b)
+		e.start(b)
+		client := e.bus("", bus.Options{})
+		e.ok(client.Send(e.ctx(), b.Queue(), busCommand{ID: "before"}), "Send")
+		r.next()
+		m.SetUnhealthy()
+		if ev := wait(e.env, events, "the Suspended event"); ev.Kind != bus.Suspended || ev.Err != nil {
+			t.Fatalf("event %v, want Suspended without error", ev)
+		}
+		e.ok(client.Send(e.ctx(), b.Queue(), busCommand{ID: "while unhealthy"}), "Send while the host is unhealthy")
+		e.ok(b.Send(e.ctx(), b.Queue(), busCommand{ID: "sent by the suspended endpoint"}), "Send by a suspended endpoint")
+		if d, silent := quiet(e.env, r.ch); !silent {
+			t.Fatalf("handled %+v while suspended", d.msg)
+		}
+		m.SetHealthy()
+		if ev := wait(e.env, events, "the Unsuspended event"); ev.Kind != bus.Unsuspended || ev.Err != nil {
+			t.Fatalf("event %v, want Unsuspended without error", ev)
+		}
+		got := map[string]bool{}
+		for range 2 {
+			got[r.next().msg.(busCommand).ID] = true
+		}
+		if !got["while unhealthy"] || !got["sent by the suspended endpoint"] {
+			t.Errorf("handled %v after the host recovered", got)
+		}
+	})
 }
