@@ -27,6 +27,7 @@ type consumer struct {
 	t          *Transport
 	queue      string
 	conc, pref int
+	prio       int // x-priority
 	tag        string
 	h          transport.Handler
 
@@ -73,6 +74,7 @@ func (t *Transport) Consume(ctx context.Context, queue string, opts transport.Co
 		queue:    queue,
 		conc:     conc,
 		pref:     pref,
+		prio:     opts.Priority,
 		tag:      opts.Tag,
 		h:        h,
 		work:     make(chan *transport.Delivery, pref),
@@ -179,8 +181,12 @@ func (c *consumer) subscribe(s *session) (*subscription, error) {
 		closing:   ch.NotifyClose(make(chan *amqp091.Error, 1)),
 		ack:       newAcker(c.t, ch, c.queue, c.pref, c.t.opts.AckDelay),
 	}
+	var args amqp091.Table
+	if c.prio != 0 {
+		args = amqp091.Table{"x-priority": int32(c.prio)}
+	}
 	err = bounded(func() (err error) {
-		sub.deliveries, err = ch.Consume(c.queue, c.tag, false, false, false, false, nil)
+		sub.deliveries, err = ch.Consume(c.queue, c.tag, false, false, false, false, args)
 		return err
 	})
 	if err != nil {

@@ -53,6 +53,7 @@ type Bus struct {
 
 	replies  replies
 	posts    posts           // SendAsync's and PublishAsync's
+	gate     byteGate        // FlowControl.MaxUnackedBytes
 	pikaBus1 pikaBus1Senders // senders warned about; see timeformat.go
 	evOnce   sync.Once
 	ev       *events // created on the first event, if OnNotice is set
@@ -76,6 +77,7 @@ type Bus struct {
 	mu   sync.Mutex // guards the fields below
 	st   state
 	cons transport.Consumer // the endpoint queue's consumer while running
+	flow FlowControl        // in effect, defaults applied
 	// suspended: Options.HealthMonitor says the host is unhealthy, and the
 	// Bus consumes nothing, whether running or paused.
 	suspended bool
@@ -130,6 +132,9 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 	}
 	if opts.PostWindow < 0 {
 		return nil, fmt.Errorf("bus.New: negative PostWindow (%d)", opts.PostWindow)
+	}
+	if opts.MaxUnackedBytes < 0 {
+		return nil, fmt.Errorf("bus.New: negative MaxUnackedBytes (%d)", opts.MaxUnackedBytes)
 	}
 	if opts.Concurrency < 0 || opts.Prefetch < 0 {
 		return nil, fmt.Errorf("bus.New: negative Concurrency (%d) or Prefetch (%d)", opts.Concurrency, opts.Prefetch)
@@ -277,6 +282,8 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 
 	b.handlers.Store(&handlerTable{})
 	b.posts.init(b)
+	b.flow = FlowControl{Prefetch: b.opts.Prefetch, MaxUnackedBytes: opts.MaxUnackedBytes, Priority: opts.ConsumerPriority}
+	b.gate.setLimit(int64(opts.MaxUnackedBytes))
 	return b, nil
 }
 
@@ -490,9 +497,13 @@ func (b *Bus) errorQueueType() transport.QueueType {
 }
 
 func (b *Bus) consume(ctx context.Context) (transport.Consumer, error) {
+	b.mu.Lock()
+	f := b.flow
+	b.mu.Unlock()
 	c, err := b.t.Consume(ctx, b.queue, transport.ConsumeOptions{
 		Concurrency: b.opts.Concurrency,
-		Prefetch:    b.opts.Prefetch,
+		Prefetch:    f.Prefetch,
+		Priority:    f.Priority,
 		Tag:         b.queue,
 	}, b.deliver)
 	if err != nil {

@@ -271,6 +271,15 @@ func (h *handling) Value(k any) any {
 func (b *Bus) deliver(ctx context.Context, d *transport.Delivery) {
 	b.running.Add(1)
 	defer b.running.Add(-1)
+	if admitted, ok := b.gate.acquire(ctx, len(d.Body)); !ok {
+		// Stopping while the message waited for room: back to the queue.
+		if err := d.Nack(true); err != nil {
+			b.log.WarnContext(ctx, "nack failed", "queue", d.Queue, "message_id", d.ID, "error", err)
+		}
+		return
+	} else if admitted {
+		defer b.gate.release(len(d.Body))
+	}
 	h := &handling{Context: ctx, bus: b}
 	h.msg = middleware.Message{Message: d.Message, Queue: d.Queue, Redelivered: d.Redelivered}
 	b.noticeTimeForm(ctx, &h.msg)

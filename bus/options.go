@@ -21,6 +21,20 @@ type Options struct {
 	// Concurrency is raised to it.
 	Prefetch int
 
+	// MaxUnackedBytes bounds the bytes (message bodies) of the messages
+	// being handled at once; zero means no bound. It is the client's bound
+	// (RabbitMQ does not implement a byte prefetch): see
+	// [FlowControl.MaxUnackedBytes] for what it bounds exactly.
+	// [Bus.SetFlowControl] changes it at run time.
+	MaxUnackedBytes int
+
+	// ConsumerPriority is the endpoint's consumer priority among the
+	// consumers of its queue (RabbitMQ's x-priority): instances of lower
+	// priority get messages only while those above them have no room in
+	// their prefetch window. Zero is the default. [Bus.SetFlowControl]
+	// changes it at run time.
+	ConsumerPriority int
+
 	// QueueType is the type of the endpoint's queue. Empty means
 	// transport.Quorum.
 	QueueType transport.QueueType

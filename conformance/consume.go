@@ -73,11 +73,42 @@ func (s *suite) consumeGroup(t *testing.T) {
 		in.expect("reply-to-request")
 	})
 	s.leaf(t, "Competing", s.competing)
+	s.leaf(t, "Priority", s.priority)
 	s.leaf(t, "Prefetch", s.prefetch)
 	s.leaf(t, "Concurrency", s.concurrency)
 	s.leaf(t, "Drain", s.drain)
 	s.leaf(t, "DrainTimeout", s.drainTimeout)
 	s.leaf(t, "Close", s.consumerClose)
+}
+
+// priority: a message goes to the consumer of the highest priority with
+// room in its prefetch window; one of lower priority gets messages only
+// while those above it are full, as RabbitMQ's x-priority does.
+func (s *suite) priority(e *env) {
+	t := e.t
+	q := e.queue("q")
+	low := e.inbox(q, transport.ConsumeOptions{Prefetch: 10, Priority: -1})
+	high := e.inbox(q, transport.ConsumeOptions{Prefetch: 2, Priority: 5})
+	mid := e.inbox(q, transport.ConsumeOptions{Prefetch: 1})
+	e.send(q, "m1", "m2", "m3", "m4", "m5", "m6")
+	// high takes two and is full, mid one, low the rest.
+	h1, h2, m := high.next(), high.next(), mid.next()
+	if h1.ID != "m1" || h2.ID != "m2" || m.ID != "m3" {
+		t.Errorf("priority 5 (prefetch 2) got %q and %q, priority 0 (prefetch 1) %q; want m1, m2 and m3", h1.ID, h2.ID, m.ID)
+	}
+	settle := []*transport.Delivery{h1, h2, m}
+	for _, want := range []string{"m4", "m5", "m6"} {
+		d := low.next()
+		settle = append(settle, d)
+		if d.ID != want {
+			t.Errorf("priority -1 got %q, want %q: it gets messages only while the others are full", d.ID, want)
+		}
+	}
+	high.silent("priority 5, full")
+	mid.silent("priority 0, full")
+	for _, d := range settle {
+		d.Ack()
+	}
 }
 
 // competing: two consumers of one queue share its messages, each message

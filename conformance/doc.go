@@ -98,6 +98,7 @@
 //	Consume/HandlerContext    handler context has Consume's values, not its cancellation
 //	Consume/HandlerMayDispatch a handler may dispatch
 //	Consume/Competing         two consumers of a queue both receive, each message once
+//	Consume/Priority          consumer priority: the highest with room in its prefetch gets a message; lower ones only while higher ones are full
 //	Consume/Prefetch          prefetch P: exactly P unsettled deliveries, one more per settlement
 //	Consume/Concurrency       exactly Concurrency handler calls at once
 //	Consume/Drain             Drain waits for handlers and requeues what they were not given

@@ -25,6 +25,7 @@ type consumer struct {
 
 	prefetch    int
 	concurrency int
+	priority    int // ConsumeOptions.Priority
 	h           transport.Handler
 	ctx         context.Context
 	cancel      context.CancelFunc

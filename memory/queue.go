@@ -171,7 +171,8 @@ func (q *queue) stats() QueueStats {
 }
 
 // pumpLocked hands ready messages to consumers with room in their prefetch
-// window, round robin, until either runs out.
+// window, until either runs out: to those of the highest priority with room,
+// round robin among them, as RabbitMQ does.
 // now stamps the journal's records.
 // An expired message at the head is dropped, never delivered.
 func (q *queue) pumpLocked(b *Broker, now stamp) {
@@ -195,9 +196,18 @@ func (q *queue) pumpLocked(b *Broker, now stamp) {
 
 func (q *queue) nextConsumer() *consumer {
 	n := len(q.consumers)
+	top, found := 0, false
+	for _, c := range q.consumers {
+		if c.unacked.n < c.prefetch && (!found || c.priority > top) {
+			top, found = c.priority, true
+		}
+	}
+	if !found {
+		return nil
+	}
 	for i := range n {
 		j := (q.rr + i) % n
-		if c := q.consumers[j]; c.unacked.n < c.prefetch {
+		if c := q.consumers[j]; c.unacked.n < c.prefetch && c.priority == top {
 			q.rr = (j + 1) % n
 			return c
 		}

@@ -506,6 +506,7 @@ func (t *Transport) Consume(ctx context.Context, queue string, opts transport.Co
 		tag:         tag,
 		prefetch:    prefetch,
 		concurrency: concurrency,
+		priority:    opts.Priority,
 		h:           h,
 		ctx:         hctx,
 		cancel:      cancel,

@@ -88,6 +88,14 @@ type ConsumeOptions struct {
 	Prefetch int
 	// Tag names the consumer for the broker's management tools. Optional.
 	Tag string
+	// Priority is the consumer's priority among the consumers of its
+	// queue (RabbitMQ's x-priority consumer argument): a message goes to a
+	// consumer of the highest priority that has room in its prefetch
+	// window, round robin among those of equal priority; a consumer of
+	// lower priority gets messages only while every consumer above it is
+	// full (or gone). Zero is RabbitMQ's default; negative values are
+	// allowed.
+	Priority int
 }
 
 // Limits returns the effective concurrency and prefetch of o, with the
