@@ -69,6 +69,8 @@ import (
 //	Flow/AsyncPost                SendAsync with a window: every receipt confirmed, every callback called, in order
 //	Flow/AsyncUnroutable          the verdict of SendAsync to a missing queue, and of PublishAsync requiring a subscriber, wraps ErrUnroutable; Send refuses WithOnAck
 //	Flow/AsyncCallbacks           a callback may call SendAsync, Wait, Send and Close without deadlock
+//	Flow/Priority                 instances of one endpoint: the higher ConsumerPriority takes a message whenever it has room; SetFlowControl changes it once the handler under way finished
+//	Flow/MaxUnackedBytes          a byte bound lets one message be handled at a time; lifting it at run time admits the waiting ones
 //	Flow/HostHealth               an unhealthy HealthMonitor suspends consumption (Suspended), sends keep working, recovery resumes it (Unsuspended)
 //
 // The PikaBus subtests need Harness.DeclareUnbound for the 1.x service's

@@ -136,4 +136,107 @@ func (s *suite) busFlow(t *testing.T) {
 			t.Errorf("handled %v after the host recovered", got)
 		}
 	})
+	s.busLeaf(t, "Priority", "", func(e *busEnv) {
+		// Two instances of one endpoint, of consumer priorities 5 and 0,
+		// each with room for one message: the higher takes a message
+		// whenever it has room. SetFlowControl changes the priority of a
+		// running instance once its handler under way has finished.
+		t := e.t
+		w := newWorkers(e)
+		a := w.instance("a", bus.Options{ConsumerPriority: 5, Prefetch: 1})
+		w.instance("b", bus.Options{Prefetch: 1})
+		client := e.bus("", bus.Options{})
+		w.send(client, "c1", "a")
+		w.send(client, "c2", "b") // a is full
+		set := make(chan error, 1)
+		go func() { set <- a.SetFlowControl(e.ctx(), bus.FlowControl{Prefetch: 1, Priority: -5}) }()
+		if err, silent := quiet(e.env, set); !silent {
+			t.Fatalf("SetFlowControl returned %v while a handler of the endpoint was running", err)
+		}
+		w.release("a")
+		w.release("b")
+		e.ok(wait(e.env, set, "SetFlowControl"), "SetFlowControl")
+		if f := a.FlowControl(); f != (bus.FlowControl{Prefetch: 1, Priority: -5}) {
+			t.Errorf("FlowControl() = %+v after SetFlowControl", f)
+		}
+		w.send(client, "c3", "b") // b is now the higher
+		w.send(client, "c4", "a") // b is full
+		w.release("a")
+		w.release("b")
+	})
+	s.busLeaf(t, "MaxUnackedBytes", "", func(e *busEnv) {
+		// A bound of one byte lets one message be handled at a time,
+		// whatever the concurrency; lifting it at run time lets the
+		// messages waiting for room be handled at once.
+		t := e.t
+		w := newWorkers(e)
+		b := w.instance("a", bus.Options{Concurrency: 3, MaxUnackedBytes: 1})
+		client := e.bus("", bus.Options{})
+		for _, id := range []string{"c1", "c2", "c3"} {
+			e.ok(client.Send(e.ctx(), b.Queue(), busCommand{ID: id}), "Send %s", id)
+		}
+		w.next("a")
+		if j, silent := quiet(e.env, w.got); !silent {
+			t.Fatalf("%s handled while the bytes of another filled MaxUnackedBytes", j.id)
+		}
+		e.ok(b.SetFlowControl(e.ctx(), bus.FlowControl{}), "SetFlowControl without a byte bound")
+		w.next("a")
+		w.next("a")
+		for range 3 {
+			w.release("a")
+		}
+	})
 }
+
+// workers are instances of one endpoint whose handlers record which
+// instance took which busCommand and then wait to be released.
+type workers struct {
+	e     *busEnv
+	queue string
+	got   chan workerJob
+	gates map[string]chan struct{}
+}
+
+type workerJob struct{ who, id string }
+
+func newWorkers(e *busEnv) *workers {
+	return &workers{e: e, got: make(chan workerJob, 64), gates: map[string]chan struct{}{}}
+}
+
+// instance starts an instance named who of the workers' endpoint.
+func (w *workers) instance(who string, opts bus.Options) *bus.Bus {
+	gate := make(chan struct{}, 64)
+	w.gates[who] = gate
+	b := w.e.bus("worker", opts)
+	w.queue = b.Queue()
+	busHandle(w.e, b, func(ctx context.Context, m busCommand) error {
+		w.got <- workerJob{who, m.ID}
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	w.e.start(b)
+	return b
+}
+
+// send sends busCommand id and waits for instance who to take it.
+func (w *workers) send(client *bus.Bus, id, who string) {
+	w.e.t.Helper()
+	w.e.ok(client.Send(w.e.ctx(), w.queue, busCommand{ID: id}), "Send %s", id)
+	if j := wait(w.e.env, w.got, "a handler to take %s", id); j != (workerJob{who, id}) {
+		w.e.t.Fatalf("instance %s took %s, want %s to take %s", j.who, j.id, who, id)
+	}
+}
+
+// next waits for instance who to take a message.
+func (w *workers) next(who string) {
+	w.e.t.Helper()
+	if j := wait(w.e.env, w.got, "instance %s to take a message", who); j.who != who {
+		w.e.t.Fatalf("instance %s took %s, want %s to", j.who, j.id, who)
+	}
+}
+
+// release lets one handler of instance who return.
+func (w *workers) release(who string) { w.gates[who] <- struct{}{} }
