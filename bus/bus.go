@@ -448,7 +448,7 @@ func (b *Bus) Start(ctx context.Context) error {
 	b.emit(Notice{Kind: Started, Queue: b.queue})
 	b.log.InfoContext(ctx, "endpoint started", "queue", b.queue, "subscriptions", subs)
 	if suspended {
-		b.emit(Event{Kind: Suspended, Queue: b.queue})
+		b.emit(Notice{Kind: Suspended, Queue: b.queue})
 		b.log.WarnContext(ctx, "the host is unhealthy: consumption suspended", "queue", b.queue)
 	}
 	b.watchHealth()
@@ -723,7 +723,7 @@ func (b *Bus) Resume(ctx context.Context) error {
 			return fmt.Errorf("%s: resume: %w", b.name, err)
 		}
 	}
-	b.emit(Event{Kind: Resumed, Queue: b.queue})
+	b.emit(Notice{Kind: Resumed, Queue: b.queue})
 	b.log.InfoContext(ctx, "endpoint resumed", "queue", b.queue)
 	return nil
 }

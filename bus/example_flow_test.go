@@ -57,10 +57,10 @@ func ExampleBasicHealthMonitor() {
 	t := memory.New(memory.Options{})
 	defer t.Close()
 	var health bus.BasicHealthMonitor // healthy
-	lifecycle := make(chan bus.EventKind, 8)
+	lifecycle := make(chan bus.NoticeKind, 8)
 	shipping, _ := bus.New(t, "shipping", bus.Options{
 		HealthMonitor: &health,
-		OnEvent: func(e bus.Event) {
+		OnNotice: func(e bus.Notice) {
 			if e.Kind == bus.Suspended || e.Kind == bus.Unsuspended {
 				lifecycle <- e.Kind
 			}

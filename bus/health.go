@@ -138,7 +138,7 @@ func (b *Bus) applyHealth(healthy bool) {
 			}
 			b.mu.Unlock()
 		}
-		b.emit(Event{Kind: Suspended, Queue: b.queue, Err: err})
+		b.emit(Notice{Kind: Suspended, Queue: b.queue, Err: err})
 		b.log.Warn("the host is unhealthy: consumption suspended", "queue", b.queue)
 		return
 	}
@@ -146,7 +146,7 @@ func (b *Bus) applyHealth(healthy bool) {
 	if st == running {
 		err = b.startConsuming(ctx)
 	}
-	b.emit(Event{Kind: Unsuspended, Queue: b.queue, Err: err})
+	b.emit(Notice{Kind: Unsuspended, Queue: b.queue, Err: err})
 	if err != nil {
 		b.log.Error("the host is healthy again, but consuming failed", "queue", b.queue, "error", err)
 		b.consumerLost(b.queue, err, transport.Event{})

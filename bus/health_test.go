@@ -11,22 +11,22 @@ import (
 // kindLog collects the kinds of a Bus's events.
 type kindLog struct {
 	mu sync.Mutex
-	ks []bus.EventKind
+	ks []bus.NoticeKind
 }
 
-func (l *kindLog) add(e bus.Event) {
+func (l *kindLog) add(e bus.Notice) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ks = append(l.ks, e.Kind)
 }
 
-func (l *kindLog) kinds() []bus.EventKind {
+func (l *kindLog) kinds() []bus.NoticeKind {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]bus.EventKind(nil), l.ks...)
+	return append([]bus.NoticeKind(nil), l.ks...)
 }
 
-func (l *kindLog) count(k bus.EventKind) int {
+func (l *kindLog) count(k bus.NoticeKind) int {
 	n := 0
 	for _, x := range l.kinds() {
 		if x == k {
@@ -40,7 +40,7 @@ func TestHealthMonitorSuspends(t *testing.T) {
 	bubble(t, func(t *testing.T, e *env) {
 		var m bus.BasicHealthMonitor
 		var log kindLog
-		b := e.bus("orders", bus.Options{HealthMonitor: &m, OnEvent: log.add})
+		b := e.bus("orders", bus.Options{HealthMonitor: &m, OnNotice: log.add})
 		var got recorder[PlaceOrder]
 		release := make(chan struct{})
 		must(t, bus.Handle(b, func(ctx context.Context, p PlaceOrder) error {
@@ -109,7 +109,7 @@ func TestHealthMonitorUnhealthyAtStart(t *testing.T) {
 		var m bus.BasicHealthMonitor
 		m.SetUnhealthy()
 		var log kindLog
-		b := e.bus("orders", bus.Options{HealthMonitor: &m, OnEvent: log.add})
+		b := e.bus("orders", bus.Options{HealthMonitor: &m, OnNotice: log.add})
 		var got recorder[PlaceOrder]
 		must(t, bus.Handle(b, got.handle))
 		e.start(b)
@@ -125,7 +125,7 @@ func TestHealthMonitorUnhealthyAtStart(t *testing.T) {
 		}
 		must(t, b.Shutdown(ctx))
 		idle()
-		want := []bus.EventKind{bus.Started, bus.Suspended, bus.Unsuspended, bus.Stopping, bus.Stopped}
+		want := []bus.NoticeKind{bus.Started, bus.Suspended, bus.Unsuspended, bus.Stopping, bus.Stopped}
 		if k := log.kinds(); len(k) != len(want) {
 			t.Errorf("events %v, want %v", k, want)
 		} else {

@@ -25,7 +25,7 @@ const (
 	// Stopped: the Bus stopped for good. It is the last event.
 	Stopped
 	// ConsumerLost: a consumer of the Bus (of its queue, or of its reply
-	// queue) stopped without being asked to; Event.Err says why. The
+	// queue) stopped without being asked to; Notice.Err says why. The
 	// transport may restart it (ConsumerResumed follows); if not, Health
 	// reports the failure.
 	ConsumerLost
@@ -61,10 +61,10 @@ const (
 	ForwardFailed
 	// Suspended: [Options.HealthMonitor] reported the host unhealthy, and
 	// the Bus stopped consuming its queue; the handlers under way have
-	// finished (Event.Err says if draining failed). Sends keep working.
+	// finished (Notice.Err says if draining failed). Sends keep working.
 	Suspended
 	// Unsuspended: the host is healthy again, and the Bus consumes its
-	// queue again (unless paused: then Resume starts it). Event.Err says
+	// queue again (unless paused: then Resume starts it). Notice.Err says
 	// if starting the consumer failed.
 	Unsuspended
 )

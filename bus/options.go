@@ -213,7 +213,7 @@ type Options struct {
 	// opt in: the broker stops delivering, the handlers under way finish,
 	// the messages prefetched and not yet handled go back to the queue
 	// (for other instances to take), and sends keep working; once healthy
-	// again, consumption resumes. Suspended and Unsuspended events report
+	// again, consumption resumes. Suspended and Unsuspended notices report
 	// both. Pause and Resume are independent of it: a paused Bus stays
 	// paused when the host recovers, and a Bus resumed while the host is
 	// unhealthy waits for it. [BasicHealthMonitor] is one a program or a

@@ -104,8 +104,8 @@ func (s *suite) busFlow(t *testing.T) {
 		// consumption resumes once the host is healthy.
 		t := e.t
 		var m bus.BasicHealthMonitor
-		events := make(chan bus.Event, 64)
-		b := e.bus("server", bus.Options{HealthMonitor: &m, OnEvent: func(ev bus.Event) {
+		events := make(chan bus.Notice, 64)
+		b := e.bus("server", bus.Options{HealthMonitor: &m, OnNotice: func(ev bus.Notice) {
 			if ev.Kind == bus.Suspended || ev.Kind == bus.Unsuspended {
 				events <- ev
 			}
