@@ -29,6 +29,10 @@ var _ transport.AsyncDispatcher = (*Transport)(nil)
 // would have published it twice too: after a nack or an unconfirmed write
 // ("may have been delivered").
 //
+// The messages posted to one routing key go through one channel, so that
+// they reach the broker in the order they were posted, as long as none
+// needs a second attempt.
+//
 // done is called on the writer's or the listener's goroutine of a channel,
 // or on the goroutine that retries; it must not block, since it holds up
 // the confirms of every other message of that channel.
@@ -58,7 +62,7 @@ func (t *Transport) DispatchAsync(ctx context.Context, o transport.Outgoing, don
 	if err != nil {
 		return dispatchError(&o, 0, giveUp(err, nil, false))
 	}
-	pc, err := t.pool.channel(s)
+	pc, err := t.pool.channelFor(s, d.key)
 	if err != nil {
 		if errors.Is(err, transport.ErrClosed) {
 			return dispatchError(&o, 0, giveUp(err, nil, false))

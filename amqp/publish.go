@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -64,7 +65,22 @@ func newPublisher(t *Transport) *publisher {
 // channel returns a live publishing channel on session s, opening one if
 // its slot is empty or holds a dead one.
 func (p *publisher) channel(s *session) (*pubChannel, error) {
-	slot := p.slots[int(p.next.Add(1))%len(p.slots)]
+	return p.channelIn(s, p.slots[int(p.next.Add(1))%len(p.slots)])
+}
+
+// channelFor is channel, always the same one for a routing key, so that
+// the messages posted to one destination with DispatchAsync, which does
+// not wait for each confirm, keep their order.
+func (p *publisher) channelFor(s *session, key string) (*pubChannel, error) {
+	if len(p.slots) == 1 {
+		return p.channelIn(s, p.slots[0])
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return p.channelIn(s, p.slots[int(h.Sum32()%uint32(len(p.slots)))])
+}
+
+func (p *publisher) channelIn(s *session, slot *pubSlot) (*pubChannel, error) {
 	if pc := slot.live.Load(); pc != nil && pc.sess == s && !pc.isDead() {
 		return pc, nil
 	}

@@ -100,8 +100,10 @@ func WithOnAck(f func(*Receipt)) SendOption {
 //
 // Over a transport that implements transport.AsyncDispatcher (memory and
 // amqp do), with no [Options.DispatchMiddleware], the transport's own
-// deferred confirms carry the post; otherwise the Bus runs Dispatch on a
-// goroutine of its own per post.
+// deferred confirms carry the post; otherwise the Bus dispatches the posts
+// one after the other on a goroutine of its own, which keeps their order
+// but overlaps no confirms. Either way, the posts of one goroutine reach
+// their queue in the order they were posted.
 //
 // [Bus.Shutdown] waits for pending verdicts until its context is done;
 // then, and at once in [Bus.Close], every receipt still pending is done
@@ -126,13 +128,15 @@ type posts struct {
 	window chan struct{} // a token per pending post
 	ad     transport.AsyncDispatcher
 
-	mu      sync.Mutex
-	seq     uint64
-	pending map[*Receipt]struct{}
-	closed  bool
-	idle    chan struct{} // closed when pending empties, for Shutdown; nil if nobody waits
-	cbq     []*Receipt    // callbacks to run
-	running bool          // a callback goroutine runs cbq
+	mu       sync.Mutex
+	seq      uint64
+	pending  map[*Receipt]struct{}
+	closed   bool
+	idle     chan struct{} // closed when pending empties, for Shutdown; nil if nobody waits
+	cbq      []*Receipt    // callbacks to run
+	running  bool          // a callback goroutine runs cbq
+	fq       []func()      // fallback dispatches to run, in order
+	fRunning bool          // a goroutine runs fq
 
 	ctx    context.Context // ends when the Bus closes: bounds fallback dispatches
 	cancel context.CancelFunc
@@ -200,19 +204,51 @@ func (b *Bus) postAsync(ctx context.Context, k op, target string, msg any, cfg *
 		}
 		return r, nil
 	}
-	// No deferred confirms: Dispatch on a goroutine, bounded by the Bus's
-	// life rather than by ctx, which may end as soon as this returns.
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
+	// No deferred confirms: Dispatch, one post after the other so that
+	// they keep their order, on a goroutine of the Bus, bounded by the
+	// Bus's life rather than by ctx, which may end as soon as this returns.
+	p.enqueue(func() {
 		dctx, cancel := context.WithCancel(hctx)
 		stop := context.AfterFunc(p.ctx, cancel)
 		err := b.dispatch(dctx, *o)
 		stop()
 		cancel()
 		verdict(err)
-	}()
+	})
 	return r, nil
+}
+
+// enqueue runs f after the fallback dispatches queued before it, on a
+// goroutine that ends when none is left.
+func (p *posts) enqueue(f func()) {
+	p.mu.Lock()
+	p.fq = append(p.fq, f)
+	start := !p.fRunning
+	p.fRunning = true
+	if start {
+		p.wg.Add(1)
+	}
+	p.mu.Unlock()
+	if !start {
+		return
+	}
+	go func() {
+		defer p.wg.Done()
+		for {
+			p.mu.Lock()
+			q := p.fq
+			p.fq = nil
+			if len(q) == 0 {
+				p.fRunning = false
+				p.mu.Unlock()
+				return
+			}
+			p.mu.Unlock()
+			for _, f := range q {
+				f()
+			}
+		}
+	}()
 }
 
 func (p *posts) isClosed() bool {

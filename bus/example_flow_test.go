@@ -85,3 +85,32 @@ func ExampleBasicHealthMonitor() {
 	// unsuspended
 	// shipped o-1
 }
+
+// Flow control per endpoint, BlazingMQ's queue options: a prefetch window,
+// a bound on the bytes being handled, a consumer priority among the
+// instances of the endpoint; SetFlowControl changes them on a running
+// endpoint (the handlers under way finish first).
+func ExampleBus_SetFlowControl() {
+	ctx := context.Background()
+	t := memory.New(memory.Options{})
+	defer t.Close()
+	shipping, _ := bus.New(t, "shipping", bus.Options{
+		Concurrency:      4,
+		Prefetch:         16,
+		MaxUnackedBytes:  1 << 20, // at most 1 MiB of bodies in handling
+		ConsumerPriority: 10,      // the other instances get messages when this one is full
+	})
+	bus.Handle(shipping, func(ctx context.Context, cmd ShipOrder) error { return nil })
+	shipping.Start(ctx)
+	defer shipping.Shutdown(ctx)
+	fmt.Printf("%+v\n", shipping.FlowControl())
+
+	// Draining the node: the other instances first, a small window.
+	err := shipping.SetFlowControl(ctx, bus.FlowControl{Prefetch: 4, MaxUnackedBytes: 64 << 10, Priority: -10})
+	fmt.Println(err)
+	fmt.Printf("%+v\n", shipping.FlowControl())
+	// Output:
+	// {Prefetch:16 MaxUnackedBytes:1048576 Priority:10}
+	// <nil>
+	// {Prefetch:4 MaxUnackedBytes:65536 Priority:-10}
+}
