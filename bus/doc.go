@@ -202,5 +202,21 @@
 // Pause, which wait for the handlers (Shutdown and Close for a bounded
 // time, see Stopping). The [Options.OnNotice] callback runs on
 // a goroutine of the Bus, one event at a time, and must not call Shutdown or
-// Close.
+// Close. The callbacks of [WithOnAck] run on another goroutine of the Bus,
+// one at a time, in the order the verdicts arrive; they may call any method
+// of the Bus, Shutdown and Close included: the window of
+// [Options.PostWindow] is freed when a verdict arrives, not when its
+// callback returns, and Close does not wait for callbacks.
+//
+// # Flow control and host health
+//
+// As BlazingMQ's queue options, [FlowControl] bounds what an endpoint
+// takes: Prefetch (messages), MaxUnackedBytes (bytes in handling, bounded
+// by the client since RabbitMQ has no byte prefetch) and Priority (RabbitMQ's
+// consumer priority among the instances of the endpoint);
+// [Bus.SetFlowControl] changes them while it runs. [Options.HealthMonitor]
+// suspends consumption while the host is unhealthy ([Suspended],
+// [Unsuspended]); [BasicHealthMonitor] is set by hand. [Bus.SendAsync] and
+// [Bus.PublishAsync] post without waiting for the broker's verdict, which a
+// [Receipt] reports.
 package bus
