@@ -131,7 +131,16 @@ func (b *Bus) applyHealth(healthy bool) {
 		var err error
 		if c != nil {
 			b.releaseHolds()
-			err = c.Drain(ctx)
+			// Not waited for past the Bus's end: a handler that ignores
+			// its context must not hold up Shutdown and Close, which
+			// bound their wait (the goroutine ends when it returns).
+			drained := make(chan error, 1)
+			go func() { drained <- c.Drain(ctx) }()
+			select {
+			case err = <-drained:
+			case <-b.finishing:
+				return
+			}
 			b.mu.Lock()
 			if b.cons == c {
 				b.cons = nil
