@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,9 @@ func (t *Transport) Consume(ctx context.Context, queue string, opts transport.Co
 	}
 	if h == nil {
 		return nil, errors.New("amqp: consume: nil handler")
+	}
+	if opts.Priority < math.MinInt32 || opts.Priority > math.MaxInt32 {
+		return nil, fmt.Errorf("amqp: consume queue %q: consumer priority %d out of x-priority's range (a 32-bit integer)", queue, opts.Priority)
 	}
 	if err := t.checkOpen(); err != nil {
 		return nil, fmt.Errorf("amqp: consume queue %q: %w", queue, err)
