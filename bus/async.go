@@ -188,6 +188,9 @@ func (b *Bus) postAsync(ctx context.Context, k op, target string, msg any, cfg *
 			err = b.opError(k, target, msg, cfg, err)
 		}
 		p.settle(r, err)
+		// The transport reads the message no more once it gave its
+		// verdict (transport.AsyncDispatcher), nor does Dispatch.
+		releaseHeaders(o.Message.Headers)
 	}
 	if !p.add(r) {
 		releaseHeaders(o.Message.Headers)
