@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 
 	"github.com/busline/busline/bus"
 	"github.com/busline/busline/memory"
@@ -16,11 +17,19 @@ func ExampleBus_SendAsync() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	shipping, _ := bus.New(t, "shipping", bus.Options{})
-	shipping.Start(ctx) // its queue exists from now on
+	shipping, err := bus.New(t, "shipping", bus.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := shipping.Start(ctx); err != nil { // its queue exists from now on
+		log.Fatal(err)
+	}
 	defer shipping.Shutdown(ctx)
 
-	sender, _ := bus.New(t, "", bus.Options{PostWindow: 256})
+	sender, err := bus.New(t, "", bus.Options{PostWindow: 256})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer sender.Close()
 	var receipts []*bus.Receipt
 	for _, id := range []string{"o-1", "o-2", "o-3"} {
@@ -32,12 +41,14 @@ func ExampleBus_SendAsync() {
 				}
 			}))
 		if err != nil { // nothing was sent
-			fmt.Println(err)
-			continue
+			log.Fatal(err)
 		}
 		receipts = append(receipts, r)
 	}
-	lost, _ := sender.SendAsync(ctx, "no-such-queue", ShipOrder{OrderID: "o-4"})
+	lost, err := sender.SendAsync(ctx, "no-such-queue", ShipOrder{OrderID: "o-4"})
+	if err != nil {
+		log.Fatal(err)
+	}
 	for _, r := range receipts {
 		fmt.Println(r.Wait(ctx))
 	}
@@ -58,25 +69,35 @@ func ExampleBasicHealthMonitor() {
 	defer t.Close()
 	var health bus.BasicHealthMonitor // healthy
 	lifecycle := make(chan bus.NoticeKind, 8)
-	shipping, _ := bus.New(t, "shipping", bus.Options{
+	shipping, err := bus.New(t, "shipping", bus.Options{
 		HealthMonitor: &health,
-		OnNotice: func(e bus.Notice) {
-			if e.Kind == bus.Suspended || e.Kind == bus.Unsuspended {
-				lifecycle <- e.Kind
+		OnNotice: func(n bus.Notice) {
+			if n.Kind == bus.Suspended || n.Kind == bus.Unsuspended {
+				lifecycle <- n.Kind
 			}
 		},
 	})
+	if err != nil {
+		log.Fatal(err)
+	}
 	handled := make(chan string, 1)
-	bus.Handle(shipping, func(ctx context.Context, cmd ShipOrder) error {
+	if err := bus.Handle(shipping, func(ctx context.Context, cmd ShipOrder) error {
 		handled <- cmd.OrderID
 		return nil
-	})
-	shipping.Start(ctx)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := shipping.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer shipping.Shutdown(ctx)
 
 	health.SetUnhealthy() // say, the disk is full
 	fmt.Println(<-lifecycle)
-	shipping.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"}) // sends keep working
+	// Sends keep working.
+	if err := shipping.Send(ctx, "shipping", ShipOrder{OrderID: "o-1"}); err != nil {
+		log.Fatal(err)
+	}
 	health.SetHealthy()
 	fmt.Println(<-lifecycle)
 	fmt.Println("shipped", <-handled)
@@ -94,23 +115,31 @@ func ExampleBus_SetFlowControl() {
 	ctx := context.Background()
 	t := memory.New(memory.Options{})
 	defer t.Close()
-	shipping, _ := bus.New(t, "shipping", bus.Options{
+	shipping, err := bus.New(t, "shipping", bus.Options{
 		Concurrency:      4,
 		Prefetch:         16,
 		MaxUnackedBytes:  1 << 20, // at most 1 MiB of bodies in handling
 		ConsumerPriority: 10,      // the other instances get messages when this one is full
 	})
-	bus.Handle(shipping, func(ctx context.Context, cmd ShipOrder) error { return nil })
-	shipping.Start(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bus.Handle(shipping, func(ctx context.Context, cmd ShipOrder) error { return nil }); err != nil {
+		log.Fatal(err)
+	}
+	if err := shipping.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer shipping.Shutdown(ctx)
 	fmt.Printf("%+v\n", shipping.FlowControl())
 
 	// Draining the node: the other instances first, a small window.
-	err := shipping.SetFlowControl(ctx, bus.FlowControl{Prefetch: 4, MaxUnackedBytes: 64 << 10, Priority: -10})
-	fmt.Println(err)
+	err = shipping.SetFlowControl(ctx, bus.FlowControl{Prefetch: 4, MaxUnackedBytes: 64 << 10, Priority: -10})
+	if err != nil {
+		log.Fatal(err)
+	}
 	fmt.Printf("%+v\n", shipping.FlowControl())
 	// Output:
 	// {Prefetch:16 MaxUnackedBytes:1048576 Priority:10}
-	// <nil>
 	// {Prefetch:4 MaxUnackedBytes:65536 Priority:-10}
 }
