@@ -34,6 +34,7 @@ var sqliteUnsupported = func() map[string]string {
 	m["Consume/Concurrency"] = "on SQLite a consumer handles one message at a time, whatever the Concurrency"
 	m["Lifecycle/Shutdown"] = "it runs two handlers at once (Concurrency 2); on SQLite a consumer handles one message at a time"
 	m["Request/Instances"] = "two instances of one endpoint consume its queue; on SQLite a queue has one consumer at a time"
+	m["Flow/MaxUnackedBytes"] = "it runs three handlers at once (Concurrency 3) to show the byte bound; on SQLite a consumer handles one message at a time"
 	return m
 }()
 

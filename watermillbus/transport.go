@@ -85,9 +85,12 @@ type TransportOptions struct {
 //     redelivered, then ack the original: the redelivery is exact on
 //     every backend, its position is a quorum queue's, not a classic's,
 //     and there is no x-delivery-count;
+//   - no consumer priority: Consume refuses a non-zero
+//     ConsumeOptions.Priority with transport.ErrNotSupported;
 //   - no deferred delivery (not a transport.Delayer: the bus then runs
 //     without delayed retries), no Inspector, Getter, QueueDeleter,
-//     Watcher or HealthChecker;
+//     Watcher, HealthChecker or AsyncDispatcher (the bus posts
+//     asynchronously through Dispatch, one post after the other);
 //   - queue types and arguments are recorded in the Registry and checked
 //     on redeclaration, not enforced by the backend (no x-max-length).
 //
@@ -321,6 +324,10 @@ func (t *Transport) Consume(ctx context.Context, queue string, opts transport.Co
 	}
 	if h == nil {
 		return nil, errors.New("watermillbus: Consume: the handler is nil")
+	}
+	if opts.Priority != 0 {
+		return nil, fmt.Errorf("watermillbus: Consume %q: consumer priority %d: Watermill's subscribers have none: %w",
+			queue, opts.Priority, transport.ErrNotSupported)
 	}
 	concurrency, prefetch := opts.Limits()
 	_ = prefetch

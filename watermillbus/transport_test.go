@@ -22,6 +22,8 @@ var unsupported = map[string]string{
 	"Settle/ConsumerCloseRequeues": "it holds two unsettled deliveries with Prefetch 2 and Concurrency 1",
 	"Settle/DeliveryCount":         "a requeued message is published again; there is no x-delivery-count",
 	"QueueArguments":               "Watermill's pub/subs have no priorities, length limits, TTL or dead-lettering; Declare refuses QueueOptions with ErrNotSupported",
+	"Consume/Priority":             "Watermill's subscribers have no consumer priority: Consume refuses one with ErrNotSupported",
+	"Flow/Priority":                "Watermill's subscribers have no consumer priority: Consume refuses one with ErrNotSupported",
 }
 
 // registries gives the transports of one subtest one Registry, as the
