@@ -110,7 +110,7 @@ func WithOnAck(f func(*Receipt)) SendOption {
 // with an error wrapping [ErrClosed] before they return.
 func (b *Bus) SendAsync(ctx context.Context, queue string, msg any, opts ...SendOption) (*Receipt, error) {
 	cfg := applySend(sendConfig{}, opts)
-	return b.postAsync(ctx, opSend, b.opts.QueuePrefix+queue, msg, &cfg)
+	return b.postAsync(ctx, opSend, b.queueName(queue, &cfg), msg, &cfg)
 }
 
 // PublishAsync publishes the event msg under topic as [Bus.Publish] does,
