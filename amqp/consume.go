@@ -479,9 +479,12 @@ func (t *Transport) delivery(d *amqp091.Delivery, queue string, a *acker) *trans
 	switch d.Exchange {
 	case t.opts.TopicExchange:
 		td.Exchange = transport.Topic
+	case t.opts.DirectExchange, "":
 	default:
 		if delayed {
 			td.RoutingKey = t.delays.destination(d.RoutingKey)
+		} else if t.boundExchange(d.Exchange) {
+			td.Exchange, td.ExchangeName = transport.Topic, d.Exchange
 		}
 	}
 	return td

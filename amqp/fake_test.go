@@ -472,6 +472,10 @@ func (ch *fakeChannel) ExchangeDeclare(string, string, bool, bool, bool, bool, a
 	return ch.ok()
 }
 
+func (ch *fakeChannel) ExchangeDeclarePassive(string, string, bool, bool, bool, bool, amqp091.Table) error {
+	return ch.ok()
+}
+
 func (ch *fakeChannel) ExchangeBind(string, string, string, bool, amqp091.Table) error {
 	return ch.ok()
 }

@@ -33,6 +33,8 @@ var (
 	_ transport.Watcher         = (*NoDelayTransport)(nil)
 	_ transport.HealthChecker   = (*NoDelayTransport)(nil)
 	_ transport.AsyncDispatcher = (*NoDelayTransport)(nil)
+	_ transport.ExchangeBinder  = (*NoDelayTransport)(nil)
+	_ transport.ExchangeBinder  = (*Transport)(nil)
 )
 
 // DialNoDelay is [Dial] for a transport without deferred delivery: it
@@ -80,6 +82,17 @@ func (n *NoDelayTransport) Consume(ctx context.Context, queue string, opts trans
 
 // Close is [Transport.Close].
 func (n *NoDelayTransport) Close() error { return n.t.Close() }
+
+// BindExchange implements [transport.ExchangeBinder] as
+// [Transport.BindExchange] does.
+func (n *NoDelayTransport) BindExchange(ctx context.Context, exchange, queue, pattern string) error {
+	return n.t.BindExchange(ctx, exchange, queue, pattern)
+}
+
+// UnbindExchange implements [transport.ExchangeBinder].
+func (n *NoDelayTransport) UnbindExchange(ctx context.Context, exchange, queue, pattern string) error {
+	return n.t.UnbindExchange(ctx, exchange, queue, pattern)
+}
 
 // Inspect is [Transport.Inspect].
 func (n *NoDelayTransport) Inspect(ctx context.Context, queue string) (transport.QueueInfo, error) {

@@ -872,6 +872,9 @@ func (t *Transport) plan(o *transport.Outgoing, now time.Time) (delivery, error)
 	switch o.Exchange {
 	case transport.Topic:
 		d.exchange = t.opts.TopicExchange
+		if o.ExchangeName != "" {
+			d.exchange = o.ExchangeName
+		}
 	default:
 		d.exchange = t.opts.DirectExchange
 	}

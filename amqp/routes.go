@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
 	"github.com/busline/busline/transport"
 )
 
@@ -128,6 +130,12 @@ func (r *routes) ensure(ctx context.Context, msgs []transport.Outgoing, errs []e
 	var tried map[string]error
 	for i := range msgs {
 		o := &msgs[i]
+		if o.ExchangeName != "" {
+			if err := r.exchangeExists(ctx, o.ExchangeName); err != nil {
+				errs[i] = err
+			}
+			continue
+		}
 		if o.Exchange != transport.Direct || r.has(o.RoutingKey) {
 			continue
 		}
@@ -229,6 +237,31 @@ func (r *routes) bindNow(ctx context.Context, dest string, gen uint64) error {
 	}
 	r.add(dest, gen)
 	return nil
+}
+
+// exchangeExists checks, once per connection, that a topic exchange other
+// than the transport's own exists before a message is published there:
+// RabbitMQ answers a publish to a missing exchange by closing the channel,
+// which would fail every message in flight on it as of unknown fate. The
+// error wraps ErrNotFound when the exchange is missing.
+func (r *routes) exchangeExists(ctx context.Context, exchange string) error {
+	key := "\x00exchange\x00" + exchange // no queue name holds a NUL
+	if r.has(key) {
+		return nil
+	}
+	r.mu.Lock()
+	gen := r.gen
+	r.mu.Unlock()
+	err := r.t.control(ctx, func(ch amqpChannel) error {
+		if err := ch.ExchangeDeclarePassive(exchange, amqp091.ExchangeTopic, true, false, false, false, nil); err != nil {
+			return classify(fmt.Sprintf("amqp: dispatch to exchange %q", exchange), err)
+		}
+		return nil
+	})
+	if err == nil {
+		r.add(key, gen)
+	}
+	return err
 }
 
 // stale picks, among the failures of a Dispatch, the Direct messages that

@@ -81,7 +81,13 @@ func (t *Transport) setupConsume(s *session) error {
 		return err
 	}
 	t.routes.reset()
+	t.mu.Lock()
+	xbinds := slices.Clone(t.xbinds)
+	t.mu.Unlock()
 	err = t.declareExchanges(ch)
+	for i := 0; err == nil && i < len(xbinds); i++ {
+		err = declareOther(ch, xbinds[i].exchange)
+	}
 	if err == nil {
 		err = ch.(*setupChannel).flush()
 	}
@@ -110,6 +116,10 @@ func (t *Transport) setupConsume(s *session) error {
 		for _, p := range ps {
 			r.binds = append(r.binds, deferredBind{dest: q, key: p, src: t.opts.TopicExchange})
 		}
+	}
+	// BindExchange's, after the queues: a temporary queue is there again.
+	for _, xb := range xbinds {
+		r.binds = append(r.binds, deferredBind{dest: xb.queue, key: xb.pattern, src: xb.exchange})
 	}
 	return r.bindAll(!s.reconnection)
 }

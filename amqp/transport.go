@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,7 @@ type Transport struct {
 	isClosed  atomic.Bool          // closed, read without the lock on hot paths
 	topo      []transport.Topology // declared, in order, for redeclaration
 	binds     map[string][]string  // queue → patterns bound with Bind on queues not declared here
+	xbinds    []exchangeBinding    // bound with BindExchange, in order
 	consumers map[*consumer]struct{}
 	done      chan struct{} // closed by Close
 	waiting   bool          // Close is waiting for the goroutines: start no more
@@ -462,6 +464,91 @@ func (t *Transport) Unbind(ctx context.Context, queue, pattern string) error {
 	}
 	t.remember(queue, pattern, false)
 	return nil
+}
+
+// exchangeBinding is a binding made with BindExchange.
+type exchangeBinding struct{ exchange, queue, pattern string }
+
+// declareOther declares a topic exchange other than the transport's own as
+// tomodachi does (durable, not auto-deleted), except RabbitMQ's predeclared
+// "amq." ones, which a client may not declare and tomodachi does not.
+func declareOther(ch amqpChannel, exchange string) error {
+	if strings.HasPrefix(exchange, "amq.") {
+		return nil
+	}
+	if err := ch.ExchangeDeclare(exchange, amqp091.ExchangeTopic, true, false, false, false, nil); err != nil {
+		return classify(fmt.Sprintf("amqp: declare exchange %q", exchange), err)
+	}
+	return nil
+}
+
+// BindExchange implements [transport.ExchangeBinder]. The binding is redone
+// on every new connection, after the queues are declared again.
+func (t *Transport) BindExchange(ctx context.Context, exchange, queue, pattern string) error {
+	if err := validateExchangeBinding(exchange, queue, pattern); err != nil {
+		return err
+	}
+	err := t.control(ctx, func(ch amqpChannel) error {
+		if err := declareOther(ch, exchange); err != nil {
+			return err
+		}
+		if err := ch.QueueBind(queue, pattern, exchange, false, nil); err != nil {
+			return classify(fmt.Sprintf("amqp: bind queue %q to exchange %q under %q", queue, exchange, pattern), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	xb := exchangeBinding{exchange, queue, pattern}
+	t.mu.Lock()
+	if !slices.Contains(t.xbinds, xb) {
+		t.xbinds = append(t.xbinds, xb)
+	}
+	t.mu.Unlock()
+	return nil
+}
+
+// UnbindExchange implements [transport.ExchangeBinder].
+func (t *Transport) UnbindExchange(ctx context.Context, exchange, queue, pattern string) error {
+	if err := validateExchangeBinding(exchange, queue, pattern); err != nil {
+		return err
+	}
+	err := t.control(ctx, func(ch amqpChannel) error {
+		err := ch.QueueUnbind(queue, pattern, exchange, nil)
+		if err != nil {
+			err = classify(fmt.Sprintf("amqp: unbind queue %q from exchange %q under %q", queue, exchange, pattern), err)
+			if errors.Is(err, transport.ErrNotFound) {
+				return nil // the queue or the exchange is gone, and the binding with it
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	xb := exchangeBinding{exchange, queue, pattern}
+	t.mu.Lock()
+	t.xbinds = slices.DeleteFunc(slices.Clone(t.xbinds), func(x exchangeBinding) bool { return x == xb })
+	t.mu.Unlock()
+	return nil
+}
+
+func validateExchangeBinding(exchange, queue, pattern string) error {
+	if err := transport.ValidateExchangeName(exchange); err != nil {
+		return err
+	}
+	if err := transport.ValidateQueueName(queue); err != nil {
+		return err
+	}
+	return transport.ValidateTopicPattern(pattern)
+}
+
+// boundExchange reports whether BindExchange bound a queue on exchange.
+func (t *Transport) boundExchange(exchange string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.ContainsFunc(t.xbinds, func(x exchangeBinding) bool { return x.exchange == exchange })
 }
 
 // remember records a binding change, so that it is redone on reconnection.

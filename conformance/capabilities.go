@@ -138,6 +138,57 @@ func (s *suite) capabilitiesGroup(t *testing.T) {
 		}
 	})
 	s.asyncLeaf(t)
+	s.leafUnless(t, "ExchangeBinder", lacks(s.caps.exchanges, "ExchangeBinder"), func(e *env) {
+		t := e.t
+		xb := e.tr.(transport.ExchangeBinder)
+		// RabbitMQ's own amq.topic, where tomodachi services publish:
+		// shared by every subtest, so the keys are this subtest's names.
+		const ex = "amq.topic"
+		q := e.queue("q")
+		key := e.name("k")
+		if err := xb.BindExchange(e.ctx(), ex, q, key+".#"); err != nil {
+			t.Fatalf("BindExchange(%q, %q, %q): %v", ex, q, key+".#", err)
+		}
+		if err := xb.BindExchange(e.ctx(), ex, q, key+".#"); err != nil {
+			t.Errorf("BindExchange a second time = %v, want nil", err)
+		}
+		out := func(id, rk string) transport.Outgoing {
+			return transport.Outgoing{Exchange: transport.Topic, ExchangeName: ex, RoutingKey: rk, Mandatory: true, Message: msg(id)}
+		}
+		in := e.inbox(q, transport.ConsumeOptions{})
+		e.dispatch(out("a", key+".created"))
+		d := in.next()
+		if d.ID != "a" || d.Exchange != transport.Topic || d.ExchangeName != ex || d.RoutingKey != key+".created" || string(d.Body) != "body of a" {
+			t.Errorf("delivery = %q via %v %q under %q, body %q; want a via topic %q under %q",
+				d.ID, d.Exchange, d.ExchangeName, d.RoutingKey, d.Body, ex, key+".created")
+		}
+		d.Ack()
+		// The transport's own topic exchange is another exchange.
+		is(t, e.tr.Dispatch(e.ctx(), transport.Outgoing{Exchange: transport.Topic, RoutingKey: key + ".created", Mandatory: true, Message: msg("own")}),
+			transport.ErrUnroutable, "mandatory Dispatch to the transport's topic exchange under a key bound only on %q", ex)
+		e.send(q, "direct")
+		if d := in.next(); d.ExchangeName != "" {
+			t.Errorf("a direct message arrived with ExchangeName %q, want empty", d.ExchangeName)
+		} else {
+			d.Ack()
+		}
+		if err := xb.UnbindExchange(e.ctx(), ex, q, key+".#"); err != nil {
+			t.Fatalf("UnbindExchange: %v", err)
+		}
+		is(t, e.tr.Dispatch(e.ctx(), out("b", key+".created")), transport.ErrUnroutable, "mandatory Dispatch after UnbindExchange")
+		if err := xb.UnbindExchange(e.ctx(), ex, q, key+".#"); err != nil {
+			t.Errorf("UnbindExchange of a binding that does not exist = %v, want nil", err)
+		}
+		missing := e.name("missing")
+		is(t, xb.BindExchange(e.ctx(), ex, missing, key), transport.ErrNotFound, "BindExchange of a queue that does not exist")
+		is(t, e.tr.Dispatch(e.ctx(), transport.Outgoing{Exchange: transport.Direct, ExchangeName: ex, RoutingKey: q, Message: msg("c")}),
+			transport.ErrInvalidMessage, "Dispatch of a direct message with an ExchangeName")
+		is(t, xb.BindExchange(e.ctx(), "", q, key), transport.ErrInvalidName, "BindExchange on the default exchange")
+		nowhere := out("d", key)
+		nowhere.ExchangeName = e.name("nowhere")
+		is(t, e.tr.Dispatch(e.ctx(), nowhere), transport.ErrNotFound, "Dispatch to an exchange that does not exist")
+		in.empty("after UnbindExchange")
+	})
 	s.leafUnless(t, "HealthChecker", lacks(s.caps.health, "HealthChecker"), func(e *env) {
 		hc := e.tr.(transport.HealthChecker)
 		q := e.queue("q")

@@ -26,6 +26,7 @@
 // [transport.Inspector], [transport.Getter], [transport.QueueDeleter],
 // [transport.Watcher], [transport.HealthChecker],
 // [transport.AsyncDispatcher]) are found by type
+// [transport.ExchangeBinder]) are found by type
 // assertion on a transport New returns; a subtest that needs a missing one
 // skips and names the interface. The harness carries only what cannot be
 // discovered: how long to wait, how late a deferred message may be, how
@@ -130,6 +131,7 @@
 //	Capabilities/Watcher      ConsumerStarted and ConsumerStopped events
 //	Capabilities/HealthChecker healthy when open, an error when closed
 //	Capabilities/AsyncDispatcher DispatchAsync: a window of messages confirmed, in order; unroutable; invalid refused, done not called; ErrClosed after Close
+//	Capabilities/ExchangeBinder bindings on amq.topic: routed there only, ExchangeName set, unbind, ErrNotFound
 //
 // # Adding suites
 //

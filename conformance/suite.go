@@ -25,7 +25,7 @@ type suite struct {
 
 // capabilities records which optional interfaces the transport implements.
 type capabilities struct {
-	delayer, inspector, getter, deleter, watcher, health, async bool
+	delayer, inspector, getter, deleter, watcher, health, async, exchanges bool
 }
 
 func capabilitiesOf(tr transport.Transport) capabilities {
@@ -36,7 +36,8 @@ func capabilitiesOf(tr transport.Transport) capabilities {
 	_, w := tr.(transport.Watcher)
 	_, hc := tr.(transport.HealthChecker)
 	_, ad := tr.(transport.AsyncDispatcher)
-	return capabilities{delayer: d, inspector: i, getter: g, deleter: q, watcher: w, health: hc, async: ad}
+	_, x := tr.(transport.ExchangeBinder)
+	return capabilities{delayer: d, inspector: i, getter: g, deleter: q, watcher: w, health: hc, async: ad, exchanges: x}
 }
 
 func (c capabilities) String() string {
@@ -47,7 +48,7 @@ func (c capabilities) String() string {
 	}{
 		{c.delayer, "Delayer"}, {c.inspector, "Inspector"}, {c.getter, "Getter"},
 		{c.deleter, "QueueDeleter"}, {c.watcher, "Watcher"}, {c.health, "HealthChecker"},
-		{c.async, "AsyncDispatcher"},
+		{c.async, "AsyncDispatcher"}, {c.exchanges, "ExchangeBinder"},
 	} {
 		if x.ok {
 			have = append(have, x.name)

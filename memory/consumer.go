@@ -176,6 +176,9 @@ func (dl *delivery) handlerDelivery() *transport.Delivery {
 		d.Message.Headers[deliveryCountHeader] = dl.deliveryCount
 	}
 	d.Exchange, d.RoutingKey = e.kind, e.key
+	if e.kind == transport.Topic && e.exchange != dl.c.cn.t.topic {
+		d.ExchangeName = e.exchange
+	}
 	dl.c.b.release(e)
 	d.Queue = dl.q.name
 	d.Redelivered = dl.redelivered

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -231,6 +232,62 @@ func (t *Transport) Bind(ctx context.Context, queue, pattern string) error {
 	return t.b.bindLocked(op, t.topic, queue, pattern)
 }
 
+// BindExchange implements [transport.ExchangeBinder]: it declares the
+// exchange as a topic exchange unless it exists or its name starts with
+// "amq." (NewBroker predeclares amq.topic, as RabbitMQ does) and binds queue
+// there. A temporary queue's
+// bindings there are recovered with it, as its other bindings are.
+func (t *Transport) BindExchange(ctx context.Context, exchange, queue, pattern string) error {
+	op := fmt.Sprintf("bind queue %q to exchange %q under %q", queue, exchange, pattern)
+	if err := t.checkOpen(op); err != nil {
+		return err
+	}
+	if err := t.validateQueuePattern(op, queue, pattern); err != nil {
+		return err
+	}
+	if err := transport.ValidateExchangeName(exchange); err != nil {
+		return fmt.Errorf("memory: %s: %w", op, err)
+	}
+	if err := t.cn.lockUp(ctx, op); err != nil {
+		return err
+	}
+	defer t.b.mu.Unlock()
+	if _, ok := t.b.exchanges[exchange]; strings.HasPrefix(exchange, "amq.") && !ok {
+		// The broker's names: a client may not declare one, as on RabbitMQ.
+		return fmt.Errorf("memory: %s: %w: no exchange %q", op, transport.ErrNotFound, exchange)
+	} else if !ok {
+		if err := t.b.declareExchangeLocked(op, exchange, ExchangeTopic); err != nil {
+			return err
+		}
+	}
+	if _, err := t.queueLocked(op, queue); err != nil {
+		return err
+	}
+	return t.b.bindLocked(op, exchange, queue, pattern)
+}
+
+// UnbindExchange implements [transport.ExchangeBinder].
+func (t *Transport) UnbindExchange(ctx context.Context, exchange, queue, pattern string) error {
+	op := fmt.Sprintf("unbind queue %q from exchange %q under %q", queue, exchange, pattern)
+	if err := t.checkOpen(op); err != nil {
+		return err
+	}
+	if err := t.validateQueuePattern(op, queue, pattern); err != nil {
+		return err
+	}
+	if err := transport.ValidateExchangeName(exchange); err != nil {
+		return fmt.Errorf("memory: %s: %w", op, err)
+	}
+	if err := t.cn.lockUp(ctx, op); err != nil {
+		return err
+	}
+	defer t.b.mu.Unlock()
+	if ex, ok := t.b.exchanges[exchange]; ok && ex.kind == ExchangeTopic {
+		t.b.unbindLocked(exchange, queue, pattern)
+	}
+	return nil
+}
+
 func (t *Transport) validateQueuePattern(op, queue, pattern string) error {
 	if err := transport.ValidateQueueName(queue); err != nil {
 		return fmt.Errorf("memory: %s: %w", op, err)
@@ -299,6 +356,9 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 			es = append(es, e)
 			err = e.set(&o.Message)
 			e.exchange, e.key = t.exchangeName(o.Exchange), o.RoutingKey
+			if o.ExchangeName != "" {
+				e.exchange = o.ExchangeName
+			}
 		}
 		if err != nil {
 			release()

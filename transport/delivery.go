@@ -17,6 +17,12 @@ type Delivery struct {
 	Exchange Exchange
 	// RoutingKey is the routing key it was published with.
 	RoutingKey string
+	// ExchangeName names the topic exchange the message was published to
+	// when that is not the transport's own but one a queue was bound on
+	// with [ExchangeBinder.BindExchange] (Exchange is then Topic); empty
+	// otherwise. A Bus uses it to decode messages from other systems, such
+	// as tomodachi services, with the codec configured for that exchange.
+	ExchangeName string
 	// Redelivered reports that the message was delivered before and not
 	// acked: nacked with requeue, or left unsettled when a consumer stopped
 	// or a connection was lost. It may already have been handled.

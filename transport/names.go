@@ -26,6 +26,23 @@ func ValidateQueueName(name string) error {
 	return nil
 }
 
+// ValidateExchangeName reports whether name can name a topic exchange other
+// than a transport's own ([ExchangeBinder]): 1 to 255 bytes of valid UTF-8.
+// Names starting with "amq." are allowed: they are RabbitMQ's predeclared
+// exchanges (amq.topic is where tomodachi services publish), used as found.
+// The error wraps [ErrInvalidName].
+func ValidateExchangeName(name string) error {
+	switch {
+	case name == "":
+		return &NameError{Kind: "exchange name", Name: name, Reason: "must not be empty (the default exchange cannot be bound)"}
+	case len(name) > MaxNameLength:
+		return &NameError{Kind: "exchange name", Name: name, Reason: "longer than 255 bytes"}
+	case !utf8.ValidString(name):
+		return &NameError{Kind: "exchange name", Name: name, Reason: "not valid UTF-8"}
+	}
+	return nil
+}
+
 // ValidateRoutingKey reports whether key can be used as a routing key: at most
 // 255 bytes of valid UTF-8. The empty key is valid (on a topic exchange it is
 // the key of zero words). The error wraps [ErrInvalidName].

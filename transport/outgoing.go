@@ -43,6 +43,14 @@ type Outgoing struct {
 	// Topic. It is validated with [ValidateRoutingKey], and for Direct also
 	// with [ValidateQueueName].
 	RoutingKey string
+	// ExchangeName, for a Topic message, names a topic exchange other than
+	// the transport's own to publish to, such as RabbitMQ's amq.topic where
+	// tomodachi services publish (see [ExchangeBinder]); empty means the
+	// transport's topic exchange. An exchange that does not exist fails
+	// the message with [ErrNotFound]. Only a transport that implements
+	// ExchangeBinder publishes to other exchanges; any other refuses the
+	// message with [ErrNotSupported].
+	ExchangeName string
 	// Mandatory makes Dispatch fail with [ErrUnroutable] when the message
 	// reaches no queue, instead of the broker dropping it silently.
 	Mandatory bool
@@ -76,6 +84,14 @@ func (o *Outgoing) Validate() error {
 		}
 	default:
 		return fmt.Errorf("%w: unknown exchange %v", ErrInvalidMessage, o.Exchange)
+	}
+	if o.ExchangeName != "" {
+		if o.Exchange != Topic {
+			return fmt.Errorf("%w: exchange name %q given for a %v message: only topic messages go to other exchanges", ErrInvalidMessage, o.ExchangeName, o.Exchange)
+		}
+		if err := ValidateExchangeName(o.ExchangeName); err != nil {
+			return err
+		}
 	}
 	return o.Message.Validate()
 }

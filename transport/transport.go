@@ -104,6 +104,30 @@ type AsyncDispatcher interface {
 	DispatchAsync(ctx context.Context, msg Outgoing, done func(error)) error
 }
 
+// ExchangeBinder is implemented by transports that bind queues on topic
+// exchanges other than their own, such as RabbitMQ's predeclared amq.topic,
+// where tomodachi services publish and subscribe: a queue bound there
+// receives what those services publish, with [Delivery.ExchangeName] set,
+// and [Outgoing.ExchangeName] publishes there. A transport without it
+// refuses both with [ErrNotSupported].
+type ExchangeBinder interface {
+	// BindExchange binds queue on the topic exchange named exchange under
+	// pattern (see [ValidateExchangeName] and [ValidateTopicPattern]).
+	// The exchange is declared durable if it does not exist, as tomodachi
+	// declares it; names starting with "amq." are the broker's own and are
+	// used as found. An existing exchange of another kind fails with
+	// [ErrTopologyConflict], a missing queue with [ErrNotFound]. Binding
+	// twice is harmless. The binding is kept as the transport keeps
+	// Bind's: redone after a reconnection, and, for a temporary queue,
+	// when the queue is declared again.
+	BindExchange(ctx context.Context, exchange, queue, pattern string) error
+
+	// UnbindExchange removes the binding BindExchange made. Removing one
+	// that does not exist, or from an exchange or queue that does not
+	// exist, is harmless.
+	UnbindExchange(ctx context.Context, exchange, queue, pattern string) error
+}
+
 // Recycler is implemented by transports that can reuse the memory of the
 // messages they deliver (header maps, for one). A consumer that is done with
 // a delivery may give it back with Recycle: it promises that the delivery

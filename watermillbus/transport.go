@@ -228,6 +228,9 @@ func (t *Transport) Dispatch(ctx context.Context, msgs ...transport.Outgoing) er
 		if msgs[i].NotBefore.After(time.Now()) {
 			return fmt.Errorf("watermillbus: Dispatch: message %d: %w: deferred delivery (the transport is not a Delayer)", i, transport.ErrNotSupported)
 		}
+		if msgs[i].ExchangeName != "" {
+			return fmt.Errorf("watermillbus: Dispatch: message %d: %w: exchange %q (the transport is not an ExchangeBinder)", i, transport.ErrNotSupported, msgs[i].ExchangeName)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("watermillbus: Dispatch: %w", err)
