@@ -32,6 +32,13 @@ type Bus struct {
 	// defaultJSON: codec is JSON, which post encodes into pooled buffers.
 	defaultJSON bool
 	codecs      codecs
+	// selective are the codecs of Options.Codecs that claim some values
+	// to encode (SelectiveCodec), tried before codec.
+	selective []SelectiveCodec
+	// exchanges are Options.Exchanges by name, and binder the transport
+	// that binds on them; nil without.
+	exchanges map[string]*exchange
+	binder    transport.ExchangeBinder
 
 	queue      string // with the prefix; "" for a send-only Bus
 	queueOpts  transport.QueueOptions
@@ -179,6 +186,9 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 
 	if queue != "" {
 		b.queue = opts.QueuePrefix + queue
+		if opts.PerInstance {
+			b.queue = instanceQueue(b.queue, opts.InstanceID)
+		}
 		if err := transport.ValidateQueueName(b.queue); err != nil {
 			return nil, fmt.Errorf("bus.New: endpoint queue: %w", err)
 		}
@@ -219,10 +229,14 @@ func New(t transport.Transport, queue string, opts Options) (*Bus, error) {
 		b.codec = JSON
 	}
 	_, b.defaultJSON = b.codec.(jsonCodec)
-	var err error
-	if b.codecs, err = newCodecs(b.codec, opts.Codecs); err != nil {
+	extra, err := b.setupExchanges(t)
+	if err != nil {
 		return nil, err
 	}
+	if b.codecs, err = newCodecs(b.codec, append(slices.Clip(opts.Codecs), extra...)); err != nil {
+		return nil, err
+	}
+	b.selective = selectiveCodecs(opts.Codecs)
 	b.ctString = b.codec.ContentType()
 	b.ctBox = b.ctString
 
@@ -403,10 +417,13 @@ func (b *Bus) Start(ctx context.Context) error {
 	var c transport.Consumer
 	if b.queue != "" {
 		if err := b.t.Declare(ctx, transport.Topology{
-			Queue:  transport.Queue{Name: b.queue, Type: b.queueType(), Options: b.queueOpts},
+			Queue:  b.endpointQueue(),
 			Topics: subs,
 		}); err != nil {
 			return fmt.Errorf("%s: start: declaring the endpoint queue: %w", b.name, err)
+		}
+		if err := b.bindExchanges(ctx); err != nil {
+			return fmt.Errorf("%s: start: %w", b.name, err)
 		}
 		if err := b.t.Declare(ctx, transport.Topology{
 			Queue: transport.Queue{Name: b.errorQueue, Type: b.errorQueueType(), Shared: true},
@@ -990,6 +1007,7 @@ func (b *Bus) finish(err error) {
 		}
 		close(b.finishing)
 		b.wg.Wait()
+		b.deleteInstanceQueue()
 		close(b.done)
 		b.emit(Notice{Kind: Stopped, Queue: b.queue, Err: err})
 		b.evOnce.Do(func() {})

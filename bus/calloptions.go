@@ -36,6 +36,7 @@ type sendConfig struct {
 
 	fullQueue bool           // the queue argument is a full name: no QueuePrefix
 	onAck     func(*Receipt) // WithOnAck: SendAsync and PublishAsync only
+	exchange  string         // WithExchange: one of Options.Exchanges
 
 	deferCall bool   // Defer: needs a Delayer whatever the delay
 	requestID string // Request: the id it registered its reply under

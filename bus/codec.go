@@ -38,6 +38,41 @@ type Codec interface {
 	Decode(m *transport.Message, v any) error
 }
 
+// SelectiveCodec is a [Codec] that encodes only some values, such as a
+// protobuf codec, which encodes generated message types. Put it in
+// [Options.Codecs]: an outgoing message it Encodes is encoded with it (the
+// first such codec in Options.Codecs), any other with [Options.Codec]. So
+// one endpoint sends and receives JSON and protobuf messages side by side,
+// the receiving side choosing each message's decoder by its content type.
+type SelectiveCodec interface {
+	Codec
+	// Encodes reports whether the codec encodes v. It is called for every
+	// message sent, so it must be cheap (a type assertion), and must not
+	// keep v.
+	Encodes(v any) bool
+}
+
+// TopicEncoder is implemented by codecs whose encoding of an event depends
+// on the topic it is published under, as tomodachi's envelopes carry it.
+// For a Publish, the Bus calls EncodeTopic instead of Encode, with the topic
+// given to Publish (without the prefix); for the other calls it calls
+// Encode.
+type TopicEncoder interface {
+	// EncodeTopic is [Codec.Encode] for an event published under topic.
+	EncodeTopic(v any, topic string, m *transport.Message) error
+}
+
+// selectiveCodecs returns the codecs of cs that are SelectiveCodecs.
+func selectiveCodecs(cs []Codec) []SelectiveCodec {
+	var out []SelectiveCodec
+	for _, c := range cs {
+		if sc, ok := c.(SelectiveCodec); ok {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
 // JSON is the default codec: encoding/json, content type
 // "application/json", content encoding "utf-8", as PikaBus writes.
 var JSON Codec = jsonCodec{}

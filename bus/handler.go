@@ -271,6 +271,9 @@ func (h *handling) Value(k any) any {
 func (b *Bus) deliver(ctx context.Context, d *transport.Delivery) {
 	b.running.Add(1)
 	defer b.running.Add(-1)
+	if d.ExchangeName != "" && b.exchanges != nil {
+		b.adoptForeign(d)
+	}
 	if admitted, ok := b.gate.acquire(ctx, len(d.Body)); !ok {
 		// Stopping while the message waited for room: back to the queue.
 		if err := d.Nack(true); err != nil {

@@ -61,6 +61,28 @@ type Options struct {
 	// change them at run time.
 	Subscriptions []string
 
+	// PerInstance gives this instance of the endpoint a queue of its own,
+	// so that every instance of a service receives every event it
+	// subscribes to (tomodachi's competing=False: cache invalidation, local
+	// read models) instead of competing with the other instances for the
+	// messages of one queue. The queue is named after the endpoint's:
+	// "orders.instance-" and InstanceID. It is temporary
+	// (transport.Queue.Temporary): it outlives a short loss of the
+	// connection, with its messages and bindings (RabbitMQ's x-expires of a
+	// minute), and is deleted when the Bus stops or its transport closes.
+	// Commands sent to the endpoint's name do not reach it: give those a
+	// second Bus, without PerInstance, on the same transport.
+	PerInstance bool
+
+	// InstanceID names this instance's queue when PerInstance is set; it
+	// must differ between instances. Empty means 12 random hex digits.
+	InstanceID string
+
+	// Exchanges are topic exchanges besides the transport's own that the
+	// endpoint subscribes to and publishes on ([WithExchange]), such as
+	// RabbitMQ's amq.topic where tomodachi services talk. See [Exchange].
+	Exchanges []Exchange
+
 	// ErrorQueue is the queue failed messages go to. Empty means "error",
 	// which PikaBus services share. Start declares it as a shared queue:
 	// used as found if it exists, created with ErrorQueueType if not.
@@ -128,7 +150,10 @@ type Options struct {
 	Codec Codec
 
 	// Codecs are further codecs for incoming messages, picked by content
-	// type. Two codecs may not share a content type.
+	// type. Two codecs may not share a content type. A codec here that is a
+	// [SelectiveCodec] also encodes the outgoing messages it claims: a
+	// protobuf codec the generated message types, while Codec encodes the
+	// rest.
 	Codecs []Codec
 
 	// DefaultMessageType is the message type of incoming messages that

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,13 @@ func (b *Bus) Send(ctx context.Context, queue string, msg any, opts ...SendOptio
 // transaction it is dispatched on success, as for [Bus.Send].
 func (b *Bus) Publish(ctx context.Context, topic string, msg any, opts ...SendOption) error {
 	cfg := applySend(sendConfig{mandatory: b.opts.RequireSubscriber}, opts)
+	if cfg.exchange != "" {
+		x, err := b.exchangeFor(cfg.exchange)
+		if err != nil {
+			return b.opError(opPublish, topic, msg, &cfg, err)
+		}
+		return b.post(ctx, opPublish, x.TopicPrefix+topic, msg, &cfg)
+	}
 	return b.post(ctx, opPublish, b.opts.TopicPrefix+topic, msg, &cfg)
 }
 
@@ -403,14 +411,22 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 	m := &o.Message
 	m.ID, m.CorrelationID, m.ReplyTo, m.Type, m.Timestamp, m.Headers = id, corr, replyTo, typeName, now, h
 	m.Priority = cfg.priority
-	if pooled != nil && b.defaultJSON {
+	c, topic, err := b.encoderFor(k, target, msg, cfg, o)
+	if err != nil {
+		m.Headers = h
+		return err
+	}
+	switch te, _ := c.(TopicEncoder); {
+	case c == b.codec && pooled != nil && b.defaultJSON:
 		*pooled, err = encodeJSON(msg, m)
-	} else {
-		err = b.codec.Encode(msg, m)
+	case te != nil && k == opPublish:
+		err = te.EncodeTopic(msg, topic, m)
+	default:
+		err = c.Encode(msg, m)
 	}
 	if err != nil {
 		m.Headers = h
-		return fmt.Errorf("%w: encoding as %s: %v", ErrInvalidMessage, b.codec.ContentType(), err)
+		return fmt.Errorf("%w: encoding as %s: %v", ErrInvalidMessage, c.ContentType(), err)
 	}
 	if reflect.ValueOf(m.Headers).UnsafePointer() != reflect.ValueOf(h).UnsafePointer() {
 		// The codec replaced the map: keep the pooled one, with its
@@ -445,6 +461,31 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 		}
 	}
 	return nil
+}
+
+// encoderFor returns the codec that encodes msg, and for a Publish the
+// topic without its prefix; it sets o's exchange name for WithExchange. A
+// Publish on one of Options.Exchanges uses that exchange's codec; any other
+// message the first SelectiveCodec that claims it, else Options.Codec.
+func (b *Bus) encoderFor(k op, target string, msg any, cfg *sendConfig, o *transport.Outgoing) (Codec, string, error) {
+	topic := strings.TrimPrefix(target, b.opts.TopicPrefix)
+	if cfg.exchange != "" {
+		if k != opPublish {
+			return nil, "", fmt.Errorf("WithExchange applies to Publish only, not to %s", k)
+		}
+		x, err := b.exchangeFor(cfg.exchange)
+		if err != nil {
+			return nil, "", err
+		}
+		o.ExchangeName = x.Name
+		return x.codec, strings.TrimPrefix(target, x.TopicPrefix), nil
+	}
+	for _, c := range b.selective {
+		if c.Encodes(msg) {
+			return c, topic, nil
+		}
+	}
+	return b.codec, topic, nil
 }
 
 // mirror copies the standard headers that have AMQP properties into them,

@@ -40,6 +40,8 @@ import (
 //	Publish/Wildcards             "*", "#" and exact subscriptions, given before and at Start
 //	Publish/Unsubscribe           Subscribe and Unsubscribe at run time
 //	Publish/RequireSubscriber     an event nobody hears is dropped, or ErrUnroutable when a subscriber is required
+//	Subscribers/PerInstance       every PerInstance queue gets every event; an instance's queue goes with it
+//	Subscribers/OtherExchange     amq.topic: Publish WithExchange, a subscription there only, a headerless message typed by its routing key, its error-queue copy
 //	Defer/NeverEarly              Defer, WithDelay and WithDeliverAt: never early, late within the tolerance, DeferredTime set
 //	Defer/NotSupported            events cannot be deferred; nor anything without a Delayer
 //	Reply/ToSender                a reply reaches the sender with its correlation id
@@ -83,6 +85,7 @@ func RunBus(t *testing.T, h Harness) {
 	s.groups(t, namedGroup{"Lifecycle", s.busLifecycle},
 		namedGroup{"Send", s.busSend},
 		namedGroup{"Publish", s.busPublish},
+		namedGroup{"Subscribers", s.busSubscribers},
 		namedGroup{"Defer", s.busDefer},
 		namedGroup{"Reply", s.busReply},
 		namedGroup{"Request", s.busRequest},

@@ -43,8 +43,9 @@ const DefaultMaxDelay = (1<<28 - 1) * time.Second
 
 // Transport is a [transport.Transport] over a [Broker]: one connection to
 // it. It also implements [transport.Delayer], [transport.Inspector],
-// [transport.Getter], [transport.QueueDeleter], [transport.Watcher] and
-// [transport.HealthChecker] and [transport.AsyncDispatcher].
+// [transport.Getter], [transport.QueueDeleter], [transport.Watcher],
+// [transport.HealthChecker], [transport.AsyncDispatcher] and
+// [transport.ExchangeBinder].
 type Transport struct {
 	b        *Broker
 	own      bool
@@ -67,6 +68,7 @@ var (
 	_ transport.Watcher         = (*Transport)(nil)
 	_ transport.HealthChecker   = (*Transport)(nil)
 	_ transport.AsyncDispatcher = (*Transport)(nil)
+	_ transport.ExchangeBinder  = (*Transport)(nil)
 )
 
 // New returns a transport connected to opts.Broker, or to a broker of its
