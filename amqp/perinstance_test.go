@@ -31,7 +31,7 @@ func TestPerInstanceQueueRecovers(t *testing.T) {
 	u := *broker
 	u.Host = p.addr
 	ctx := testCtx(t, 60*time.Second)
-	tr, err := amqp.Dial(ctx, []string{u.String()}, amqp.Options{
+	tr, err := amqp.Dial(ctx, u.String(), amqp.Options{
 		Heartbeat: time.Second, DialTimeout: time.Second,
 		ReconnectDelay: 20 * time.Millisecond, MaxReconnectDelay: 200 * time.Millisecond,
 	})
@@ -39,7 +39,7 @@ func TestPerInstanceQueueRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	pub, err := amqp.Dial(ctx, []string{broker.String()}, amqp.Options{})
+	pub, err := amqp.Dial(ctx, broker.String(), amqp.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
