@@ -123,6 +123,7 @@ func TestReadmeOptionTables(t *testing.T) {
 		{"### bus.Options", reflect.TypeFor[bus.Options]()},
 		{"### transport.QueueOptions", reflect.TypeFor[transport.QueueOptions]()},
 		{"### middleware.RetryOptions", reflect.TypeFor[middleware.RetryOptions]()},
+		{"### bus.Exchange", reflect.TypeFor[bus.Exchange]()},
 		{"### amqp.Options", reflect.TypeFor[amqp.Options]()},
 		{"### memory.Options", reflect.TypeFor[memory.Options]()},
 	} {

@@ -40,6 +40,14 @@ if [ -n "$bad" ]; then
 	status=1
 fi
 
+# google.golang.org/protobuf stays out of the root module: the protobuf
+# codec and tomodachi's envelopes are nested modules (protocodec, tomodachi).
+bad=$( (go list -deps ./...; GOWORK=off go list -m all) | grep '^google.golang.org/protobuf' | sort -u || true)
+if [ -n "$bad" ]; then
+	echo "depcheck: the root module must not import or require google.golang.org/protobuf, but has: $bad" >&2
+	status=1
+fi
+
 # SQL drivers stay out of the root module, and the outbox package imports
 # none: its users bring theirs (its tests and examples use pgx and
 # modernc.org/sqlite).
