@@ -50,6 +50,14 @@
 // [bus.Options.PerInstance]: a queue per instance, removed when it goes
 // away.
 //
+// # Checked against tomodachi
+//
+// The tests check the wire form on the memory broker and on RabbitMQ, the
+// protobuf envelope against tomodachi's own SNSSQSMessage descriptor.
+// scripts/tomodachi-interop.sh runs a live tomodachi service (from a
+// checkout, with Debian's Python packages) against busline endpoints; it is
+// manual, since CI cannot install tomodachi.
+//
 // # Module
 //
 // The package is a module of its own (github.com/busline/busline/tomodachi),
