@@ -625,6 +625,7 @@ func (t *Transport) DeleteQueue(ctx context.Context, queue string) error {
 	t.mu.Lock()
 	t.topo = slices.DeleteFunc(t.topo, func(tp transport.Topology) bool { return tp.Queue.Name == queue })
 	delete(t.binds, queue)
+	t.xbinds = slices.DeleteFunc(t.xbinds, func(x exchangeBinding) bool { return x.queue == queue })
 	t.mu.Unlock()
 	return nil
 }

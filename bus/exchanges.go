@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -212,7 +213,7 @@ func (b *Bus) deleteInstanceQueue() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), instanceQueueDeleteTimeout)
 	defer cancel()
-	if err := del.DeleteQueue(ctx, b.queue); err != nil {
+	if err := del.DeleteQueue(ctx, b.queue); err != nil && !errors.Is(err, transport.ErrClosed) {
 		b.log.Warn("cannot delete the instance queue; it expires", "queue", b.queue, "error", err)
 	}
 }
