@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"log"
 	"log/slog"
 	"slices"
 	"strings"
@@ -24,30 +25,45 @@ func ExampleOptions_perInstance() {
 	defer t.Close()
 	quiet := slog.New(slog.DiscardHandler)
 
-	var seen []string
 	handled := make(chan string, 4)
 	var instances []*bus.Bus
 	for _, id := range []string{"a", "b"} {
-		b, _ := bus.New(t, "catalog", bus.Options{PerInstance: true, InstanceID: id,
+		b, err := bus.New(t, "catalog", bus.Options{PerInstance: true, InstanceID: id,
 			Subscriptions: []string{"prices.#"}, Logger: quiet})
-		bus.Handle(b, func(ctx context.Context, e PriceChanged) error {
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := bus.Handle(b, func(ctx context.Context, e PriceChanged) error {
 			handled <- id + " drops " + e.SKU
 			return nil
-		})
-		b.Start(ctx)
+		}); err != nil {
+			log.Fatal(err)
+		}
+		if err := b.Start(ctx); err != nil {
+			log.Fatal(err)
+		}
 		instances = append(instances, b)
 		fmt.Println(b.Queue())
 	}
-	pricing, _ := bus.New(t, "", bus.Options{Logger: quiet})
-	pricing.Publish(ctx, "prices.changed", PriceChanged{SKU: "tea"})
-	seen = append(seen, <-handled, <-handled)
+	pricing, err := bus.New(t, "", bus.Options{Logger: quiet})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := pricing.Publish(ctx, "prices.changed", PriceChanged{SKU: "tea"}); err != nil {
+		log.Fatal(err)
+	}
+	seen := []string{<-handled, <-handled}
 	slices.Sort(seen)
 	fmt.Println(strings.Join(seen, ", "))
 
-	instances[0].Shutdown(ctx)
-	_, err := t.Inspect(ctx, instances[0].Queue())
+	if err := instances[0].Shutdown(ctx); err != nil {
+		log.Fatal(err)
+	}
+	_, err = t.Inspect(ctx, instances[0].Queue())
 	fmt.Println("after Shutdown:", err != nil)
-	instances[1].Shutdown(ctx)
+	if err := instances[1].Shutdown(ctx); err != nil {
+		log.Fatal(err)
+	}
 	// Output:
 	// catalog.instance-a
 	// catalog.instance-b
@@ -65,21 +81,31 @@ func ExampleExchange() {
 	t := memory.New(memory.Options{Broker: broker})
 	defer t.Close()
 
-	b, _ := bus.New(t, "catalog", bus.Options{
+	b, err := bus.New(t, "catalog", bus.Options{
 		Exchanges: []bus.Exchange{{Name: "amq.topic", Subscriptions: []string{"legacy.price.*"}}},
 		Logger:    slog.New(slog.DiscardHandler),
 	})
+	if err != nil {
+		log.Fatal(err)
+	}
 	done := make(chan struct{})
-	bus.Handle(b, func(ctx context.Context, e PriceChanged) error {
+	if err := bus.Handle(b, func(ctx context.Context, e PriceChanged) error {
 		in, _ := bus.IncomingFrom(ctx)
 		fmt.Println(in.MessageType, e.SKU)
 		close(done)
 		return nil
-	}, bus.WithMessageType("legacy.price.changed"))
-	b.Start(ctx)
+	}, bus.WithMessageType("legacy.price.changed")); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer b.Shutdown(ctx)
 
-	broker.Publish("amq.topic", "legacy.price.changed", transport.Message{Body: []byte(`{"SKU":"tea"}`)}, memory.PublishOptions{})
+	err = broker.Publish("amq.topic", "legacy.price.changed", transport.Message{Body: []byte(`{"SKU":"tea"}`)}, memory.PublishOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	<-done
 	// Output:
 	// legacy.price.changed tea

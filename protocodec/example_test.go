@@ -3,6 +3,7 @@ package protocodec_test
 import (
 	"context"
 	"fmt"
+	"log"
 	"log/slog"
 
 	"github.com/busline/busline/bus"
@@ -30,26 +31,38 @@ func Example() {
 	}
 	warehouse, err := bus.New(t, "warehouse", opts)
 	if err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
 	handled := make(chan string, 2)
-	_ = bus.Handle(warehouse, func(ctx context.Context, e *orderspb.OrderPlaced) error {
+	if err := bus.Handle(warehouse, func(ctx context.Context, e *orderspb.OrderPlaced) error {
 		handled <- fmt.Sprintf("protobuf: %s placed, %d cents, %v", e.GetOrderId(), e.GetTotalCents(), e.GetSkus())
 		return nil
-	})
-	_ = bus.Handle(warehouse, func(ctx context.Context, e OrderCancelled) error {
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := bus.Handle(warehouse, func(ctx context.Context, e OrderCancelled) error {
 		handled <- fmt.Sprintf("JSON: %s cancelled", e.OrderID)
 		return nil
-	})
+	}); err != nil {
+		log.Fatal(err)
+	}
 	if err := warehouse.Start(ctx); err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
 	defer warehouse.Close()
 
-	shop, _ := bus.New(t, "", bus.Options{Codecs: []bus.Codec{protocodec.Codec{}}, Logger: opts.Logger})
+	shop, err := bus.New(t, "", bus.Options{Codecs: []bus.Codec{protocodec.Codec{}}, Logger: opts.Logger})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer shop.Close()
-	_ = shop.Publish(ctx, "orders.placed", &orderspb.OrderPlaced{OrderId: "o-1", TotalCents: 4200, Skus: []string{"tea"}})
-	_ = shop.Publish(ctx, "orders.cancelled", OrderCancelled{OrderID: "o-2"})
+	// A generated type goes as protobuf, a Go struct as JSON.
+	if err := shop.Publish(ctx, "orders.placed", &orderspb.OrderPlaced{OrderId: "o-1", TotalCents: 4200, Skus: []string{"tea"}}); err != nil {
+		log.Fatal(err)
+	}
+	if err := shop.Publish(ctx, "orders.cancelled", OrderCancelled{OrderID: "o-2"}); err != nil {
+		log.Fatal(err)
+	}
 	fmt.Println(<-handled)
 	fmt.Println(<-handled)
 	// Output:

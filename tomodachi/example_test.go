@@ -3,6 +3,7 @@ package tomodachi_test
 import (
 	"context"
 	"fmt"
+	"log"
 	"log/slog"
 
 	"github.com/busline/busline/bus"
@@ -43,7 +44,7 @@ func Example() {
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
 	// A tomodachi message carries no message type: its routing key is one.
 	err = bus.Handle(inventory, func(ctx context.Context, o OrderCreated) error {
@@ -52,10 +53,10 @@ func Example() {
 			bus.WithExchange(tomodachi.DefaultExchange))
 	}, bus.WithMessageType("order.created"))
 	if err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
 	if err := inventory.Start(ctx); err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
 	defer inventory.Close()
 
@@ -63,16 +64,26 @@ func Example() {
 	// tomodachi names and binds it, and an event as it publishes one.
 	shop := tomodachi.Service{Name: "shop", UUID: "6c4a8d3e-5f2b-4c1a-9e7d-0b8f6a2c1d3e"}
 	q := tomodachi.QueueName("stock.reserved", "on_stock_reserved", shop.UUID, true, "")
-	_ = broker.DeclareQueue(transport.Queue{Name: q, Type: transport.Classic, Arguments: transport.Headers{"x-expires": int32(86400000)}})
-	_ = broker.Bind(tomodachi.DefaultExchange, q, tomodachi.EncodeRoutingKey("stock.reserved"))
+	if err := broker.DeclareQueue(transport.Queue{Name: q, Type: transport.Classic, Arguments: transport.Headers{"x-expires": int32(86400000)}}); err != nil {
+		log.Fatal(err)
+	}
+	if err := broker.Bind(tomodachi.DefaultExchange, q, tomodachi.EncodeRoutingKey("stock.reserved")); err != nil {
+		log.Fatal(err)
+	}
 	body := `{"service": {"name": "shop", "uuid": "6c4a8d3e-5f2b-4c1a-9e7d-0b8f6a2c1d3e"}, "metadata": {"message_uuid": "6c4a8d3e-5f2b-4c1a-9e7d-0b8f6a2c1d3e.0a9b8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d", "protocol_version": "tomodachi-json-base--1.0.0", "compatible_protocol_versions": ["json_base-wip"], "timestamp": 1764768000.25, "topic": "order.created", "data_encoding": "raw"}, "data": {"order_id": "o-1", "sku": "tea"}}`
-	_ = broker.Publish(tomodachi.DefaultExchange, "order.created", transport.Message{Body: []byte(body)}, memory.PublishOptions{})
+	if err := broker.Publish(tomodachi.DefaultExchange, "order.created", transport.Message{Body: []byte(body)}, memory.PublishOptions{}); err != nil {
+		log.Fatal(err)
+	}
 
-	_ = broker.WaitIdle(ctx)
+	if err := broker.WaitIdle(ctx); err != nil {
+		log.Fatal(err)
+	}
 	for _, m := range broker.Messages(q) {
 		// What tomodachi's JsonBase.parse_message reads.
 		var e tomodachi.Envelope
-		_ = tomodachi.JSONEnvelope{}.Decode(&m, &e)
+		if err := (tomodachi.JSONEnvelope{}).Decode(&m, &e); err != nil {
+			log.Fatal(err)
+		}
 		fmt.Printf("shop: %s from %s: %s\n", e.Metadata.Topic, e.Service.Name, e.Data)
 	}
 	// Output:
