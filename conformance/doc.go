@@ -25,8 +25,7 @@
 // is a documented default. Optional capabilities ([transport.Delayer],
 // [transport.Inspector], [transport.Getter], [transport.QueueDeleter],
 // [transport.Watcher], [transport.HealthChecker],
-// [transport.AsyncDispatcher]) are found by type
-// [transport.ExchangeBinder]) are found by type
+// [transport.AsyncDispatcher], [transport.ExchangeBinder]) are found by type
 // assertion on a transport New returns; a subtest that needs a missing one
 // skips and names the interface. The harness carries only what cannot be
 // discovered: how long to wait, how late a deferred message may be, how
