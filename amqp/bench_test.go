@@ -301,9 +301,14 @@ func BenchmarkSend64(b *testing.B) {
 	}
 }
 
-// rawWindow publishes b.N messages from one goroutine on one channel,
-// keeping n confirms in flight.
+// rawWindow publishes b.N messages to q through the direct exchange from
+// one goroutine on one channel, keeping n confirms in flight.
 func rawWindow(b *testing.B, q string, n int, msg func() amqp091.Publishing) {
+	rawWindowTo(b, transport.DefaultDirectExchange, q, n, msg)
+}
+
+// rawWindowTo is rawWindow to any exchange and routing key.
+func rawWindowTo(b *testing.B, exchange, key string, n int, msg func() amqp091.Publishing) {
 	ch := rawConfirmChannel(b, rawConn(b))
 	ctx := context.Background()
 	window := make([]*amqp091.DeferredConfirmation, 0, n)
@@ -316,7 +321,7 @@ func rawWindow(b *testing.B, q string, n int, msg func() amqp091.Publishing) {
 			}
 			window = window[1:]
 		}
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, transport.DefaultDirectExchange, q, true, false, msg())
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg())
 		if err != nil {
 			b.Fatal(err)
 		}

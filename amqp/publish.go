@@ -893,8 +893,11 @@ func (t *Transport) plan(o *transport.Outgoing, now time.Time) (delivery, error)
 				transport.ErrNotSupported, len(o.RoutingKey), 255-2*t.delays.levels)
 		}
 		s := seconds(delay)
-		d.exchange = t.delays.entry(s)
-		d.key = t.delays.key(s, o.RoutingKey)
+		d.exchange, d.key = t.delays.entry(s), t.delays.key(s, o.RoutingKey)
+		if !sendersSelect(d.msg.Headers) {
+			d.exchange = ""
+			d.msg.Headers = t.delays.enter(d.msg.Headers, s)
+		}
 	}
 	return d, nil
 }

@@ -92,6 +92,8 @@ var ratioPairs = []struct{ label, a, b string }{
 	{"SendAsync async1/send64 (one poster vs 64 senders, window 64)", "BenchmarkSendAsync/async1/%s", "BenchmarkSendAsync/send64/%s"},
 	{"Defer64/Send64 bus", "BenchmarkDefer64/bus/%s", "BenchmarkSend64/bus/%s"},
 	{"Defer64/Send64 transport", "BenchmarkDefer64/transport/%s", "BenchmarkSend64/transport/%s"},
+	{"Defer64/Send64 raw", "BenchmarkDefer64/raw/%s", "BenchmarkSend64/raw/%s"},
+	{"Defer64 raw-topic/raw (entering through the level's exchange)", "BenchmarkDefer64/raw-topic/%s", "BenchmarkDefer64/raw/%s"},
 	{"Consume bus/raw (coalesced acks vs an ack each)", "BenchmarkConsume/bus/%s", "BenchmarkConsume/raw/%s"},
 	{"Consume bus/rawbus", "BenchmarkConsume/bus/%s", "BenchmarkConsume/rawbus/%s"},
 	{"Consume transport/raw", "BenchmarkConsume/transport/%s", "BenchmarkConsume/raw/%s"},
