@@ -389,6 +389,8 @@ func TestDeferred(t *testing.T) {
 		transport.Outgoing{RoutingKey: q, Mandatory: true, NotBefore: notBefore, Message: transport.Message{ID: "later", Headers: transport.Headers{"k": "v"}}},
 		transport.Outgoing{RoutingKey: q, Mandatory: true, NotBefore: start.Add(-time.Second), Message: transport.Message{ID: "past"}},
 		transport.Outgoing{RoutingKey: foreign, Mandatory: true, NotBefore: start.Add(time.Second), Message: transport.Message{ID: "foreign"}},
+		// 3 s: through level 1, then level 0.
+		transport.Outgoing{RoutingKey: foreign, Mandatory: true, NotBefore: start.Add(2500 * time.Millisecond), Message: transport.Message{ID: "two-levels"}},
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -408,6 +410,13 @@ func TestDeferred(t *testing.T) {
 	}
 	if d := next(t, gotForeign, 10*time.Second); d.ID != "foreign" || d.RoutingKey != foreign {
 		t.Fatalf("foreign delivery %q %q", d.ID, d.RoutingKey)
+	}
+	d = next(t, gotForeign, 10*time.Second)
+	if arrived := time.Now(); d.ID != "two-levels" || d.RoutingKey != foreign || arrived.Before(start.Add(2500*time.Millisecond)) {
+		t.Fatalf("delivery %q %q at %v, want \"two-levels\" not before 2.5s", d.ID, d.RoutingKey, arrived.Sub(start))
+	}
+	if len(d.Headers) != 0 {
+		t.Fatalf("deferred delivery headers %#v: dead-lettering headers must be hidden", d.Headers)
 	}
 
 	err = tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "amqp-test-no-such-queue", Mandatory: true, NotBefore: time.Now().Add(time.Hour)})

@@ -3,6 +3,7 @@ package amqp
 import (
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,6 +104,46 @@ func TestDelayKeys(t *testing.T) {
 	}
 	if d.bindingKey("q.x") != "*.*.*.*.q.x" {
 		t.Fatalf("bindingKey = %q", d.bindingKey("q.x"))
+	}
+}
+
+// TestDelayRoute: the keys a deferred message is published with (its
+// delivery key, and a BCC of its entry level's queue and of a hop per
+// level after it), and the per-message TTL that takes back the rounding.
+func TestDelayRoute(t *testing.T) {
+	d := delays{levels: 4, prefix: "p", delivery: "p-delivery"}
+	for _, c := range []struct {
+		s   uint64
+		bcc []any
+	}{
+		{1, []any{"p-00"}},
+		{2, []any{"p-01", "p-01>delivery"}},
+		{13, []any{"p-03", "p-03>02", "p-02>00"}},
+		{12, []any{"p-03", "p-03>02", "p-02>delivery"}},
+	} {
+		key, bcc, ok := d.route(c.s, "q.x%y")
+		if !ok || key != "p>q%2Ex%25y" || !reflect.DeepEqual(bcc, c.bcc) {
+			t.Errorf("route(%d) = %q %q %v, want %q %q", c.s, key, bcc, ok, "p>q%2Ex%25y", c.bcc)
+		}
+		if got := d.destination(key); got != "q.x%y" {
+			t.Errorf("destination(%q) = %q", key, got)
+		}
+	}
+	if _, _, ok := d.route(1, strings.Repeat("q", 254)); ok {
+		t.Error("route of a delivery key over 255 bytes: ok")
+	}
+	for _, c := range []struct {
+		delay time.Duration
+		want  string
+	}{
+		{13 * time.Second, ""},
+		{12*time.Second + 700*time.Millisecond, "7700"}, // 13 s: level 3, 300 ms back
+		{1500 * time.Millisecond, "1500"},               // 2 s: level 1
+		{100*time.Millisecond + 500*time.Microsecond, "101"},
+	} {
+		if got := d.expiration(seconds(c.delay), c.delay); got != c.want {
+			t.Errorf("expiration(%v) = %q, want %q", c.delay, got, c.want)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,20 +62,44 @@ func (d delays) key(s uint64, dest string) string {
 
 // entry returns the level a message delayed by s > 0 seconds enters at:
 // the level of its highest set bit.
-func (d delays) entry(s uint64) string {
-	l := 0
-	for i := d.levels - 1; i >= 0; i-- {
+func (d delays) entry(s uint64) string { return d.level(d.top(s)) }
+
+// top returns the highest set bit of s > 0 among the levels.
+func (d delays) top(s uint64) int {
+	for i := d.levels - 1; i > 0; i-- {
 		if s&(1<<i) != 0 {
-			l = i
-			break
+			return i
 		}
 	}
-	return d.level(l)
+	return 0
+}
+
+// expiration returns the per-message TTL (the expiration property, in
+// milliseconds) of a message delayed by delay, s being delay rounded up to
+// whole seconds: its entry level's TTL less the rounding, so that the
+// message arrives when it is due rather than up to a second later, and
+// "" when there is no rounding to take back. The message still never
+// arrives early: it waits that long in its entry level (TTLs count from
+// its enqueueing, after now) and 2^l seconds in each level l after it,
+// s seconds less the rounding, whole milliseconds taken back only.
+// RabbitMQ removes the property when it dead-letters the message, so it
+// shortens the entry level only. A message expires at the head of its
+// queue only, so one queued behind a message that entered its level less
+// than a second earlier and waits its full TTL may wait for it: never
+// longer than the level's TTL, as without the property.
+func (d delays) expiration(s uint64, delay time.Duration) string {
+	back := (time.Duration(s)*time.Second - delay).Milliseconds()
+	if back <= 0 {
+		return ""
+	}
+	return strconv.FormatInt(int64(1000)<<d.top(s)-back, 10)
 }
 
 // bccHeader is RabbitMQ's sender-selected distribution header: its routing
 // keys are added to the message's own, and the broker removes the header
-// before it enqueues the message, so no consumer sees it.
+// before it enqueues the message, so no consumer sees it. The routing keys
+// a message was published with, BCC's included, are also the ones
+// dead-lettering routes it with, at every level.
 const bccHeader = "BCC"
 
 // sendersSelect reports whether h holds a sender-selected distribution
@@ -85,29 +110,119 @@ func sendersSelect(h amqp091.Table) bool {
 	return cc || bcc
 }
 
-// enter returns the headers of a message delayed by s > 0 seconds, which is
-// published to the default exchange with its delay key (key) as routing
-// key: h (not modified) and a BCC naming the queue of its entry level. The
-// default exchange routes the BCC key to that queue by a lookup of its
-// name, and the delay key to no queue (none is named so). Publishing to the
-// entry level's topic exchange instead, as the levels' own dead-lettering
-// does, costs the broker the match of a 29-word key against the level's
-// patterns, which made a Defer three to four times as expensive as a Send
-// for it (see the README's "RabbitMQ" benchmarks). The routing keys a
-// message was published with, BCC's included, are the ones dead-lettering
-// routes it with: the entry level's name matches no pattern of the levels
-// below (they need more words), so the delay key alone takes it on.
+// route returns how a message delayed by s > 0 seconds to dest travels
+// through the levels: the routing key it is published with to the default
+// exchange, and the keys of its BCC header, one per step of its way. ok is
+// false when the keys would not fit in 255 bytes; the message then goes
+// the levels' original way (see entry and key).
 //
-// A message that carries CC or BCC headers of its own (a retry copy of a
-// foreign producer's message, say) enters through the level's exchange as
-// before: through the default exchange its keys would name queues, which
-// would receive it at once.
-func (d delays) enter(h amqp091.Table, s uint64) amqp091.Table {
+// The BCC names the queue of the entry level, which the default exchange
+// routes to by a lookup of its name, and a hop key (see hop) for every
+// level the message waits in but the last, which dead-letters it to the
+// delivery exchange without one. The routing key is dest's delivery key
+// (see deliveryKey). Each key is one word, unless the prefix has dots, so
+// each exchange on the way matches a few short keys.
+//
+// The original way, the delay key (key), makes every exchange a message
+// passes, a level's and the delivery exchange's, match a 29-word key
+// against its patterns, and a level whose bit is 0 sends it through one
+// more exchange: measured on RabbitMQ 3.10, publishing to the entry
+// level's exchange so costs the broker three to four times a Send, and a
+// level moves messages on five to seven times slower than a dead-letter
+// hop through the default exchange (see the README's "Benchmarks").
+func (d delays) route(s uint64, dest string) (key string, bcc []any, ok bool) {
+	key = d.deliveryKey(dest)
+	if len(key) > 255 {
+		return "", nil, false
+	}
+	from := -1
+	for l := d.levels - 1; l >= 0; l-- {
+		if s&(1<<l) == 0 {
+			continue
+		}
+		if from < 0 {
+			bcc = append(make([]any, 0, 4), d.level(l))
+		} else {
+			bcc = append(bcc, d.hop(from, l))
+		}
+		from = l
+	}
+	if from > 0 {
+		bcc = append(bcc, d.hop(from, -1))
+	}
+	return key, bcc, true
+}
+
+// hop is the routing key that takes a message leaving level from's queue,
+// dead-lettered to level from-1's exchange, into level to's queue, or to
+// the delivery exchange when to < 0. Level from-1's exchange binds it (see
+// declareHops), and no other exchange.
+func (d delays) hop(from, to int) string {
+	if to < 0 {
+		return fmt.Sprintf("%s-%02d>delivery", d.prefix, from)
+	}
+	return fmt.Sprintf("%s-%02d>%02d", d.prefix, from, to)
+}
+
+// deliveryKey is the routing key of a message routed by hops to dest, and
+// dest's binding on the delivery exchange for such messages: the prefix, a
+// ">" and dest with its dots and percent signs escaped, one word, so that
+// no level's pattern matches it and the delivery exchange matches it
+// word for word.
+func (d delays) deliveryKey(dest string) string {
+	var b strings.Builder
+	b.Grow(len(d.prefix) + 1 + len(dest) + 8)
+	b.WriteString(d.prefix)
+	b.WriteByte('>')
+	for i := 0; i < len(dest); i++ {
+		switch c := dest[i]; c {
+		case '.':
+			b.WriteString("%2E")
+		case '%':
+			b.WriteString("%25")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// fromDeliveryKey returns the destination of a delivery key, or ok false
+// when key is not one.
+func (d delays) fromDeliveryKey(key string) (dest string, ok bool) {
+	rest, ok := strings.CutPrefix(key, d.prefix+">")
+	if !ok {
+		return "", false
+	}
+	if !strings.Contains(rest, "%") {
+		return rest, true
+	}
+	var b strings.Builder
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '%' && i+2 < len(rest) {
+			switch rest[i+1 : i+3] {
+			case "2E":
+				b.WriteByte('.')
+				i += 2
+				continue
+			case "25":
+				b.WriteByte('%')
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(rest[i])
+	}
+	return b.String(), true
+}
+
+// withBCC returns h (not modified) with a BCC header of keys.
+func withBCC(h amqp091.Table, keys []any) amqp091.Table {
 	out := make(amqp091.Table, len(h)+1)
 	for k, v := range h {
 		out[k] = v
 	}
-	out[bccHeader] = []any{d.entry(s)}
+	out[bccHeader] = keys
 	return out
 }
 
@@ -116,6 +231,21 @@ func (d delays) enter(h amqp091.Table, s uint64) amqp091.Table {
 // "b" never receives a message for a queue named "a.b".
 func (d delays) bindingKey(dest string) string {
 	return strings.Repeat("*.", d.levels) + dest
+}
+
+// bind binds dest on the delivery exchange under both its keys: the delay
+// keys' pattern (bindingKey) and its delivery key, when they fit.
+func (d delays) bind(ch amqpChannel, dest string) error {
+	if !d.fits(dest) {
+		return nil
+	}
+	if err := ch.QueueBind(dest, d.bindingKey(dest), d.delivery, false, nil); err != nil {
+		return err
+	}
+	if k := d.deliveryKey(dest); len(k) <= 255 {
+		return ch.QueueBind(dest, k, d.delivery, false, nil)
+	}
+	return nil
 }
 
 // owns reports whether exchange is one of the delay exchanges. A message
@@ -132,8 +262,12 @@ func (d delays) fits(dest string) bool { return len(dest) <= d.maxDest() }
 // maxDest is the longest destination queue name a deferred message can have.
 func (d delays) maxDest() int { return 255 - 2*d.levels }
 
-// destination extracts the destination from a routing key built by key.
+// destination extracts the destination from a routing key built by key or
+// by deliveryKey.
 func (d delays) destination(key string) string {
+	if dest, ok := d.fromDeliveryKey(key); ok {
+		return dest
+	}
 	rest := key
 	for range d.levels {
 		i := strings.IndexByte(rest, '.')
@@ -197,6 +331,30 @@ func (d delays) declare(ch amqpChannel) error {
 		if err := ch.ExchangeBind(next, prefix+"0.#", name, false, nil); err != nil {
 			return fmt.Errorf("bind exchange %q to %q: %w", name, next, err)
 		}
+	}
+	return d.declareHops(ch)
+}
+
+// declareHops binds the hop keys (see route): on level l-1's exchange, where
+// level l's queue dead-letters, hop(l, k) to level k's queue for every k
+// below l, and hop(l, -1) to the delivery exchange. The bindings are sent
+// without waiting for each answer (there are about 400 of them); the
+// declaration that follows them tells whether the broker refused one.
+func (d delays) declareHops(ch amqpChannel) error {
+	for l := 1; l < d.levels; l++ {
+		x := d.level(l - 1)
+		for k := 0; k < l; k++ {
+			if err := ch.QueueBind(d.level(k), d.hop(l, k), x, true, nil); err != nil {
+				return fmt.Errorf("bind queue %q to exchange %q: %w", d.level(k), x, err)
+			}
+		}
+		if err := ch.ExchangeBind(d.delivery, d.hop(l, -1), x, true, nil); err != nil {
+			return fmt.Errorf("bind exchange %q to %q: %w", d.delivery, x, err)
+		}
+	}
+	if err := ch.ExchangeDeclare(d.delivery, amqp091.ExchangeTopic, true, false, false, false,
+		amqp091.Table{"alternate-exchange": d.undelivered}); err != nil {
+		return fmt.Errorf("bind the hops of the levels: %w", err)
 	}
 	return nil
 }

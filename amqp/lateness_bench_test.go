@@ -32,8 +32,12 @@ import (
 //     the whole convoy on, one after the other;
 //   - transport-onehop: every message deferred by 8 s exactly, so through
 //     one level only (its lateness counts from the first one's due time);
-//   - raw-levels: the same path published by amqp091-go straight into
-//     level 3: the broker's own limit for a hop through the levels;
+//   - raw-levels: amqp091-go publishing into level 3 as the transport
+//     does (to the default exchange, the delivery key as routing key, a
+//     BCC of level 3's queue and of its hop to the delivery exchange):
+//     the broker's own limit for a hop through the levels;
+//   - raw-levels-topic: the same through level 3's topic exchange with
+//     the 29-word delay key, the levels' original routing (NServiceBus's);
 //   - raw-dlx: the broker's own limit for one hop of at-least-once
 //     dead-lettering, with amqp091-go: the N messages wait in one quorum
 //     queue, each with the per-message TTL that makes it expire at the
@@ -76,6 +80,11 @@ func BenchmarkDeferLateness(b *testing.B) {
 	b.Run("raw-levels", func(b *testing.B) {
 		for range b.N {
 			lateness(b, n, deferRawLevels)
+		}
+	})
+	b.Run("raw-levels-topic", func(b *testing.B) {
+		for range b.N {
+			lateness(b, n, deferRawLevelsTopic)
 		}
 	})
 }
@@ -289,14 +298,26 @@ func rawDLX(b *testing.B, n int, margin time.Duration, arrived func(), levels bo
 // deferRawLevels publishes with amqp091-go straight into the delay
 // levels, as the transport does (a delay of 8 seconds: level 3 only).
 func deferRawLevels(b *testing.B, n int, margin time.Duration, arrived func()) time.Time {
+	return rawLevels(b, n, arrived, true)
+}
+
+// deferRawLevelsTopic is deferRawLevels through level 3's topic exchange
+// with the 29-word delay key.
+func deferRawLevelsTopic(b *testing.B, n int, margin time.Duration, arrived func()) time.Time {
+	return rawLevels(b, n, arrived, false)
+}
+
+func rawLevels(b *testing.B, n int, arrived func(), hops bool) time.Time {
 	tr := dial(b, amqp.Options{})
-	dest := benchQueue(b, tr, transport.Quorum)
+	dest := benchQueue(b, tr, transport.Quorum) // bound on the delivery exchange under both keys
 	conn := rawConn(b)
 	ch := rawConfirmChannel(b, conn)
-	if err := ch.QueueBind(dest, strings.Repeat("*.", 28)+dest, "busline-delay-delivery", false, nil); err != nil {
-		b.Fatal(err)
+	exchange, key := "busline-delay-03", strings.Repeat("0.", 24)+"1.0.0.0."+dest
+	var headers amqp091.Table
+	if hops {
+		exchange, key = "", "busline-delay>"+strings.ReplaceAll(strings.ReplaceAll(dest, "%", "%25"), ".", "%2E")
+		headers = amqp091.Table{"BCC": []any{"busline-delay-03", "busline-delay-03>delivery"}}
 	}
-	key := strings.Repeat("0.", 24) + "1.0.0.0." + dest
 	ctx := context.Background()
 	window := make([]*amqp091.DeferredConfirmation, 0, 512)
 	first := time.Now().Add(8 * time.Second)
@@ -307,7 +328,9 @@ func deferRawLevels(b *testing.B, n int, margin time.Duration, arrived func()) t
 			}
 			window = window[1:]
 		}
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "busline-delay-03", key, true, false, rawPublishing())
+		m := rawPublishing()
+		m.Headers = headers
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, m)
 		if err != nil {
 			b.Fatal(err)
 		}

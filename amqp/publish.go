@@ -893,10 +893,17 @@ func (t *Transport) plan(o *transport.Outgoing, now time.Time) (delivery, error)
 				transport.ErrNotSupported, len(o.RoutingKey), 255-2*t.delays.levels)
 		}
 		s := seconds(delay)
+		d.msg.Expiration = t.delays.expiration(s, delay)
 		d.exchange, d.key = t.delays.entry(s), t.delays.key(s, o.RoutingKey)
+		// A message with CC or BCC headers of its own (a retry copy of a
+		// foreign producer's message, say) goes the original way: through
+		// the default exchange its keys would name queues, which would
+		// receive it at once.
 		if !sendersSelect(d.msg.Headers) {
-			d.exchange = ""
-			d.msg.Headers = t.delays.enter(d.msg.Headers, s)
+			if key, bcc, ok := t.delays.route(s, o.RoutingKey); ok {
+				d.exchange, d.key = "", key
+				d.msg.Headers = withBCC(d.msg.Headers, bcc)
+			}
 		}
 	}
 	return d, nil

@@ -210,8 +210,8 @@ func (r *routes) bindNow(ctx context.Context, dest string, gen uint64) error {
 		if err := ch.QueueBind(dest, dest, t.opts.DirectExchange, false, nil); err != nil {
 			return classify(fmt.Sprintf("amqp: bind queue %q to exchange %q", dest, t.opts.DirectExchange), err)
 		}
-		if !t.noDelay && t.delays.fits(dest) {
-			if err := ch.QueueBind(dest, t.delays.bindingKey(dest), t.delays.delivery, false, nil); err != nil {
+		if !t.noDelay {
+			if err := t.delays.bind(ch, dest); err != nil {
 				return classify(fmt.Sprintf("amqp: bind queue %q to exchange %q", dest, t.delays.delivery), err)
 			}
 		}

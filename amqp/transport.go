@@ -273,8 +273,8 @@ func (t *Transport) bindAll(ch amqpChannel, tp transport.Topology) error {
 	if err := ch.QueueBind(name, name, t.opts.DirectExchange, false, nil); err != nil {
 		return classify(fmt.Sprintf("amqp: bind queue %q to exchange %q", name, t.opts.DirectExchange), err)
 	}
-	if !t.noDelay && t.delays.fits(name) {
-		if err := ch.QueueBind(name, t.delays.bindingKey(name), t.delays.delivery, false, nil); err != nil {
+	if !t.noDelay {
+		if err := t.delays.bind(ch, name); err != nil {
 			return classify(fmt.Sprintf("amqp: bind queue %q to exchange %q", name, t.delays.delivery), err)
 		}
 	}
