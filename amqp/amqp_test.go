@@ -471,6 +471,18 @@ func TestDeferredLevels(t *testing.T) {
 		}
 	}
 
+	// On a fresh set of levels, a message that waits in two of them: its
+	// hops are bound by the Dispatch that sends it.
+	got := collect(t, tr, q, transport.ConsumeOptions{})
+	sent := time.Now()
+	if err := tr.Dispatch(ctx, transport.Outgoing{RoutingKey: q, Mandatory: true, NotBefore: sent.Add(3 * time.Second),
+		Message: transport.Message{ID: "hops"}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := next(t, got, 15*time.Second); d.ID != "hops" || d.RoutingKey != q || time.Since(sent) < 3*time.Second {
+		t.Fatalf("delivery %q %q after %v, want \"hops\" after 3s", d.ID, d.RoutingKey, time.Since(sent))
+	}
+
 	// A deferred message whose queue is gone by the time it is due ends in
 	// the undelivered queue, not stuck in level 0 for ever.
 	gone := queueName(t, tr)

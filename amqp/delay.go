@@ -135,28 +135,19 @@ func (d delays) route(s uint64, dest string) (key string, bcc []any, ok bool) {
 	if len(key) > 255 {
 		return "", nil, false
 	}
-	from := -1
-	for l := d.levels - 1; l >= 0; l-- {
-		if s&(1<<l) == 0 {
-			continue
-		}
-		if from < 0 {
-			bcc = append(make([]any, 0, 4), d.level(l))
-		} else {
-			bcc = append(bcc, d.hop(from, l))
-		}
-		from = l
-	}
-	if from > 0 {
-		bcc = append(bcc, d.hop(from, -1))
-	}
+	bcc = append(make([]any, 0, 4), d.level(d.top(s)))
+	d.hops(s, func(key, _ string, _ int) { bcc = append(bcc, key) })
 	return key, bcc, true
 }
 
 // hop is the routing key that takes a message leaving level from's queue,
 // dead-lettered to level from-1's exchange, into level to's queue, or to
-// the delivery exchange when to < 0. Level from-1's exchange binds it (see
-// declareHops), and no other exchange.
+// the delivery exchange when to < 0. Level from-1's exchange binds it, and
+// no other exchange: Dispatch binds the hops of a message before it
+// publishes it, once per transport and connection (see routes.ensureHops),
+// not all of them (about 400) when it declares the levels: a broker under
+// load took longer than a heartbeat to make them for several transports
+// dialing at once.
 func (d delays) hop(from, to int) string {
 	if to < 0 {
 		return fmt.Sprintf("%s-%02d>delivery", d.prefix, from)
@@ -332,29 +323,40 @@ func (d delays) declare(ch amqpChannel) error {
 			return fmt.Errorf("bind exchange %q to %q: %w", name, next, err)
 		}
 	}
-	return d.declareHops(ch)
+	return nil
 }
 
-// declareHops binds the hop keys (see route): on level l-1's exchange, where
-// level l's queue dead-letters, hop(l, k) to level k's queue for every k
-// below l, and hop(l, -1) to the delivery exchange. The bindings are sent
-// without waiting for each answer (there are about 400 of them); the
-// declaration that follows them tells whether the broker refused one.
-func (d delays) declareHops(ch amqpChannel) error {
-	for l := 1; l < d.levels; l++ {
-		x := d.level(l - 1)
-		for k := 0; k < l; k++ {
-			if err := ch.QueueBind(d.level(k), d.hop(l, k), x, true, nil); err != nil {
-				return fmt.Errorf("bind queue %q to exchange %q: %w", d.level(k), x, err)
-			}
+// hops calls f with each hop key a message routed by route for a delay of
+// s seconds needs bound (see route), and where: the exchange that binds
+// it, and the queue it leads to (to >= 0: level to's) or the delivery
+// exchange (to < 0).
+func (d delays) hops(s uint64, f func(key, exchange string, to int)) {
+	from := -1
+	for l := d.levels - 1; l >= 0; l-- {
+		if s&(1<<l) == 0 {
+			continue
 		}
-		if err := ch.ExchangeBind(d.delivery, d.hop(l, -1), x, true, nil); err != nil {
-			return fmt.Errorf("bind exchange %q to %q: %w", d.delivery, x, err)
+		if from > 0 {
+			f(d.hop(from, l), d.level(from-1), l)
 		}
+		from = l
 	}
-	if err := ch.ExchangeDeclare(d.delivery, amqp091.ExchangeTopic, true, false, false, false,
-		amqp091.Table{"alternate-exchange": d.undelivered}); err != nil {
-		return fmt.Errorf("bind the hops of the levels: %w", err)
+	if from > 0 {
+		f(d.hop(from, -1), d.level(from-1), -1)
+	}
+}
+
+// bindHop binds a hop key on exchange, to level to's queue or (to < 0) to
+// the delivery exchange.
+func (d delays) bindHop(ch amqpChannel, key, exchange string, to int) error {
+	if to < 0 {
+		if err := ch.ExchangeBind(d.delivery, key, exchange, false, nil); err != nil {
+			return fmt.Errorf("amqp: bind exchange %q to %q under %q: %w", d.delivery, exchange, key, err)
+		}
+		return nil
+	}
+	if err := ch.QueueBind(d.level(to), key, exchange, false, nil); err != nil {
+		return fmt.Errorf("amqp: bind queue %q to exchange %q under %q: %w", d.level(to), exchange, key, err)
 	}
 	return nil
 }

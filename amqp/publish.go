@@ -532,16 +532,71 @@ func (pc *pubChannel) write() {
 				}
 			}
 		case r := <-pc.reqs:
-			if r.state.CompareAndSwap(reqQueued, reqTaken) {
-				pc.send(r)
-			}
+			pc.burst(r)
 		}
 	}
+}
+
+// burst publishes r and the requests queued behind it, corked (see
+// heartbeatConn): one write for all of them.
+func (pc *pubChannel) burst(r *pubReq) {
+	wire := pc.sess.wire
+	wire.corkWrites()
+	for n := cap(pc.reqs); ; n-- {
+		if r.state.CompareAndSwap(reqQueued, reqTaken) {
+			pc.send(r)
+		}
+		if n <= 1 {
+			break
+		}
+		select {
+		case r = <-pc.reqs:
+			continue
+		default:
+		}
+		break
+	}
+	if err := wire.uncorkWrites(); err != nil {
+		pc.lost(err)
+	}
+}
+
+// lost closes the connection after a socket error: the connection is gone,
+// whatever amqp091 and the broker think yet, and part of a message may
+// have reached the broker. Closing it makes its supervisor reconnect now
+// rather than when a read fails; the messages in flight fail as published
+// on a lost connection.
+func (pc *pubChannel) lost(err error) {
+	pc.t.log("publishing connection write failed; reconnecting", "error", err)
+	conn := pc.sess.conn
+	pc.t.spawn(func() { _ = conn.Close() })
 }
 
 // send publishes r once the window has room; its outcome arrives on r.res,
 // from here if it was not sent, else from the listener.
 func (pc *pubChannel) send(r *pubReq) {
+	select {
+	case pc.window <- struct{}{}:
+	default:
+		// Confirms come for what the broker has, and other writers
+		// (heartbeats, other channels) must not wait for them: uncork
+		// while waiting.
+		wire := pc.sess.wire
+		if err := wire.flushWrites(); err != nil {
+			pc.lost(err)
+		}
+		if err := wire.uncorkWrites(); err != nil {
+			pc.lost(err)
+		}
+		pc.acquire(r)
+		wire.corkWrites()
+		return
+	}
+	pc.publish(r)
+}
+
+// acquire waits for room in the window, then publishes r.
+func (pc *pubChannel) acquire(r *pubReq) {
 	select {
 	case pc.window <- struct{}{}:
 	case <-pc.dead:
@@ -551,6 +606,11 @@ func (pc *pubChannel) send(r *pubReq) {
 		r.finish(fmt.Errorf("amqp: dispatch: not sent: %w", r.ctx.Err()))
 		return
 	}
+	pc.publish(r)
+}
+
+// publish publishes r, which holds a token of the window.
+func (pc *pubChannel) publish(r *pubReq) {
 	if !r.state.CompareAndSwap(reqTaken, reqWriting) {
 		<-pc.window // abandoned by its caller meanwhile
 		return
@@ -615,8 +675,7 @@ func (pc *pubChannel) send(r *pubReq) {
 			// now rather than when a read fails, and let Dispatch wait
 			// for the next one and publish again.
 			r.finish(fmt.Errorf("amqp: publish: %w: %w", transport.ErrConnectionLost, err))
-			conn := pc.sess.conn
-			pc.t.spawn(func() { _ = conn.Close() })
+			pc.lost(err)
 			return
 		}
 		if errors.Is(err, amqp091.ErrClosed) {
@@ -638,6 +697,7 @@ type delivery struct {
 	key       string
 	mandatory bool
 	msg       amqp091.Publishing
+	hops      uint64 // the delay in seconds of a message routed by hop keys, else 0
 }
 
 // dispatch is Dispatch (see routes.go) without the second try of a
@@ -668,6 +728,9 @@ func (t *Transport) dispatch(ctx context.Context, msgs []transport.Outgoing) err
 		ds[i] = d
 	}
 	if err := t.routes.ensure(ctx, msgs, errs); err != nil {
+		return err
+	}
+	if err := t.routes.ensureHops(ctx, msgs, ds); err != nil {
 		return err
 	}
 	for i := range msgs {
@@ -901,7 +964,7 @@ func (t *Transport) plan(o *transport.Outgoing, now time.Time) (delivery, error)
 		// receive it at once.
 		if !sendersSelect(d.msg.Headers) {
 			if key, bcc, ok := t.delays.route(s, o.RoutingKey); ok {
-				d.exchange, d.key = "", key
+				d.exchange, d.key, d.hops = "", key, s
 				d.msg.Headers = withBCC(d.msg.Headers, bcc)
 			}
 		}

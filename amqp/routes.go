@@ -33,6 +33,8 @@ type routes struct {
 	// known is the set of bound destinations, copied on write: read on
 	// every Dispatch without a lock, written once per new destination.
 	known atomic.Pointer[map[string]struct{}]
+	// hops is the set of the delay levels' hop keys bound, likewise.
+	hops atomic.Pointer[map[string]struct{}]
 
 	mu      sync.Mutex
 	gen     uint64               // bumped by reset: a bind begun before it is not remembered
@@ -49,6 +51,7 @@ type bindCall struct {
 func newRoutes(t *Transport) *routes {
 	r := &routes{t: t, binding: make(map[string]*bindCall), warned: make(map[string]bool)}
 	r.known.Store(&map[string]struct{}{})
+	r.hops.Store(&map[string]struct{}{})
 	return r
 }
 
@@ -108,6 +111,72 @@ func (r *routes) reset() {
 	defer r.mu.Unlock()
 	r.gen++
 	r.known.Store(&map[string]struct{}{})
+	r.hops.Store(&map[string]struct{}{})
+}
+
+// ensureHops binds the hop keys the messages routed by hops need (see
+// delays.route) and this transport has not bound since its connections
+// were last replaced, in one control round. When it cannot (ctx done,
+// transport closed, connection down, refused), it sends nothing and
+// returns a DispatchError for every message.
+func (r *routes) ensureHops(ctx context.Context, msgs []transport.Outgoing, ds []delivery) error {
+	type bind struct {
+		exchange string
+		to       int
+	}
+	var missing map[string]bind
+	known := *r.hops.Load()
+	for i := range ds {
+		if ds[i].hops == 0 {
+			continue
+		}
+		r.t.delays.hops(ds[i].hops, func(key, exchange string, to int) {
+			if _, ok := known[key]; ok {
+				return
+			}
+			if missing == nil {
+				missing = make(map[string]bind)
+			}
+			missing[key] = bind{exchange, to}
+		})
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	gen := r.gen
+	r.mu.Unlock()
+	t := r.t
+	err := t.control(ctx, func(ch amqpChannel) error {
+		for key, b := range missing {
+			if err := t.delays.bindHop(ch, key, b.exchange, b.to); err != nil {
+				return classify("amqp: bind the delay levels' hops", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		all := make([]error, len(msgs))
+		for j := range msgs {
+			all[j] = dispatchError(&msgs[j], j, fmt.Errorf("amqp: dispatch: not sent: %w", err))
+		}
+		return errors.Join(all...)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if gen != r.gen {
+		return nil
+	}
+	old := *r.hops.Load()
+	m := make(map[string]struct{}, len(old)+len(missing))
+	for k := range old {
+		m[k] = struct{}{}
+	}
+	for k := range missing {
+		m[k] = struct{}{}
+	}
+	r.hops.Store(&m)
+	return nil
 }
 
 // errNoQueue marks the failure of a mandatory message whose destination
