@@ -21,7 +21,7 @@ COMPONENTS += scripts/rabbitmq-cluster.sh run --
 COMPONENTS += scripts/chromium.sh run --
 COMPONENTS += scripts/postgres.sh run --
 
-.PHONY: all test vet depcheck leancheck allocs unit bench demo rabbitmq-start rabbitmq-stop
+.PHONY: all test vet depcheck leancheck allocs unit bench bench-rabbitmq demo rabbitmq-start rabbitmq-stop
 
 all: test
 
@@ -48,9 +48,21 @@ leancheck:
 allocs:
 	$(GO) test -count=1 -run 'Alloc|NewIDAndTime' ./bus ./memory ./middleware
 
-## bench: every benchmark, against a private RabbitMQ node where needed
+## bench: every benchmark, against a private RabbitMQ node where needed; at
+## the end, the RabbitMQ benchmarks' tables and ratios with the load average
 bench:
-	BUSLINE_RABBITMQ_CLUSTER=off $(COMPONENTS) $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS)
+	@rec=$$(mktemp); \
+	BUSLINE_BENCH_RECORD=$$rec BUSLINE_RABBITMQ_CLUSTER=off $(COMPONENTS) $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS); \
+	status=$$?; \
+	if [ -s $$rec ]; then $(GO) run ./internal/benchkit/benchtable $$rec; fi; \
+	rm -f $$rec; exit $$status
+
+## bench-rabbitmq: only the RabbitMQ comparisons (bus, rawbus, transport, raw
+## amqp091-go, watermill-amqp v3; Send, Defer, Consume, deferral lateness),
+## three interleaved rounds, then the README's tables as markdown and the
+## ratios, with the load average (about 10 minutes; see scripts/bench-rabbitmq.sh)
+bench-rabbitmq:
+	$(RABBITMQ) scripts/bench-rabbitmq.sh
 
 ## demo: the demo program on the in-memory broker
 demo:

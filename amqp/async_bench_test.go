@@ -6,6 +6,7 @@ import (
 
 	"github.com/busline/busline/amqp"
 	"github.com/busline/busline/bus"
+	"github.com/busline/busline/internal/benchkit"
 )
 
 // BenchmarkSendAsync compares BlazingMQ's way of keeping a window of
@@ -18,13 +19,13 @@ func BenchmarkSendAsync(b *testing.B) {
 		b.Run("send64/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
-			c := sender(b, tr)
-			parallel(b, window, func() error { return c.Send(context.Background(), q, payload) })
+			c := benchkit.Sender(b, tr)
+			benchkit.Parallel(b, window, func() error { return c.Send(context.Background(), q, payload) })
 		})
 		b.Run("async1/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
-			c, err := bus.New(tr, "", bus.Options{Logger: quiet, PostWindow: window})
+			c, err := bus.New(tr, "", bus.Options{Logger: benchkit.Quiet, PostWindow: window})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -40,7 +41,7 @@ func postAll(b *testing.B, c *bus.Bus, q string) {
 	ctx := context.Background()
 	receipts := make([]*bus.Receipt, 0, b.N)
 	b.ResetTimer()
-	start := startMeter()
+	start := benchkit.Start()
 	for range b.N {
 		r, err := c.SendAsync(ctx, q, payload)
 		if err != nil {
@@ -53,5 +54,5 @@ func postAll(b *testing.B, c *bus.Bus, q string) {
 			b.Fatal(err)
 		}
 	}
-	reportRate(b, start)
+	benchkit.Report(b, start)
 }

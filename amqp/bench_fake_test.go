@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/busline/busline/internal/cputime"
 	"github.com/busline/busline/transport"
 )
 
@@ -40,7 +41,7 @@ func BenchmarkDispatchFake(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu := cpuTime()
+			cpu := cputime.Used()
 			for i := range b.N {
 				err := tr.Dispatch(ctx, transport.Outgoing{RoutingKey: "q", Mandatory: true,
 					Message: transport.Message{ID: strconv.Itoa(i), Headers: c.headers, Body: body}})
@@ -50,7 +51,7 @@ func BenchmarkDispatchFake(b *testing.B) {
 			}
 			// The wall time of this ping-pong between goroutines depends on
 			// how the scheduler parks and wakes them; CPU time is the cost.
-			b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64((cputime.Used()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

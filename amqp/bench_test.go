@@ -3,20 +3,17 @@ package amqp_test
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"maps"
-	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/busline/busline/amqp"
 	"github.com/busline/busline/bus"
+	"github.com/busline/busline/internal/benchkit"
 	"github.com/busline/busline/internal/brokertest"
 	"github.com/busline/busline/transport"
 )
@@ -46,17 +43,7 @@ var queueTypes = []transport.QueueType{transport.Classic, transport.Quorum}
 
 var body = make([]byte, 256)
 
-// benchPayload encodes, with the bus's JSON codec, to a 256-byte body.
-type benchPayload struct {
-	Data string
-}
-
-// payload's string is printable ASCII: zero bytes, which this benchmark
-// used before, are escaped as \u0000 and made a 1,481-byte body that
-// encoding/json had to unescape, not the 256 bytes of the other columns.
-var payload = benchPayload{Data: strings.Repeat("x", 256-len(`{"Data":""}`))}
-
-func (benchPayload) MessageType() string { return "bench.Payload" }
+var payload = benchkit.Message
 
 // capture records a copy of the first message a bus dispatches through it
 // (the bus reuses its header map and body buffer once Dispatch returns).
@@ -83,7 +70,7 @@ func (c *capture) Dispatch(ctx context.Context, msgs ...transport.Outgoing) erro
 // same bytes; each copy gets its own message id.
 func busPublishing(b *testing.B, tr *amqp.Transport, q string) func() amqp091.Publishing {
 	c := &capture{Transport: tr}
-	s, err := bus.New(c, "", bus.Options{Logger: quiet})
+	s, err := bus.New(c, "", bus.Options{Logger: benchkit.Quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -115,43 +102,6 @@ func busPublishing(b *testing.B, tr *amqp.Transport, q string) func() amqp091.Pu
 			MessageId: nextID(), Timestamp: m.Timestamp, Type: m.Type, Body: m.Body,
 		}
 	}
-}
-
-// quiet is the benchmarks' bus logger: a nil Logger logs to slog.Default,
-// whose lines would break the benchmark's result lines.
-var quiet = slog.New(slog.DiscardHandler)
-
-// sender returns a send-only bus client on tr.
-func sender(b *testing.B, tr *amqp.Transport) *bus.Bus {
-	c, err := bus.New(tr, "", bus.Options{Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-// meter marks the start of a measurement.
-type meter struct {
-	wall time.Time
-	cpu  time.Duration
-}
-
-func startMeter() meter { return meter{time.Now(), amqp.CPUTime()} }
-
-// reportRate reports msg/s, which RabbitMQ bounds and other load on a
-// shared machine lowers, and the client's CPU time per message
-// (client-cpu-ns/msg: the process's user and system time, amqp091-go's
-// included), which measures the library's own cost.
-func reportRate(b *testing.B, start meter) {
-	rate := float64(b.N) / time.Since(start.wall).Seconds()
-	b.ReportMetric(rate, "msg/s")
-	var cpu float64
-	if used := amqp.CPUTime() - start.cpu; used > 0 {
-		cpu = float64(used.Nanoseconds()) / float64(b.N)
-		b.ReportMetric(cpu, "client-cpu-ns/msg")
-	}
-	record(b, rate, cpu)
 }
 
 // benchQueue declares a fresh queue on tr (bound to the direct exchange
@@ -206,16 +156,16 @@ func BenchmarkSendSerial(b *testing.B) {
 		b.Run("bus/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
-			c := sender(b, tr)
+			c := benchkit.Sender(b, tr)
 			ctx := context.Background()
 			b.ResetTimer()
-			start := startMeter()
+			start := benchkit.Start()
 			for range b.N {
 				if err := c.Send(ctx, q, payload); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportRate(b, start)
+			benchkit.Report(b, start)
 		})
 		b.Run("rawbus/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
@@ -224,7 +174,7 @@ func BenchmarkSendSerial(b *testing.B) {
 			ch := rawConfirmChannel(b, rawConn(b))
 			ctx := context.Background()
 			b.ResetTimer()
-			start := startMeter()
+			start := benchkit.Start()
 			for range b.N {
 				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, transport.DefaultDirectExchange, q, true, false, msg())
 				if err != nil {
@@ -234,20 +184,20 @@ func BenchmarkSendSerial(b *testing.B) {
 					b.Fatal("nack")
 				}
 			}
-			reportRate(b, start)
+			benchkit.Report(b, start)
 		})
 		b.Run("transport/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
 			ctx := context.Background()
 			b.ResetTimer()
-			start := startMeter()
+			start := benchkit.Start()
 			for range b.N {
 				if err := tr.Dispatch(ctx, transportMsg(q)); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportRate(b, start)
+			benchkit.Report(b, start)
 		})
 		b.Run("raw/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
@@ -255,7 +205,7 @@ func BenchmarkSendSerial(b *testing.B) {
 			ch := rawConfirmChannel(b, rawConn(b))
 			ctx := context.Background()
 			b.ResetTimer()
-			start := startMeter()
+			start := benchkit.Start()
 			for range b.N {
 				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, transport.DefaultDirectExchange, q, true, false, rawPublishing())
 				if err != nil {
@@ -265,7 +215,7 @@ func BenchmarkSendSerial(b *testing.B) {
 					b.Fatal("nack")
 				}
 			}
-			reportRate(b, start)
+			benchkit.Report(b, start)
 		})
 	}
 }
@@ -280,13 +230,13 @@ func BenchmarkSend64(b *testing.B) {
 		b.Run("bus/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
-			c := sender(b, tr)
-			parallel(b, inFlight, func() error { return c.Send(context.Background(), q, payload) })
+			c := benchkit.Sender(b, tr)
+			benchkit.Parallel(b, inFlight, func() error { return c.Send(context.Background(), q, payload) })
 		})
 		b.Run("transport/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
-			parallel(b, inFlight, func() error { return tr.Dispatch(context.Background(), transportMsg(q)) })
+			benchkit.Parallel(b, inFlight, func() error { return tr.Dispatch(context.Background(), transportMsg(q)) })
 		})
 		b.Run("rawbus/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
@@ -313,7 +263,7 @@ func rawWindowTo(b *testing.B, exchange, key string, n int, msg func() amqp091.P
 	ctx := context.Background()
 	window := make([]*amqp091.DeferredConfirmation, 0, n)
 	b.ResetTimer()
-	start := startMeter()
+	start := benchkit.Start()
 	for range b.N {
 		if len(window) == n {
 			if !window[0].Wait() {
@@ -332,34 +282,7 @@ func rawWindowTo(b *testing.B, exchange, key string, n int, msg func() amqp091.P
 			b.Fatal("nack")
 		}
 	}
-	reportRate(b, start)
-}
-
-// parallel runs b.N calls of f from n goroutines and reports the rate.
-func parallel(b *testing.B, n int, f func() error) {
-	var left atomic.Int64
-	left.Store(int64(b.N))
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
-	b.ResetTimer()
-	start := startMeter()
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for left.Add(-1) >= 0 {
-				if err := f(); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	reportRate(b, start)
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
-	}
+	benchkit.Report(b, start)
 }
 
 // preload fills q with n messages as fast as possible (not timed).
@@ -391,14 +314,14 @@ func BenchmarkConsume(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := queueName(b, tr)
 			errQueue := queueName(b, tr)
-			ep, err := bus.New(tr, q, bus.Options{QueueType: typ, Prefetch: 100, ErrorQueue: errQueue, Logger: quiet})
+			ep, err := bus.New(tr, q, bus.Options{QueueType: typ, Prefetch: 100, ErrorQueue: errQueue, Logger: benchkit.Quiet})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer ep.Close()
 			done := make(chan struct{})
 			var n atomic.Int64
-			if err := bus.Handle(ep, func(ctx context.Context, m benchPayload) error {
+			if err := bus.Handle(ep, func(ctx context.Context, m benchkit.Payload) error {
 				if n.Add(1) == int64(b.N) {
 					close(done)
 				}
@@ -413,16 +336,16 @@ func BenchmarkConsume(b *testing.B) {
 			if err := ep.Pause(context.Background()); err != nil {
 				b.Fatal(err)
 			}
-			c := sender(b, tr)
-			parallel(b, 64, func() error { return c.Send(context.Background(), q, payload) })
-			settleGC()
+			c := benchkit.Sender(b, tr)
+			benchkit.Parallel(b, 64, func() error { return c.Send(context.Background(), q, payload) })
+			benchkit.SettleGC()
 			b.ResetTimer()
-			start := startMeter()
+			start := benchkit.Start()
 			if err := ep.Resume(context.Background()); err != nil {
 				b.Fatal(err)
 			}
 			<-done
-			reportRate(b, start)
+			benchkit.Report(b, start)
 			b.StopTimer()
 		})
 		b.Run("transport/"+string(typ), func(b *testing.B) {
@@ -431,9 +354,9 @@ func BenchmarkConsume(b *testing.B) {
 			preload(b, q, b.N)
 			done := make(chan struct{})
 			var n atomic.Int64
-			settleGC()
+			benchkit.SettleGC()
 			b.ResetTimer()
-			start := startMeter()
+			start := benchkit.Start()
 			c, err := tr.Consume(context.Background(), q, transport.ConsumeOptions{Prefetch: 100}, func(ctx context.Context, d *transport.Delivery) {
 				if err := d.Ack(); err != nil {
 					b.Error(err)
@@ -446,15 +369,15 @@ func BenchmarkConsume(b *testing.B) {
 				b.Fatal(err)
 			}
 			<-done
-			reportRate(b, start)
+			benchkit.Report(b, start)
 			b.StopTimer()
 			_ = c.Close()
 		})
 		b.Run("rawbus/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
-			c := sender(b, tr)
-			parallel(b, 64, func() error { return c.Send(context.Background(), q, payload) })
+			c := benchkit.Sender(b, tr)
+			benchkit.Parallel(b, 64, func() error { return c.Send(context.Background(), q, payload) })
 			rawConsume(b, q)
 		})
 		b.Run("raw/"+string(typ), func(b *testing.B) {
@@ -466,12 +389,6 @@ func BenchmarkConsume(b *testing.B) {
 	}
 }
 
-// settleGC collects the garbage of filling the queue before a consume
-// benchmark starts its meters, so that sweeping it is not charged to the
-// consumer: the bus and rawbus columns fill with the bus, which leaves more
-// garbage than the raw preload of the others.
-func settleGC() { runtime.GC() }
-
 // rawConsume consumes b.N messages of q with amqp091-go, prefetch 100,
 // acking each.
 func rawConsume(b *testing.B, q string) {
@@ -479,9 +396,9 @@ func rawConsume(b *testing.B, q string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	settleGC()
+	benchkit.SettleGC()
 	b.ResetTimer()
-	start := startMeter()
+	start := benchkit.Start()
 	if err := ch.Qos(100, 0, false); err != nil {
 		b.Fatal(err)
 	}
@@ -495,5 +412,5 @@ func rawConsume(b *testing.B, q string) {
 			b.Fatal(err)
 		}
 	}
-	reportRate(b, start)
+	benchkit.Report(b, start)
 }

@@ -9,6 +9,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/busline/busline/amqp"
+	"github.com/busline/busline/internal/benchkit"
 )
 
 // deferBy is the delay of BenchmarkDefer64's messages: long enough that
@@ -45,13 +46,13 @@ func BenchmarkDefer64(b *testing.B) {
 		b.Run("bus/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
-			c := sender(b, tr)
-			parallel(b, inFlight, func() error { return c.Defer(context.Background(), deferBy, q, payload) })
+			c := benchkit.Sender(b, tr)
+			benchkit.Parallel(b, inFlight, func() error { return c.Defer(context.Background(), deferBy, q, payload) })
 		})
 		b.Run("transport/"+string(typ), func(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
-			parallel(b, inFlight, func() error {
+			benchkit.Parallel(b, inFlight, func() error {
 				m := transportMsg(q)
 				m.NotBefore = time.Now().Add(deferBy)
 				return tr.Dispatch(context.Background(), m)

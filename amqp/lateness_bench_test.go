@@ -13,6 +13,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/busline/busline/amqp"
+	"github.com/busline/busline/internal/benchkit"
 	"github.com/busline/busline/transport"
 )
 
@@ -128,12 +129,18 @@ func lateness(b *testing.B, n int, round deferRound) {
 	}
 	slices.Sort(late)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	b.ReportMetric(ms(late[len(late)/2]), "p50-late-ms")
-	b.ReportMetric(ms(late[len(late)*99/100]), "p99-late-ms")
-	b.ReportMetric(ms(late[len(late)-1]), "max-late-ms")
-	if span := late[len(late)-1] - late[0]; span > 0 {
-		b.ReportMetric(float64(n)/span.Seconds(), "arrived-msg/s")
+	metrics := map[string]float64{
+		"p50-late-ms": ms(late[len(late)/2]),
+		"p99-late-ms": ms(late[len(late)*99/100]),
+		"max-late-ms": ms(late[len(late)-1]),
 	}
+	if span := late[len(late)-1] - late[0]; span > 0 {
+		metrics["arrived-msg/s"] = float64(n) / span.Seconds()
+	}
+	for k, v := range metrics {
+		b.ReportMetric(v, k)
+	}
+	benchkit.Record(b, metrics)
 	if early := late[0]; early < 0 {
 		b.Errorf("a message arrived %v early", -early)
 	}

@@ -2,13 +2,7 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"log/slog"
-	"runtime"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,8 +14,8 @@ import (
 
 	"github.com/busline/busline/amqp"
 	"github.com/busline/busline/bus"
+	"github.com/busline/busline/internal/benchkit"
 	"github.com/busline/busline/internal/brokertest"
-	"github.com/busline/busline/internal/cputime"
 	"github.com/busline/busline/transport"
 )
 
@@ -40,86 +34,21 @@ import (
 
 var queueTypes = []transport.QueueType{transport.Classic, transport.Quorum}
 
-// quiet silences the bus's log records, which would break the lines of the
-// benchmarks' results.
-var quiet = slog.New(slog.DiscardHandler)
+// Payload is the message both libraries send.
+type Payload = benchkit.Payload
 
-// Payload encodes to a 256-byte JSON body with either library.
-type Payload struct {
-	Data string
-}
-
-// MessageType names Payload on the bus.
-func (Payload) MessageType() string { return "bench.Payload" }
-
-var payload = Payload{Data: strings.Repeat("x", 256-len(`{"Data":""}`))}
-
-// meter marks the start of a measurement.
-type meter struct {
-	wall time.Time
-	cpu  time.Duration
-}
-
-func startMeter() meter { return meter{time.Now(), cputime.Used()} }
-
-// reportRate reports msg/s, which RabbitMQ bounds and other load on a
-// shared machine lowers, and the client's CPU time per message
-// (client-cpu-ns/msg: the process's user and system time, amqp091-go's
-// included), which measures the library's own cost.
-func reportRate(b *testing.B, start meter) {
-	rate := float64(b.N) / time.Since(start.wall).Seconds()
-	record(b, rate)
-	b.ReportMetric(rate, "msg/s")
-	if used := cputime.Used() - start.cpu; used > 0 {
-		b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "client-cpu-ns/msg")
-	}
-}
-
-// dial connects busline's transport to the node of `make bench`.
-func dial(b *testing.B) *amqp.Transport {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tr, err := amqp.Dial(ctx, brokertest.URL(b), amqp.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = tr.Close() })
-	return tr
-}
-
-// queueName returns a fresh queue name, the queue deleted when b ends.
-func queueName(b *testing.B, tr *amqp.Transport) string {
-	var r [4]byte
-	_, _ = rand.Read(r[:])
-	q := "bench-" + strings.ReplaceAll(b.Name(), "/", "-") + "-" + hex.EncodeToString(r[:])
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = tr.DeleteQueue(ctx, q)
-	})
-	return q
-}
+var payload = benchkit.Message
 
 // busQueue declares a fresh endpoint queue of type typ, bound to the
 // bus's direct exchange under its name.
 func busQueue(b *testing.B, tr *amqp.Transport, typ transport.QueueType) string {
-	q := queueName(b, tr)
+	q := benchkit.QueueName(b, tr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := tr.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: q, Type: typ}}); err != nil {
 		b.Fatal(err)
 	}
 	return q
-}
-
-// sender returns a send-only bus client on tr.
-func sender(b *testing.B, tr *amqp.Transport) *bus.Bus {
-	c, err := bus.New(tr, "", bus.Options{Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = c.Close() })
-	return c
 }
 
 // watermillConfig is watermill-amqp v3's best durable, confirmed
@@ -174,15 +103,15 @@ func publishWatermill(pub *wmamqp.Publisher, q string) error {
 func BenchmarkSendSerial(b *testing.B) {
 	for _, typ := range queueTypes {
 		b.Run("bus/"+string(typ), func(b *testing.B) {
-			tr := dial(b)
+			tr := benchkit.Dial(b, amqp.Options{})
 			q := busQueue(b, tr, typ)
-			c := sender(b, tr)
-			parallel(b, 1, func() error { return c.Send(context.Background(), q, payload) })
+			c := benchkit.Sender(b, tr)
+			benchkit.Parallel(b, 1, func() error { return c.Send(context.Background(), q, payload) })
 		})
 		b.Run("watermill/"+string(typ), func(b *testing.B) {
-			q := queueName(b, dial(b))
+			q := benchkit.QueueName(b, benchkit.Dial(b, amqp.Options{}))
 			pub := watermillPublisher(b, typ, 1, q)
-			parallel(b, 1, func() error { return publishWatermill(pub, q) })
+			benchkit.Parallel(b, 1, func() error { return publishWatermill(pub, q) })
 		})
 	}
 }
@@ -194,69 +123,16 @@ func BenchmarkSend64(b *testing.B) {
 	const senders = 64
 	for _, typ := range queueTypes {
 		b.Run("bus/"+string(typ), func(b *testing.B) {
-			tr := dial(b)
+			tr := benchkit.Dial(b, amqp.Options{})
 			q := busQueue(b, tr, typ)
-			c := sender(b, tr)
-			parallel(b, senders, func() error { return c.Send(context.Background(), q, payload) })
+			c := benchkit.Sender(b, tr)
+			benchkit.Parallel(b, senders, func() error { return c.Send(context.Background(), q, payload) })
 		})
 		b.Run("watermill/"+string(typ), func(b *testing.B) {
-			q := queueName(b, dial(b))
+			q := benchkit.QueueName(b, benchkit.Dial(b, amqp.Options{}))
 			pub := watermillPublisher(b, typ, senders, q)
-			parallel(b, senders, func() error { return publishWatermill(pub, q) })
+			benchkit.Parallel(b, senders, func() error { return publishWatermill(pub, q) })
 		})
-	}
-}
-
-// parallel runs b.N calls of f from n goroutines and reports the rate.
-func parallel(b *testing.B, n int, f func() error) {
-	var left atomic.Int64
-	left.Store(int64(b.N))
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
-	b.ResetTimer()
-	start := startMeter()
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for left.Add(-1) >= 0 {
-				if err := f(); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	reportRate(b, start)
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
-	}
-}
-
-// fill sends n messages with f from 64 goroutines, untimed.
-func fill(b *testing.B, n int, f func() error) {
-	b.StopTimer()
-	defer b.StartTimer()
-	var left atomic.Int64
-	left.Store(int64(n))
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for left.Add(-1) >= 0 {
-				if err := f(); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
 	}
 }
 
@@ -266,10 +142,10 @@ func fill(b *testing.B, n int, f func() error) {
 func BenchmarkConsume(b *testing.B) {
 	for _, typ := range queueTypes {
 		b.Run("bus/"+string(typ), func(b *testing.B) {
-			tr := dial(b)
-			q := queueName(b, tr)
-			errQueue := queueName(b, tr)
-			ep, err := bus.New(tr, q, bus.Options{QueueType: typ, Prefetch: 100, ErrorQueue: errQueue, Logger: quiet})
+			tr := benchkit.Dial(b, amqp.Options{})
+			q := benchkit.QueueName(b, tr)
+			errQueue := benchkit.QueueName(b, tr)
+			ep, err := bus.New(tr, q, bus.Options{QueueType: typ, Prefetch: 100, ErrorQueue: errQueue, Logger: benchkit.Quiet})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -292,22 +168,22 @@ func BenchmarkConsume(b *testing.B) {
 			if err := ep.Pause(ctx); err != nil {
 				b.Fatal(err)
 			}
-			c := sender(b, tr)
-			fill(b, b.N, func() error { return c.Send(ctx, q, payload) })
-			settleGC()
+			c := benchkit.Sender(b, tr)
+			benchkit.Fill(b, b.N, func() error { return c.Send(ctx, q, payload) })
+			benchkit.SettleGC()
 			b.ResetTimer()
-			start := startMeter()
+			start := benchkit.Start()
 			if err := ep.Resume(ctx); err != nil {
 				b.Fatal(err)
 			}
 			<-done
-			reportRate(b, start)
+			benchkit.Report(b, start)
 			b.StopTimer()
 		})
 		b.Run("watermill/"+string(typ), func(b *testing.B) {
-			q := queueName(b, dial(b))
+			q := benchkit.QueueName(b, benchkit.Dial(b, amqp.Options{}))
 			pub := watermillPublisher(b, typ, 64, q)
-			fill(b, b.N, func() error { return publishWatermill(pub, q) })
+			benchkit.Fill(b, b.N, func() error { return publishWatermill(pub, q) })
 			sub, err := wmamqp.NewSubscriber(watermillConfig(b, typ, 1), watermill.NopLogger{})
 			if err != nil {
 				b.Fatal(err)
@@ -315,9 +191,9 @@ func BenchmarkConsume(b *testing.B) {
 			defer sub.Close()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			settleGC()
+			benchkit.SettleGC()
 			b.ResetTimer()
-			start := startMeter()
+			start := benchkit.Start()
 			msgs, err := sub.Subscribe(ctx, q)
 			if err != nil {
 				b.Fatal(err)
@@ -330,13 +206,8 @@ func BenchmarkConsume(b *testing.B) {
 				}
 				m.Ack()
 			}
-			reportRate(b, start)
+			benchkit.Report(b, start)
 			b.StopTimer()
 		})
 	}
 }
-
-// settleGC collects the garbage of filling the queue before a consume
-// benchmark starts its meters, so that sweeping it is not charged to the
-// consumer.
-func settleGC() { runtime.GC() }

@@ -1,0 +1,210 @@
+// Command benchtable prints, from the record file of one or more runs of
+// the RabbitMQ benchmarks (BUSLINE_BENCH_RECORD, see package benchkit), the
+// medians as the markdown tables of the README's "RabbitMQ" section, and
+// the ratios of the issue's targets, with the load averages the runs saw.
+// `make bench-rabbitmq` runs it after its rounds:
+//
+//	go run ./internal/benchkit/benchtable FILE
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/busline/busline/internal/benchkit"
+)
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: benchtable RECORD-FILE")
+		os.Exit(2)
+	}
+	if err := run(os.Args[1]); err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
+}
+
+// set holds the metric values of one package's benchmarks, by benchmark
+// and metric, of the runs with the largest N.
+type set struct {
+	byName map[string]map[string][]float64
+	n      map[string]int
+}
+
+func run(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sets := map[string]*set{}
+	var loads []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var l benchkit.Line
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		s := sets[l.Package]
+		if s == nil {
+			s = &set{byName: map[string]map[string][]float64{}, n: map[string]int{}}
+			sets[l.Package] = s
+		}
+		switch n := s.n[l.Name]; {
+		case l.N > n:
+			s.n[l.Name] = l.N
+			s.byName[l.Name] = map[string][]float64{}
+			fallthrough
+		case l.N == n:
+			for k, v := range l.Metrics {
+				s.byName[l.Name][k] = append(s.byName[l.Name][k], v)
+			}
+		}
+		loads = append(loads, l.Load)
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if len(loads) == 0 {
+		return fmt.Errorf("%s: no records", path)
+	}
+	fmt.Printf("Load average (1, 5, 15 min) at the first record %s, at the last %s, now %s.\n\n", loads[0], loads[len(loads)-1], benchkit.LoadAvg())
+	if s := sets["amqp"]; s != nil {
+		printRabbitMQ(s)
+		printLateness(s)
+	}
+	if s := sets["bench"]; s != nil {
+		printWatermill(s)
+	}
+	fmt.Println("Ratios of the medians (msg/s; client CPU time per message in parentheses):")
+	fmt.Println()
+	fmt.Println("```text")
+	if s := sets["amqp"]; s != nil {
+		for _, l := range benchkit.Ratios(s.byName, benchkit.AMQPPairs, benchkit.QueueTypes...) {
+			fmt.Println("amqp:  " + l)
+		}
+	}
+	if s := sets["bench"]; s != nil {
+		for _, l := range benchkit.Ratios(s.byName, benchkit.WatermillPairs, benchkit.QueueTypes...) {
+			fmt.Println("bench: " + l)
+		}
+	}
+	fmt.Println("```")
+	return nil
+}
+
+// cell is the median msg/s of name, and its client CPU time per message in
+// µs, or "" when it did not run.
+func (s *set) cell(name string) string {
+	m := s.byName[name]
+	if len(m["msg/s"]) == 0 {
+		return ""
+	}
+	c := group(benchkit.Median(m["msg/s"]))
+	if cpu := m["client-cpu-ns/msg"]; len(cpu) > 0 {
+		c += fmt.Sprintf(" (%.1f µs)", benchkit.Median(cpu)/1000)
+	}
+	if k := len(m["msg/s"]); k > 1 {
+		c += fmt.Sprintf(" ×%d", k)
+	}
+	return c
+}
+
+func printRabbitMQ(s *set) {
+	fmt.Println("| benchmark | queue | bus | rawbus | transport | raw |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, b := range []struct{ name, what string }{
+		{"BenchmarkSendSerial", "one sender, waiting for each confirm"},
+		{"BenchmarkSend64", "64 senders, 64 confirms in flight"},
+		{"BenchmarkDefer64", "as Send64, deferred by an hour; raw: as the transport enters the levels"},
+		{"BenchmarkConsume", "prefetch 100, an ack per message (coalesced by the transport)"},
+	} {
+		for i, typ := range benchkit.QueueTypes {
+			label := ""
+			if i == 0 {
+				label = fmt.Sprintf("`amqp: %s` (%s)", b.name, b.what)
+			}
+			row := []string{label, typ}
+			for _, col := range []string{"bus", "rawbus", "transport", "raw"} {
+				row = append(row, s.cell(b.name+"/"+col+"/"+typ))
+			}
+			fmt.Println("| " + strings.Join(row, " | ") + " |")
+		}
+	}
+	fmt.Println()
+	fmt.Println("Cells: median msg/s (median client CPU time per message) ×rounds.")
+	fmt.Println()
+}
+
+func printLateness(s *set) {
+	var names []string
+	for name := range s.byName {
+		if strings.HasPrefix(name, "BenchmarkDeferLateness/") {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	slices.Sort(names)
+	fmt.Println("| `amqp: BenchmarkDeferLateness` column | p50 late | p99 late | max late | arrived at | rounds |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, name := range names {
+		m := s.byName[name]
+		ms := func(k string) string {
+			if len(m[k]) == 0 {
+				return ""
+			}
+			return fmt.Sprintf("%.2f s", benchkit.Median(m[k])/1000)
+		}
+		rate := ""
+		if len(m["arrived-msg/s"]) > 0 {
+			rate = group(benchkit.Median(m["arrived-msg/s"])) + " msg/s"
+		}
+		fmt.Printf("| `%s` | %s | %s | %s | %s | %d |\n", strings.TrimPrefix(name, "BenchmarkDeferLateness/"),
+			ms("p50-late-ms"), ms("p99-late-ms"), ms("max-late-ms"), rate, len(m["p99-late-ms"]))
+	}
+	fmt.Println()
+}
+
+func printWatermill(s *set) {
+	fmt.Println("| benchmark | queue | bus msg/s | watermill msg/s | bus/watermill | client CPU µs/msg, bus / watermill |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, b := range []struct{ name, what string }{
+		{"BenchmarkSendSerial", "one sender"},
+		{"BenchmarkSend64", "64 senders"},
+		{"BenchmarkConsume", "prefetch 100"},
+	} {
+		for i, typ := range benchkit.QueueTypes {
+			label := ""
+			if i == 0 {
+				label = fmt.Sprintf("`bench: %s` (%s)", b.name, b.what)
+			}
+			bm, wm := s.byName[b.name+"/bus/"+typ], s.byName[b.name+"/watermill/"+typ]
+			if len(bm["msg/s"]) == 0 || len(wm["msg/s"]) == 0 {
+				continue
+			}
+			br, wr := benchkit.Median(bm["msg/s"]), benchkit.Median(wm["msg/s"])
+			cpu := ""
+			if len(bm["client-cpu-ns/msg"]) > 0 && len(wm["client-cpu-ns/msg"]) > 0 {
+				cpu = fmt.Sprintf("%.1f / %.1f", benchkit.Median(bm["client-cpu-ns/msg"])/1000, benchkit.Median(wm["client-cpu-ns/msg"])/1000)
+			}
+			fmt.Printf("| %s | %s | %s | %s | %.2f | %s |\n", label, typ, group(br), group(wr), br/wr, cpu)
+		}
+	}
+	fmt.Println()
+}
+
+// group formats a rate as a whole number with thousands separators.
+func group(x float64) string {
+	s := fmt.Sprintf("%.0f", x)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
