@@ -31,7 +31,7 @@ go test -c -o "$dir/amqp.test" ./amqp
 
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 bench() { # BINARY PATTERN BENCHTIME
-	"$dir/$1" -test.run '^$' -test.bench "$2" -test.benchtime "$3" -test.benchmem=false | grep -E '^(Benchmark|ratio|ratios|FAIL|panic)' || true
+	"$dir/$1" -test.run '^$' -test.bench "$2" -test.benchtime "$3" -test.benchmem=false | grep -E '^(Benchmark|ratio|ratios|FAIL|panic|ok)|--- FAIL|_test\.go:[0-9]+:' || true
 }
 for r in $(seq "$rounds"); do
 	echo "== round $r of $rounds (load average $(cut -d' ' -f1-3 /proc/loadavg))"
