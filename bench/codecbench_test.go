@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/busline/busline/bus"
+	"github.com/busline/busline/internal/benchkit"
 	"github.com/busline/busline/internal/cputime"
 	"github.com/busline/busline/memory"
 	"github.com/busline/busline/transport"
@@ -73,7 +74,7 @@ func benchBus(b *testing.B, codec bus.Codec) {
 	tr := memory.New(memory.Options{})
 	defer tr.Close()
 	tr.Broker().SetJournalLimit(0)
-	bs, err := bus.New(tr, "bench", bus.Options{Codec: codec, Logger: quiet})
+	bs, err := bus.New(tr, "bench", bus.Options{Codec: codec, Logger: benchkit.Quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
