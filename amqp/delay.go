@@ -14,8 +14,10 @@ import (
 type delays struct {
 	levels      int
 	prefix      string
-	delivery    string // the exchange level 0 dead-letters to
-	undelivered string // its alternate exchange, and the queue behind it
+	delivery    string     // the exchange level 0 dead-letters to
+	undelivered string     // its alternate exchange, and the queue behind it
+	names       []string   // level l's name, made once: Dispatch uses them per message
+	hopKeys     [][]string // hopKeys[from][to+1]: hop(from, to), likewise
 }
 
 // undeliveredTTL is how long a deferred message whose destination queue no
@@ -23,12 +25,28 @@ type delays struct {
 const undeliveredTTL = 7 * 24 * time.Hour
 
 func newDelays(o Options) delays {
-	return delays{levels: o.DelayLevels, prefix: o.DelayPrefix,
+	d := delays{levels: o.DelayLevels, prefix: o.DelayPrefix,
 		delivery: o.DelayPrefix + "-delivery", undelivered: o.DelayPrefix + "-undelivered"}
+	d.names = make([]string, d.levels)
+	d.hopKeys = make([][]string, d.levels)
+	for l := range d.levels {
+		d.names[l] = fmt.Sprintf("%s-%02d", d.prefix, l)
+		d.hopKeys[l] = make([]string, l+1)
+		d.hopKeys[l][0] = fmt.Sprintf("%s-%02d>delivery", d.prefix, l)
+		for to := range l {
+			d.hopKeys[l][to+1] = fmt.Sprintf("%s-%02d>%02d", d.prefix, l, to)
+		}
+	}
+	return d
 }
 
 // level returns the name of level l's exchange and queue.
-func (d delays) level(l int) string { return fmt.Sprintf("%s-%02d", d.prefix, l) }
+func (d delays) level(l int) string {
+	if l < len(d.names) {
+		return d.names[l]
+	}
+	return fmt.Sprintf("%s-%02d", d.prefix, l)
+}
 
 // max is the longest delay, 2^levels-1 seconds.
 func (d delays) max() time.Duration {
@@ -149,6 +167,9 @@ func (d delays) route(s uint64, dest string) (key string, bcc []any, ok bool) {
 // load took longer than a heartbeat to make them for several transports
 // dialing at once.
 func (d delays) hop(from, to int) string {
+	if from < len(d.hopKeys) && to+1 < len(d.hopKeys[from]) {
+		return d.hopKeys[from][to+1]
+	}
 	if to < 0 {
 		return fmt.Sprintf("%s-%02d>delivery", d.prefix, from)
 	}
