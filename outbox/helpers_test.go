@@ -178,7 +178,17 @@ func (w *world) killDatabase() {
 		w.sqlite.KillAll()
 		return
 	}
-	if _, err := w.db.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()", w.opts.Schema); err != nil {
+	// Handlers inject the fault concurrently, so a kill may end the pooled
+	// connection another kill is running on (SQLSTATE 57P01): that kill
+	// happened anyway, and the next attempt gets a fresh connection.
+	var err error
+	for range 5 {
+		_, err = w.db.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()", w.opts.Schema)
+		if err == nil || !strings.Contains(err.Error(), "57P01") {
+			break
+		}
+	}
+	if err != nil {
 		w.t.Error(err)
 	}
 }
