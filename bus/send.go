@@ -417,7 +417,7 @@ func (b *Bus) build(s *scope, k op, target string, msg any, cfg *sendConfig, o *
 		return err
 	}
 	switch te, _ := c.(TopicEncoder); {
-	case c == b.codec && pooled != nil && b.defaultJSON:
+	case b.defaultJSON && pooled != nil && c == b.codec: // c == b.codec only when b.codec is bus.JSON: a codec of an uncomparable type would panic
 		*pooled, err = encodeJSON(msg, m)
 	case te != nil && k == opPublish:
 		err = te.EncodeTopic(msg, topic, m)
