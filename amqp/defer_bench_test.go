@@ -2,6 +2,7 @@ package amqp_test
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,9 @@ const deferEntry = "busline-delay-11"
 //   - raw: amqp091-go publishing bare messages the way the transport
 //     enters the delay levels: to the default exchange, with the delay key
 //     as routing key and the entry level's queue in a BCC header;
+//   - rawbus: raw's way with the bus's messages (PikaBus's headers and the
+//     BCC): Defer/Send rawbus against raw is the cost to RabbitMQ of
+//     taking the BCC out of a larger header table, which the bus pays too;
 //   - raw-topic: the same messages published to the entry level's topic
 //     exchange, as NServiceBus enters its levels (and this transport did):
 //     the broker matches the 29-word key against the level's patterns,
@@ -65,6 +69,17 @@ func BenchmarkDefer64(b *testing.B) {
 			rawWindowTo(b, "", deferKey(q), inFlight, func() amqp091.Publishing {
 				m := rawPublishing()
 				m.Headers = bcc
+				return m
+			})
+		})
+		b.Run("rawbus/"+string(typ), func(b *testing.B) {
+			tr := dial(b, amqp.Options{})
+			q := benchQueue(b, tr, typ)
+			msg := busPublishing(b, tr, q)
+			rawWindowTo(b, "", deferKey(q), inFlight, func() amqp091.Publishing {
+				m := msg()
+				m.Headers = maps.Clone(m.Headers)
+				m.Headers["BCC"] = []any{deferEntry}
 				return m
 			})
 		})

@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/busline/busline/bus"
 	"github.com/busline/busline/internal/benchkit"
 	"github.com/busline/busline/internal/brokertest"
+	"github.com/busline/busline/memory"
 	"github.com/busline/busline/transport"
 )
 
@@ -26,7 +29,11 @@ import (
 //     confirmed; an endpoint with a typed handler, one message at a time,
 //     prefetch 100, acking each;
 //   - watermill: watermill-amqp v3 with the same message body, marshalled
-//     to and from JSON by the caller as a Watermill user does.
+//     to and from JSON by the caller as a Watermill user does;
+//   - watermill-busheaders (Send only): the same, with the bus's eleven
+//     PikaBus headers as metadata, so that both put as much on the wire:
+//     bus against it is busline's own part, bus against watermill also
+//     holds what RabbitMQ charges for the headers of PikaBus's format.
 //
 // watermill-amqp publishes through the default exchange (its durable queue
 // configuration), which costs the broker a little less than the bus's
@@ -99,6 +106,51 @@ func publishWatermill(pub *wmamqp.Publisher, q string) error {
 	return pub.Publish(q, message.NewMessage(watermill.NewUUID(), body))
 }
 
+// publishWatermillAs is publishWatermill with metadata md, which
+// watermill-amqp sends as headers.
+func publishWatermillAs(pub *wmamqp.Publisher, q string, md message.Metadata) error {
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return err
+	}
+	m := message.NewMessage(watermill.NewUUID(), body)
+	m.Metadata = maps.Clone(md)
+	return pub.Publish(q, m)
+}
+
+// busMetadata returns the headers the bus sends with payload (PikaBus's
+// wire format), as Watermill metadata: the watermill-busheaders column
+// sends them, so that against it the bus's ratio is busline's own, with
+// the cost to RabbitMQ of the larger header table on both sides.
+func busMetadata(b *testing.B) message.Metadata {
+	ctx := context.Background()
+	tr := memory.New(memory.Options{})
+	defer tr.Close()
+	if err := tr.Declare(ctx, transport.Topology{Queue: transport.Queue{Name: "q"}}); err != nil {
+		b.Fatal(err)
+	}
+	s, err := bus.New(tr, "", bus.Options{Logger: benchkit.Quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Send(ctx, "q", payload); err != nil {
+		b.Fatal(err)
+	}
+	d, ok, err := tr.Get(ctx, "q")
+	if err != nil || !ok {
+		b.Fatalf("Get: %v %v", ok, err)
+	}
+	md := message.Metadata{}
+	for k, v := range d.Message.Headers {
+		md[k] = fmt.Sprint(v)
+	}
+	if len(md) < 8 {
+		b.Fatalf("the bus sent %d headers", len(md))
+	}
+	return md
+}
+
 // BenchmarkSendSerial: one goroutine sends and waits for each confirm.
 func BenchmarkSendSerial(b *testing.B) {
 	for _, typ := range queueTypes {
@@ -112,6 +164,12 @@ func BenchmarkSendSerial(b *testing.B) {
 			q := benchkit.QueueName(b, benchkit.Dial(b, amqp.Options{}))
 			pub := watermillPublisher(b, typ, 1, q)
 			benchkit.Parallel(b, 1, func() error { return publishWatermill(pub, q) })
+		})
+		b.Run("watermill-busheaders/"+string(typ), func(b *testing.B) {
+			md := busMetadata(b)
+			q := benchkit.QueueName(b, benchkit.Dial(b, amqp.Options{}))
+			pub := watermillPublisher(b, typ, 1, q)
+			benchkit.Parallel(b, 1, func() error { return publishWatermillAs(pub, q, md) })
 		})
 	}
 }
@@ -132,6 +190,12 @@ func BenchmarkSend64(b *testing.B) {
 			q := benchkit.QueueName(b, benchkit.Dial(b, amqp.Options{}))
 			pub := watermillPublisher(b, typ, senders, q)
 			benchkit.Parallel(b, senders, func() error { return publishWatermill(pub, q) })
+		})
+		b.Run("watermill-busheaders/"+string(typ), func(b *testing.B) {
+			md := busMetadata(b)
+			q := benchkit.QueueName(b, benchkit.Dial(b, amqp.Options{}))
+			pub := watermillPublisher(b, typ, senders, q)
+			benchkit.Parallel(b, senders, func() error { return publishWatermillAs(pub, q, md) })
 		})
 	}
 }

@@ -319,7 +319,9 @@ var AMQPPairs = []Pair{
 	{"SendAsync async1/send64 (one poster vs 64 senders, window 64)", "BenchmarkSendAsync/async1/%s", "BenchmarkSendAsync/send64/%s"},
 	{"Defer64/Send64 bus (target >= 0.9)", "BenchmarkDefer64/bus/%s", "BenchmarkSend64/bus/%s"},
 	{"Defer64/Send64 transport", "BenchmarkDefer64/transport/%s", "BenchmarkSend64/transport/%s"},
+	{"Defer64/Send64 rawbus (the bus's messages, raw's way)", "BenchmarkDefer64/rawbus/%s", "BenchmarkSend64/rawbus/%s"},
 	{"Defer64/Send64 raw", "BenchmarkDefer64/raw/%s", "BenchmarkSend64/raw/%s"},
+	{"Defer64 bus/rawbus", "BenchmarkDefer64/bus/%s", "BenchmarkDefer64/rawbus/%s"},
 	{"Defer64 raw-topic/raw (through the level's exchange)", "BenchmarkDefer64/raw-topic/%s", "BenchmarkDefer64/raw/%s"},
 	{"Consume bus/raw (coalesced acks; target >= 1.2)", "BenchmarkConsume/bus/%s", "BenchmarkConsume/raw/%s"},
 	{"Consume bus/rawbus", "BenchmarkConsume/bus/%s", "BenchmarkConsume/rawbus/%s"},
@@ -329,6 +331,8 @@ var AMQPPairs = []Pair{
 // WatermillPairs are the ratios the nested module bench prints.
 var WatermillPairs = []Pair{
 	{"SendSerial bus/watermill-amqp-v3 (target >= 1.0)", "BenchmarkSendSerial/bus/%s", "BenchmarkSendSerial/watermill/%s"},
+	{"SendSerial bus/watermill-busheaders (the same headers)", "BenchmarkSendSerial/bus/%s", "BenchmarkSendSerial/watermill-busheaders/%s"},
 	{"Send64 bus/watermill-amqp-v3 (target >= 1.5)", "BenchmarkSend64/bus/%s", "BenchmarkSend64/watermill/%s"},
+	{"Send64 bus/watermill-busheaders (the same headers)", "BenchmarkSend64/bus/%s", "BenchmarkSend64/watermill-busheaders/%s"},
 	{"Consume bus/watermill-amqp-v3 (target >= 1.0)", "BenchmarkConsume/bus/%s", "BenchmarkConsume/watermill/%s"},
 }

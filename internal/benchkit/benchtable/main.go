@@ -173,8 +173,8 @@ func printLateness(s *set) {
 }
 
 func printWatermill(s *set) {
-	fmt.Println("| benchmark | queue | bus msg/s | watermill msg/s | bus/watermill | client CPU µs/msg, bus / watermill |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Println("| benchmark | queue | bus msg/s | watermill msg/s | bus/watermill | bus/watermill with the bus's headers | client CPU µs/msg, bus / watermill |")
+	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, b := range []struct{ name, what string }{
 		{"BenchmarkSendSerial", "one sender"},
 		{"BenchmarkSend64", "64 senders"},
@@ -194,7 +194,11 @@ func printWatermill(s *set) {
 			if len(bm["client-cpu-ns/msg"]) > 0 && len(wm["client-cpu-ns/msg"]) > 0 {
 				cpu = fmt.Sprintf("%.1f / %.1f", benchkit.Median(bm["client-cpu-ns/msg"])/1000, benchkit.Median(wm["client-cpu-ns/msg"])/1000)
 			}
-			fmt.Printf("| %s | %s | %s | %s | %.2f | %s |\n", label, typ, group(br), group(wr), br/wr, cpu)
+			same := ""
+			if hm := s.byName[b.name+"/watermill-busheaders/"+typ]; len(hm["msg/s"]) > 0 {
+				same = fmt.Sprintf("%.2f", br/benchkit.Median(hm["msg/s"]))
+			}
+			fmt.Printf("| %s | %s | %s | %s | %.2f | %s | %s |\n", label, typ, group(br), group(wr), br/wr, same, cpu)
 		}
 	}
 	fmt.Println()
