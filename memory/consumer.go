@@ -167,7 +167,7 @@ const deliveryCountHeader = "x-delivery-count"
 // a copy of the message of its own (the body in the same allocation).
 func (dl *delivery) handlerDelivery() *transport.Delivery {
 	e := dl.e
-	d, body := newHandlerDelivery(len(e.msg.Body))
+	d, body := newHandlerDelivery(len(e.msg.Body), dl)
 	e.copyMessage(&d.Message, body)
 	if dl.deliveryCount >= 0 {
 		if d.Message.Headers == nil {
@@ -183,45 +183,87 @@ func (dl *delivery) handlerDelivery() *transport.Delivery {
 	d.Queue = dl.q.name
 	d.Redelivered = dl.redelivered
 	d.Tag = dl.tag
-	d.Acknowledger = dl
 	return d
 }
 
-// withBody is a transport.Delivery and its body in one allocation.
-type withBody[B any] struct {
+// handed is the transport.Delivery a handler gets, with the delivery that
+// settles it and, when the body is small, the body in the same allocation.
+// It is the delivery's Acknowledger, so that [Transport.Recycle] finds it
+// from the transport.Delivery, and goes back to its pool there: a consumer
+// that gives its deliveries back (package bus does, for typed handlers)
+// allocates nothing per message for them.
+type handed[B any] struct {
 	d    transport.Delivery
+	dl   *delivery // nil while in the pool
+	pool *sync.Pool
 	body B
 }
 
-// newHandlerDelivery returns a new transport.Delivery and a buffer of n
-// bytes for its body, in one allocation when the body is small.
-func newHandlerDelivery(n int) (*transport.Delivery, []byte) {
+func (h *handed[B]) Ack(tag uint64) error                { return h.dl.Ack(tag) }
+func (h *handed[B]) Nack(tag uint64, requeue bool) error { return h.dl.Nack(tag, requeue) }
+
+// recycle puts h back in its pool if d is h's own delivery (not a copy of
+// it) and h was not given back already.
+func (h *handed[B]) recycle(d *transport.Delivery) {
+	if &h.d != d || h.dl == nil {
+		return
+	}
+	h.d, h.dl = transport.Delivery{}, nil
+	h.pool.Put(h)
+}
+
+// recyclable is what Recycle finds in the Acknowledger of a delivery it
+// made.
+type recyclable interface {
+	transport.Acknowledger
+	recycle(d *transport.Delivery)
+}
+
+// handedPools hold the handed deliveries given back, by body size class:
+// none or large (the body allocated on its own), then at most 64, 128, ...
+// 4096 bytes.
+var handedPools [8]sync.Pool
+
+func take[B any](p *sync.Pool, dl *delivery) *handed[B] {
+	h, _ := p.Get().(*handed[B])
+	if h == nil {
+		h = &handed[B]{pool: p}
+	}
+	h.dl = dl
+	h.d.Acknowledger = h
+	return h
+}
+
+// newHandlerDelivery returns a transport.Delivery settled by dl and a
+// buffer of n bytes for its body, from the pools when deliveries were given
+// back, else in one allocation when the body is small.
+func newHandlerDelivery(n int, dl *delivery) (*transport.Delivery, []byte) {
 	switch {
 	case n == 0:
-		return new(transport.Delivery), nil
+		return &take[struct{}](&handedPools[0], dl).d, nil
 	case n <= 64:
-		p := new(withBody[[64]byte])
-		return &p.d, p.body[:n:n]
+		h := take[[64]byte](&handedPools[1], dl)
+		return &h.d, h.body[:n:n]
 	case n <= 128:
-		p := new(withBody[[128]byte])
-		return &p.d, p.body[:n:n]
+		h := take[[128]byte](&handedPools[2], dl)
+		return &h.d, h.body[:n:n]
 	case n <= 256:
-		p := new(withBody[[256]byte])
-		return &p.d, p.body[:n:n]
+		h := take[[256]byte](&handedPools[3], dl)
+		return &h.d, h.body[:n:n]
 	case n <= 512:
-		p := new(withBody[[512]byte])
-		return &p.d, p.body[:n:n]
+		h := take[[512]byte](&handedPools[4], dl)
+		return &h.d, h.body[:n:n]
 	case n <= 1024:
-		p := new(withBody[[1024]byte])
-		return &p.d, p.body[:n:n]
+		h := take[[1024]byte](&handedPools[5], dl)
+		return &h.d, h.body[:n:n]
 	case n <= 2048:
-		p := new(withBody[[2048]byte])
-		return &p.d, p.body[:n:n]
+		h := take[[2048]byte](&handedPools[6], dl)
+		return &h.d, h.body[:n:n]
 	case n <= 4096:
-		p := new(withBody[[4096]byte])
-		return &p.d, p.body[:n:n]
+		h := take[[4096]byte](&handedPools[7], dl)
+		return &h.d, h.body[:n:n]
 	}
-	return new(transport.Delivery), make([]byte, n)
+	return &take[struct{}](&handedPools[0], dl).d, make([]byte, n)
 }
 
 func (b *Broker) settle(dl *delivery, tag uint64, ack, requeue bool) error {

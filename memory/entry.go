@@ -204,23 +204,25 @@ var headerMaps sync.Pool
 // maxRecycledHeaders keeps maps that grew large out of the pool.
 const maxRecycledHeaders = 64
 
-// Recycle implements [transport.Recycler]: the header map of d goes back to
-// a pool, emptied, for a later delivery. The caller promises that nothing
-// reads or writes d or its message afterwards.
+// Recycle implements [transport.Recycler]: the delivery and its body's
+// buffer go back to a pool for a later delivery, and its header map, emptied,
+// to another. The caller promises that nothing reads or writes d or its
+// message afterwards.
 func (t *Transport) Recycle(d *transport.Delivery) {
 	if d == nil {
 		return
 	}
-	if _, ours := d.Acknowledger.(*delivery); !ours {
+	r, ours := d.Acknowledger.(recyclable)
+	if !ours {
 		return
 	}
 	h := d.Message.Headers
 	d.Message.Headers = nil
-	if h == nil || len(h) > maxRecycledHeaders {
-		return
+	if h != nil && len(h) <= maxRecycledHeaders {
+		clear(h)
+		headerMaps.Put(h)
 	}
-	clear(h)
-	headerMaps.Put(h)
+	r.recycle(d)
 }
 
 // message returns a deep copy of e's message.
