@@ -337,7 +337,7 @@ func BenchmarkConsume(b *testing.B) {
 				b.Fatal(err)
 			}
 			c := benchkit.Sender(b, tr)
-			benchkit.Parallel(b, 64, func() error { return c.Send(context.Background(), q, payload) })
+			benchkit.Fill(b, b.N, func() error { return c.Send(context.Background(), q, payload) })
 			benchkit.SettleGC()
 			b.ResetTimer()
 			start := benchkit.Start()
@@ -377,7 +377,7 @@ func BenchmarkConsume(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
 			c := benchkit.Sender(b, tr)
-			benchkit.Parallel(b, 64, func() error { return c.Send(context.Background(), q, payload) })
+			benchkit.Fill(b, b.N, func() error { return c.Send(context.Background(), q, payload) })
 			rawConsume(b, q)
 		})
 		b.Run("raw/"+string(typ), func(b *testing.B) {
