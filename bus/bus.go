@@ -768,10 +768,13 @@ func (b *Bus) startConsuming(ctx context.Context) error {
 // Health returns nil when the Bus is doing its work: started (or paused on
 // request), its consumers running, and the transport healthy if it can tell
 // (transport.HealthChecker). Otherwise it says what is wrong: not started,
-// closed ([ErrClosed]), a consumer lost, the transport's error.
+// closed ([ErrClosed]), consumption suspended because
+// [Options.HealthMonitor] says the host is unhealthy ([ErrSuspended]), a
+// consumer lost, the transport's error. A readiness probe that should keep
+// a suspended instance in service can tell it with errors.Is.
 func (b *Bus) Health(ctx context.Context) error {
 	b.mu.Lock()
-	st := b.st
+	st, suspended := b.st, b.suspended
 	var lost error
 	for q, err := range b.lost {
 		lost = errors.Join(lost, fmt.Errorf("consumer of %q stopped: %w", q, err))
@@ -784,6 +787,8 @@ func (b *Bus) Health(ctx context.Context) error {
 		return fmt.Errorf("%s: not started", b.name)
 	case lost != nil:
 		return fmt.Errorf("%s: %w", b.name, lost)
+	case suspended:
+		return fmt.Errorf("%s: %w", b.name, ErrSuspended)
 	}
 	if hc, ok := b.t.(transport.HealthChecker); ok {
 		if err := hc.Health(ctx); err != nil {

@@ -58,6 +58,10 @@ var (
 	// ErrSendOnly: the call needs the endpoint's own queue, and the Bus was
 	// made without one.
 	ErrSendOnly = errors.New("busline: send-only endpoint has no queue")
+	// ErrSuspended: [Options.HealthMonitor] says the host is unhealthy, so
+	// the Bus consumes nothing until it is healthy again; [Bus.Health]
+	// returns it (wrapped) meanwhile. Sends still work.
+	ErrSuspended = errors.New("busline: consumption suspended: the host is unhealthy")
 )
 
 // Permanent marks err as permanent: a handler returning it has its message

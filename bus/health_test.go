@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
@@ -64,6 +65,9 @@ func TestHealthMonitorSuspends(t *testing.T) {
 		if n := log.count(bus.Suspended); n != 1 {
 			t.Fatalf("%d Suspended events once the handler finished, want 1 (events %v)", n, log.kinds())
 		}
+		if err := b.Health(ctx); !errors.Is(err, bus.ErrSuspended) {
+			t.Fatalf("Health while suspended: %v, want ErrSuspended", err)
+		}
 		// Sends keep working; nothing is handled.
 		must(t, b.Send(ctx, "orders", PlaceOrder{ID: "while unhealthy"}))
 		idle()
@@ -85,6 +89,7 @@ func TestHealthMonitorSuspends(t *testing.T) {
 		if n := log.count(bus.Unsuspended); n != 1 {
 			t.Errorf("%d Unsuspended events, want 1", n)
 		}
+		must(t, b.Health(ctx))
 		// A paused Bus stays paused when the host recovers.
 		m.SetUnhealthy()
 		idle()
