@@ -12,8 +12,10 @@
 #   SERIAL_MSGS     messages per one-sender run (default 2000)
 #   DEFER_N         messages due together in the lateness benchmark (default 5000)
 #   LATENESS_ROUNDS rounds of the lateness benchmark (default 1)
+#   RECORD          keep the record file there, for benchtable to print again
 #
-# About 10 minutes on a quiet 2-core machine with the defaults.
+# About 18 minutes on a quiet 2-core machine with the defaults: 8 for the
+# rounds, 10 for the lateness columns.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${BUSLINE_AMQP_URL:?no broker: run this through make bench-rabbitmq}"
@@ -50,3 +52,4 @@ echo
 echo "== the README's RabbitMQ tables (medians of the rounds above)"
 echo
 go run ./internal/benchkit/benchtable "$BUSLINE_BENCH_RECORD"
+if [ -n "${RECORD:-}" ]; then cp "$BUSLINE_BENCH_RECORD" "$RECORD"; fi
