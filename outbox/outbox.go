@@ -130,33 +130,55 @@ func (o *Outbox) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tx, err := o.db.BeginTx(ctx, nil)
+	return Migrate(ctx, o.db, Migration{Scripts: scripts, CreateVersions: o.q.CreateVersions,
+		Version: o.q.Version, SetVersion: o.q.SetVersion, Lock: o.q.LockSchema})
+}
+
+// Migration is a component's schema, for [Migrate]: the scripts of its
+// versions and the SQL that records which version a database has. The
+// outbox migrates its tables with it, and package saga its store's, both
+// recording their versions in one table of versions.
+type Migration struct {
+	// Scripts are the versions' scripts, version 1 first: statements
+	// ending with ";" at the end of a line, comment lines starting with
+	// "--". A script must be idempotent.
+	Scripts []string
+	// CreateVersions, Version and SetVersion are as in [Statements], for
+	// the component migrated; Lock as Statements.LockSchema.
+	CreateVersions, Version, SetVersion, Lock string
+}
+
+// Migrate brings db to m's latest version in one transaction: it runs the
+// scripts of the versions after the one recorded, and records the last. It
+// refuses a database whose recorded version is newer than m's latest.
+func Migrate(ctx context.Context, db *sql.DB, m Migration) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if o.q.LockSchema != "" {
-		if _, err := tx.ExecContext(ctx, o.q.LockSchema); err != nil {
+	if m.Lock != "" {
+		if _, err := tx.ExecContext(ctx, m.Lock); err != nil {
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, o.q.CreateVersions); err != nil {
+	if _, err := tx.ExecContext(ctx, m.CreateVersions); err != nil {
 		return err
 	}
 	var version int
-	if err := tx.QueryRowContext(ctx, o.q.Version).Scan(&version); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := tx.QueryRowContext(ctx, m.Version).Scan(&version); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	if version > len(scripts) {
-		return fmt.Errorf("the database has schema version %d, newer than this program's %d", version, len(scripts))
+	if version > len(m.Scripts) {
+		return fmt.Errorf("the database has schema version %d, newer than this program's %d", version, len(m.Scripts))
 	}
-	for v := version + 1; v <= len(scripts); v++ {
-		for _, stmt := range splitStatements(scripts[v-1]) {
+	for v := version + 1; v <= len(m.Scripts); v++ {
+		for _, stmt := range splitStatements(m.Scripts[v-1]) {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("version %d: %w", v, err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, o.q.SetVersion, v); err != nil {
+		if _, err := tx.ExecContext(ctx, m.SetVersion, v); err != nil {
 			return err
 		}
 	}

@@ -113,7 +113,8 @@ func NewSQLStore(ctx context.Context, db *sql.DB, opts SQLOptions) (*SQLStore, e
 func (s *SQLStore) Table() string { return s.table }
 
 // migrate brings the schema to the dialect's latest version, recorded
-// under the component "saga" in the versions table.
+// under the component "saga" in the versions table (which the outbox's
+// tables of the same prefix share).
 func (s *SQLStore) migrate(ctx context.Context, d Dialect, versions, prefix string) error {
 	var scripts []string
 	for v := 1; ; v++ {
@@ -128,58 +129,13 @@ func (s *SQLStore) migrate(ctx context.Context, d Dialect, versions, prefix stri
 		}
 		scripts = append(scripts, b.String())
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if d.lock != "" {
-		if _, err := tx.ExecContext(ctx, d.lock); err != nil {
-			return err
-		}
-	}
-	if _, err := tx.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+versions+" (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"); err != nil {
-		return err
-	}
-	var version int
-	err = tx.QueryRowContext(ctx, "SELECT version FROM "+versions+" WHERE component = 'saga'").Scan(&version)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return err
-	}
-	if version > len(scripts) {
-		return fmt.Errorf("the database has schema version %d, newer than this program's %d", version, len(scripts))
-	}
-	for v := version + 1; v <= len(scripts); v++ {
-		for _, stmt := range splitStatements(scripts[v-1]) {
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("version %d: %w", v, err)
-			}
-		}
-		_, err := tx.ExecContext(ctx, d.bind("INSERT INTO "+versions+" (component, version) VALUES ('saga', ?) ON CONFLICT (component) DO UPDATE SET version = excluded.version"), v)
-		if err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
-}
-
-// splitStatements splits a script at the ";" that end lines, and drops
-// comment lines.
-func splitStatements(script string) []string {
-	var out []string
-	var cur strings.Builder
-	for line := range strings.Lines(script) {
-		t := strings.TrimSpace(line)
-		if t == "" || strings.HasPrefix(t, "--") {
-			continue
-		}
-		cur.WriteString(line)
-		if strings.HasSuffix(t, ";") {
-			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
-			cur.Reset()
-		}
-	}
-	return out
+	return outbox.Migrate(ctx, s.db, outbox.Migration{
+		Scripts:        scripts,
+		CreateVersions: "CREATE TABLE IF NOT EXISTS " + versions + " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+		Version:        "SELECT version FROM " + versions + " WHERE component = 'saga'",
+		SetVersion:     d.bind("INSERT INTO " + versions + " (component, version) VALUES ('saga', ?) ON CONFLICT (component) DO UPDATE SET version = excluded.version"),
+		Lock:           d.lock,
+	})
 }
 
 const columns = "id, correlation, version, state, originator, originator_correlation, completed, expires_at"
