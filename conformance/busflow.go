@@ -159,6 +159,11 @@ func (s *suite) busFlow(t *testing.T) {
 		if f := a.FlowControl(); f != (bus.FlowControl{Prefetch: 1, Priority: -5}) {
 			t.Errorf("FlowControl() = %+v after SetFlowControl", f)
 		}
+		// b acks c2 after its handler returns: wait for the ack to reach
+		// the broker, or c3 finds b full and goes to a.
+		if j, silent := quiet(e.env, w.got); !silent {
+			t.Fatalf("instance %s took %s with nothing sent", j.who, j.id)
+		}
 		w.send(client, "c3", "b") // b is now the higher
 		w.send(client, "c4", "a") // b is full
 		w.release("a")
