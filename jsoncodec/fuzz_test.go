@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,14 +108,17 @@ func signs(v reflect.Value) string {
 		}
 		return s
 	case reflect.Map:
-		s := ""
+		// In key order: a map's own order differs between two maps of
+		// the same entries.
+		var entries []string
 		it := v.MapRange()
 		for it.Next() {
 			if x := signs(it.Value()); x != "" {
-				s += it.Key().String() + x + ","
+				entries = append(entries, it.Key().String()+x)
 			}
 		}
-		return s
+		slices.Sort(entries)
+		return strings.Join(entries, ",")
 	case reflect.Struct:
 		s := ""
 		for i := range v.NumField() {
