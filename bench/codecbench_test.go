@@ -2,12 +2,12 @@ package bench
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/busline/busline/bus"
 	"github.com/busline/busline/internal/benchkit"
+	"github.com/busline/busline/internal/benchloop"
 	"github.com/busline/busline/internal/cputime"
 	"github.com/busline/busline/memory"
 	"github.com/busline/busline/transport"
@@ -78,15 +78,9 @@ func benchBus(b *testing.B, codec bus.Codec) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var handled atomic.Int64
-	done := make(chan struct{})
-	slots := make(chan struct{}, window)
-	var n int64
+	w := benchloop.New(window)
 	if err := bus.Handle(bs, func(ctx context.Context, m RouterPayload) error {
-		<-slots
-		if handled.Add(1) == n {
-			close(done)
-		}
+		w.Handled()
 		return nil
 	}); err != nil {
 		b.Fatal(err)
@@ -96,24 +90,9 @@ func benchBus(b *testing.B, codec bus.Codec) {
 	}
 	defer bs.Close()
 	msg := routerPayload()
-	n = int64(b.N)
 	b.ReportAllocs()
 	b.SetBytes(256)
-	b.ResetTimer()
-	cpu := cputime.Used()
-	for range b.N {
-		slots <- struct{}{}
-		if err := bs.Send(ctx, "bench", msg); err != nil {
-			b.Fatal(err)
-		}
-	}
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		b.Fatalf("handled %d of %d", handled.Load(), b.N)
-	}
-	b.StopTimer()
-	reportCPU(b, cpu)
+	w.Run(b, func() error { return bs.Send(ctx, "bench", msg) })
 }
 
 func reportCPU(b *testing.B, start time.Duration) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,8 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	wmiddleware "github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
-
-	"github.com/busline/busline/internal/cputime"
+	"github.com/busline/busline/internal/benchloop"
 )
 
 // RouterPayload encodes to 256 bytes of JSON, as the root module's
@@ -56,19 +54,13 @@ func benchRouter(b *testing.B, marshal func(any) ([]byte, error), unmarshal func
 		b.Fatal(err)
 	}
 	router.AddMiddleware(poison, wmiddleware.Retry{MaxRetries: 5, InitialInterval: 2 * time.Second}.Middleware, wmiddleware.Recoverer)
-	var handled atomic.Int64
-	done := make(chan struct{})
-	slots := make(chan struct{}, window)
-	var n int64
+	w := benchloop.New(window)
 	router.AddConsumerHandler("bench", "bench", pubSub, func(msg *message.Message) error {
 		var m RouterPayload
 		if err := unmarshal(msg.Payload, &m); err != nil {
 			return err
 		}
-		<-slots
-		if handled.Add(1) == n {
-			close(done)
-		}
+		w.Handled()
 		return nil
 	})
 	go router.Run(context.Background())
@@ -76,28 +68,13 @@ func benchRouter(b *testing.B, marshal func(any) ([]byte, error), unmarshal func
 	<-router.Running()
 
 	msg := routerPayload()
-	n = int64(b.N)
 	b.ReportAllocs()
 	b.SetBytes(256)
-	b.ResetTimer()
-	cpu := cputime.Used()
-	for range b.N {
-		slots <- struct{}{}
+	w.Run(b, func() error {
 		payload, err := marshal(msg)
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
-		if err := pubSub.Publish("bench", message.NewMessage(watermill.NewUUID(), payload)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		b.Fatalf("handled %d of %d", handled.Load(), b.N)
-	}
-	b.StopTimer()
-	if used := cputime.Used() - cpu; used > 0 {
-		b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
-	}
+		return pubSub.Publish("bench", message.NewMessage(watermill.NewUUID(), payload))
+	})
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/busline/busline/bus"
+	"github.com/busline/busline/internal/benchloop"
 	"github.com/busline/busline/memory"
 )
 
@@ -54,15 +54,9 @@ func BenchmarkBus(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			var handled atomic.Int64
-			done := make(chan struct{})
-			slots := make(chan struct{}, window)
-			var n int64
+			w := benchloop.New(window)
 			if err := bus.Handle(bs, func(ctx context.Context, m BenchPayload) error {
-				<-slots
-				if handled.Add(1) == n {
-					close(done)
-				}
+				w.Handled()
 				return nil
 			}); err != nil {
 				b.Fatal(err)
@@ -72,24 +66,9 @@ func BenchmarkBus(b *testing.B) {
 			}
 			defer bs.Close()
 			msg := benchPayload()
-			n = int64(b.N)
 			b.ReportAllocs()
 			b.SetBytes(256)
-			b.ResetTimer()
-			cpu := cpuTime()
-			for range b.N {
-				slots <- struct{}{}
-				if err := bs.Send(ctx, "bench", msg); err != nil {
-					b.Fatal(err)
-				}
-			}
-			select {
-			case <-done:
-			case <-time.After(time.Minute):
-				b.Fatalf("handled %d of %d", handled.Load(), b.N)
-			}
-			b.StopTimer()
-			reportCPU(b, cpu)
+			w.Run(b, func() error { return bs.Send(ctx, "bench", msg) })
 		})
 	}
 }

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
@@ -19,7 +17,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/busline/busline/bus"
-	"github.com/busline/busline/internal/cputime"
+	"github.com/busline/busline/internal/benchloop"
 	"github.com/busline/busline/memory"
 	"github.com/busline/busline/otelbus"
 	"github.com/busline/busline/transport"
@@ -107,20 +105,14 @@ func benchBus(b *testing.B, instrument func(*bus.Bus, transport.Transport) (bus.
 	if err != nil {
 		b.Fatal(err)
 	}
-	var handled atomic.Int64
-	done := make(chan struct{})
-	slots := make(chan struct{}, window)
-	var n int64
+	w := benchloop.New(window)
 	if err := bus.Handle(orders, func(ctx context.Context, m BenchPayload) error {
 		return orders.Publish(ctx, "bench.done", Ping{})
 	}); err != nil {
 		b.Fatal(err)
 	}
 	if err := bus.Handle(sink, func(ctx context.Context, m Ping) error {
-		<-slots
-		if handled.Add(1) == n {
-			close(done)
-		}
+		w.Handled()
 		return nil
 	}); err != nil {
 		b.Fatal(err)
@@ -134,25 +126,8 @@ func benchBus(b *testing.B, instrument func(*bus.Bus, transport.Transport) (bus.
 	msg := BenchPayload{ID: "0123456789abcdef"}
 	enc, _ := json.Marshal(msg)
 	msg.Data = strings.Repeat("x", 256-len(enc))
-	n = int64(b.N)
 	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := cputime.Used()
-	for range b.N {
-		slots <- struct{}{}
-		if err := orders.Send(ctx, "bench", msg); err != nil {
-			b.Fatal(err)
-		}
-	}
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		b.Fatalf("handled %d of %d", handled.Load(), b.N)
-	}
-	b.StopTimer()
-	if used := cputime.Used() - cpu; used > 0 {
-		b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
-	}
+	w.Run(b, func() error { return orders.Send(ctx, "bench", msg) })
 }
 
 // discard is a span exporter that drops what it is given.
