@@ -957,7 +957,6 @@ func (t *Transport) plan(o *transport.Outgoing, now time.Time) (delivery, error)
 		}
 		s := seconds(delay)
 		d.msg.Expiration = t.delays.expiration(s, delay)
-		d.exchange, d.key = t.delays.entry(s), t.delays.key(s, o.RoutingKey)
 		// A message with CC or BCC headers of its own (a retry copy of a
 		// foreign producer's message, say) goes the original way: through
 		// the default exchange its keys would name queues, which would
@@ -966,8 +965,10 @@ func (t *Transport) plan(o *transport.Outgoing, now time.Time) (delivery, error)
 			if key, bcc, ok := t.delays.route(s, o.RoutingKey); ok {
 				d.exchange, d.key, d.hops = "", key, s
 				d.msg.Headers = withBCC(d.msg.Headers, bcc)
+				return d, nil
 			}
 		}
+		d.exchange, d.key = t.delays.entry(s), t.delays.key(s, o.RoutingKey)
 	}
 	return d, nil
 }
