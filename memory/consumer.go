@@ -215,7 +215,6 @@ func (h *handed[B]) recycle(d *transport.Delivery) {
 // recyclable is what Recycle finds in the Acknowledger of a delivery it
 // made.
 type recyclable interface {
-	transport.Acknowledger
 	recycle(d *transport.Delivery)
 }
 

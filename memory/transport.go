@@ -212,16 +212,29 @@ func (t *Transport) checkOpenLocked(op string) error {
 	return t.b.errClosedLocked(op)
 }
 
-// Bind implements [transport.Transport].
-func (t *Transport) Bind(ctx context.Context, queue, pattern string) error {
-	op := fmt.Sprintf("bind queue %q to topic %q", queue, pattern)
+// lockForBinding checks what binding queue under pattern needs before it
+// takes the broker's lock (the transport open, the names valid, including
+// the exchange of BindExchange and UnbindExchange; none is given for the
+// transport's own topic exchange), then takes it: the caller unlocks t.b.mu.
+func (t *Transport) lockForBinding(ctx context.Context, op, queue, pattern string, exchange ...string) error {
 	if err := t.checkOpen(op); err != nil {
 		return err
 	}
 	if err := t.validateQueuePattern(op, queue, pattern); err != nil {
 		return err
 	}
-	if err := t.cn.lockUp(ctx, op); err != nil {
+	for _, x := range exchange {
+		if err := transport.ValidateExchangeName(x); err != nil {
+			return fmt.Errorf("memory: %s: %w", op, err)
+		}
+	}
+	return t.cn.lockUp(ctx, op)
+}
+
+// Bind implements [transport.Transport].
+func (t *Transport) Bind(ctx context.Context, queue, pattern string) error {
+	op := fmt.Sprintf("bind queue %q to topic %q", queue, pattern)
+	if err := t.lockForBinding(ctx, op, queue, pattern); err != nil {
 		return err
 	}
 	defer t.b.mu.Unlock()
@@ -241,16 +254,7 @@ func (t *Transport) Bind(ctx context.Context, queue, pattern string) error {
 // bindings there are recovered with it, as its other bindings are.
 func (t *Transport) BindExchange(ctx context.Context, exchange, queue, pattern string) error {
 	op := fmt.Sprintf("bind queue %q to exchange %q under %q", queue, exchange, pattern)
-	if err := t.checkOpen(op); err != nil {
-		return err
-	}
-	if err := t.validateQueuePattern(op, queue, pattern); err != nil {
-		return err
-	}
-	if err := transport.ValidateExchangeName(exchange); err != nil {
-		return fmt.Errorf("memory: %s: %w", op, err)
-	}
-	if err := t.cn.lockUp(ctx, op); err != nil {
+	if err := t.lockForBinding(ctx, op, queue, pattern, exchange); err != nil {
 		return err
 	}
 	defer t.b.mu.Unlock()
@@ -271,16 +275,7 @@ func (t *Transport) BindExchange(ctx context.Context, exchange, queue, pattern s
 // UnbindExchange implements [transport.ExchangeBinder].
 func (t *Transport) UnbindExchange(ctx context.Context, exchange, queue, pattern string) error {
 	op := fmt.Sprintf("unbind queue %q from exchange %q under %q", queue, exchange, pattern)
-	if err := t.checkOpen(op); err != nil {
-		return err
-	}
-	if err := t.validateQueuePattern(op, queue, pattern); err != nil {
-		return err
-	}
-	if err := transport.ValidateExchangeName(exchange); err != nil {
-		return fmt.Errorf("memory: %s: %w", op, err)
-	}
-	if err := t.cn.lockUp(ctx, op); err != nil {
+	if err := t.lockForBinding(ctx, op, queue, pattern, exchange); err != nil {
 		return err
 	}
 	defer t.b.mu.Unlock()
@@ -304,13 +299,7 @@ func (t *Transport) validateQueuePattern(op, queue, pattern string) error {
 // not exist is harmless.
 func (t *Transport) Unbind(ctx context.Context, queue, pattern string) error {
 	op := fmt.Sprintf("unbind queue %q from topic %q", queue, pattern)
-	if err := t.checkOpen(op); err != nil {
-		return err
-	}
-	if err := t.validateQueuePattern(op, queue, pattern); err != nil {
-		return err
-	}
-	if err := t.cn.lockUp(ctx, op); err != nil {
+	if err := t.lockForBinding(ctx, op, queue, pattern); err != nil {
 		return err
 	}
 	defer t.b.mu.Unlock()
