@@ -109,40 +109,66 @@ func TestDelayKeys(t *testing.T) {
 
 // TestDelayRoute: the keys a deferred message is published with (its
 // delivery key, and a BCC of its entry level's queue and of a hop per
-// level after it), and the per-message TTL that takes back the rounding.
+// level after it, lowest first), the hops each exchange binds, and the
+// per-message TTL that takes back the rounding. An odd delay is rounded
+// up to even seconds, except the longest, which ends in level 0.
 func TestDelayRoute(t *testing.T) {
 	d := delays{levels: 4, prefix: "p", delivery: "p-delivery"}
+	type hop struct {
+		key, exchange string
+		to            int
+	}
 	for _, c := range []struct {
-		s   uint64
-		bcc []any
+		s, even uint64
+		entry   int
+		bcc     []any
+		hops    []hop
 	}{
-		{1, []any{"p-00"}},
-		{2, []any{"p-01", "p-01>delivery"}},
-		{13, []any{"p-03", "p-03>02", "p-02>00"}},
-		{12, []any{"p-03", "p-03>02", "p-02>delivery"}},
+		{1, 2, 1, []any{"p-01", "p-01>delivery"}, []hop{{"p-01>delivery", "p-00", -1}}},
+		{2, 2, 1, []any{"p-01", "p-01>delivery"}, []hop{{"p-01>delivery", "p-00", -1}}},
+		{3, 4, 2, []any{"p-02", "p-02>delivery"}, []hop{{"p-02>delivery", "p-01", -1}}},
+		{13, 14, 1, []any{"p-01", "p-01>02", "p-02>03", "p-03>delivery"},
+			[]hop{{"p-01>02", "p-00", 2}, {"p-02>03", "p-01", 3}, {"p-03>delivery", "p-02", -1}}},
+		{12, 12, 2, []any{"p-02", "p-02>03", "p-03>delivery"}, []hop{{"p-02>03", "p-01", 3}, {"p-03>delivery", "p-02", -1}}},
+		{15, 15, 1, []any{"p-01", "p-01>02", "p-02>03", "p-03>00"},
+			[]hop{{"p-01>02", "p-00", 2}, {"p-02>03", "p-01", 3}, {"p-03>00", "p-02", 0}}},
 	} {
-		key, bcc, ok := d.route(c.s, "q.x%y")
-		if !ok || key != "p>q%2Ex%25y" || !reflect.DeepEqual(bcc, c.bcc) {
-			t.Errorf("route(%d) = %q %q %v, want %q %q", c.s, key, bcc, ok, "p>q%2Ex%25y", c.bcc)
+		r, ok := d.route(c.s, "q.x%y")
+		if !ok || r.key != "p>q%2Ex%25y" || r.s != c.even || r.entry != c.entry || !reflect.DeepEqual(r.bcc, c.bcc) {
+			t.Errorf("route(%d) = %+v %v, want %q %d %d %q", c.s, r, ok, "p>q%2Ex%25y", c.even, c.entry, c.bcc)
 		}
-		if got := d.destination(key); got != "q.x%y" {
-			t.Errorf("destination(%q) = %q", key, got)
+		if got := d.destination(r.key); got != "q.x%y" {
+			t.Errorf("destination(%q) = %q", r.key, got)
+		}
+		var hops []hop
+		d.hops(r.s, func(key, exchange string, to int) { hops = append(hops, hop{key, exchange, to}) })
+		if !reflect.DeepEqual(hops, c.hops) {
+			t.Errorf("hops(%d) = %v, want %v", r.s, hops, c.hops)
 		}
 	}
-	if _, _, ok := d.route(1, strings.Repeat("q", 254)); ok {
+	var path []int
+	d.path(15, func(l int) { path = append(path, l) })
+	if !reflect.DeepEqual(path, []int{1, 2, 3, 0}) {
+		t.Errorf("path(15) = %v, want level 0 last", path)
+	}
+	if _, ok := d.route(1, strings.Repeat("q", 254)); ok {
 		t.Error("route of a delivery key over 255 bytes: ok")
 	}
 	for _, c := range []struct {
+		entry int
+		s     uint64
 		delay time.Duration
 		want  string
 	}{
-		{13 * time.Second, ""},
-		{12*time.Second + 700*time.Millisecond, "7700"}, // 13 s: level 3, 300 ms back
-		{1500 * time.Millisecond, "1500"},               // 2 s: level 1
-		{100*time.Millisecond + 500*time.Microsecond, "101"},
+		{3, 13, 13 * time.Second, ""},
+		{3, 13, 12*time.Second + 700*time.Millisecond, "7700"}, // entering level 3: 300 ms back
+		{1, 14, 12*time.Second + 700*time.Millisecond, "700"},  // rounded to 14 s, entering level 1: 1.3 s back
+		{1, 2, 1500 * time.Millisecond, "1500"},
+		{1, 2, 100*time.Millisecond + 500*time.Microsecond, "101"},
+		{0, 1, 100*time.Millisecond + 500*time.Microsecond, "101"},
 	} {
-		if got := d.expiration(seconds(c.delay), c.delay); got != c.want {
-			t.Errorf("expiration(%v) = %q, want %q", c.delay, got, c.want)
+		if got := d.expiration(c.entry, c.s, c.delay); got != c.want {
+			t.Errorf("expiration(%d, %d, %v) = %q, want %q", c.entry, c.s, c.delay, got, c.want)
 		}
 	}
 }

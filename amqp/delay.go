@@ -3,6 +3,7 @@ package amqp
 import (
 	"fmt"
 	"maps"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -79,8 +80,8 @@ func (d delays) key(s uint64, dest string) string {
 	return b.String()
 }
 
-// entry returns the level a message delayed by s > 0 seconds enters at:
-// the level of its highest set bit.
+// entry returns the level a message delayed by s > 0 seconds enters at the
+// levels' original way (see key): the level of its highest set bit.
 func (d delays) entry(s uint64) string { return d.level(d.top(s)) }
 
 // top returns the highest set bit of s > 0 among the levels.
@@ -94,24 +95,26 @@ func (d delays) top(s uint64) int {
 }
 
 // expiration returns the per-message TTL (the expiration property, in
-// milliseconds) of a message delayed by delay, s being delay rounded up to
-// whole seconds: its entry level's TTL less the rounding, so that the
-// message arrives when it is due rather than up to a second later, and
-// "" when there is no rounding to take back. The message still never
+// milliseconds) of a message delayed by delay that enters at level entry,
+// s being the seconds its levels add up to (delay rounded up to whole
+// seconds, or to even ones: see route): its entry level's TTL less the
+// rounding, so that the message arrives when it is due rather than up to
+// two seconds later, and "" when there is no rounding to take back. The message still never
 // arrives early: it waits that long in its entry level (TTLs count from
-// its enqueueing, after now) and 2^l seconds in each level l after it,
+// its enqueueing, after now) and 2^l seconds in each other level l,
 // s seconds less the rounding, whole milliseconds taken back only.
 // RabbitMQ removes the property when it dead-letters the message, so it
 // shortens the entry level only. A message expires at the head of its
-// queue only, so one queued behind a message that entered its level less
-// than a second earlier and waits its full TTL may wait for it: never
-// longer than the level's TTL, as without the property.
-func (d delays) expiration(s uint64, delay time.Duration) string {
+// queue only, so one queued behind a message that entered its level
+// shortly before it, with less taken back or none, may wait for that one:
+// by less than its own rounding (under two seconds), and never longer
+// than the level's TTL, as without the property.
+func (d delays) expiration(entry int, s uint64, delay time.Duration) string {
 	back := (time.Duration(s)*time.Second - delay).Milliseconds()
 	if back <= 0 {
 		return ""
 	}
-	return strconv.FormatInt(int64(1000)<<d.top(s)-back, 10)
+	return strconv.FormatInt(int64(1000)<<entry-back, 10)
 }
 
 // bccHeader is RabbitMQ's sender-selected distribution header: its routing
@@ -129,11 +132,19 @@ func sendersSelect(h amqp091.Table) bool {
 	return cc || bcc
 }
 
+// hopRoute is how a message routed by hop keys travels through the levels
+// (see route).
+type hopRoute struct {
+	key   string // its routing key: its destination's delivery key
+	bcc   []any  // its BCC header's keys: its entry level's queue, then its hops
+	entry int    // the level it enters at, whose TTL its per-message TTL shortens
+	s     uint64 // the seconds its levels add up to: the delay rounded up to even seconds when it can be
+}
+
 // route returns how a message delayed by s > 0 seconds to dest travels
-// through the levels: the routing key it is published with to the default
-// exchange, and the keys of its BCC header, one per step of its way. ok is
-// false when the keys would not fit in 255 bytes; the message then goes
-// the levels' original way (see entry and key).
+// through the levels; ok is false when the keys would not fit in 255
+// bytes, and the message then goes the levels' original way (see entry
+// and key).
 //
 // The BCC names the queue of the entry level, which the default exchange
 // routes to by a lookup of its name, and a hop key (see hop) for every
@@ -142,6 +153,17 @@ func sendersSelect(h amqp091.Table) bool {
 // (see deliveryKey). Each key is one word, unless the prefix has dots, so
 // each exchange on the way matches a few short keys.
 //
+// The message takes its levels lowest first (see path), so that the level
+// it waits in last is the longest: messages that fall due together then
+// all change levels together once, when they enter that level, and leave
+// it paced by the rate the broker took them in at. Taken highest first,
+// their short levels came last and they crowded each of them in their
+// last seconds (see the README's "Deferral lateness"). Level 0, which can
+// only come last, would add a hop in those seconds for every odd delay;
+// so an odd delay is rounded up to the even one above it, and the entry
+// level takes back the extra second with the rounding (see expiration).
+// Only the longest odd delay, 2^levels-1 seconds, still waits in level 0.
+//
 // The original way, the delay key (key), makes every exchange a message
 // passes, a level's and the delivery exchange's, match a 29-word key
 // against its patterns, and a level whose bit is 0 sends it through one
@@ -149,14 +171,43 @@ func sendersSelect(h amqp091.Table) bool {
 // level's exchange so costs the broker three to four times a Send, and a
 // level moves messages on five to seven times slower than a dead-letter
 // hop through the default exchange (see the README's "Benchmarks").
-func (d delays) route(s uint64, dest string) (key string, bcc []any, ok bool) {
-	key = d.deliveryKey(dest)
-	if len(key) > 255 {
-		return "", nil, false
+func (d delays) route(s uint64, dest string) (r hopRoute, ok bool) {
+	r.key = d.deliveryKey(dest)
+	if len(r.key) > 255 {
+		return hopRoute{}, false
 	}
-	bcc = append(make([]any, 0, 4), d.level(d.top(s)))
-	d.hops(s, func(key, _ string, _ int) { bcc = append(bcc, key) })
-	return key, bcc, true
+	r.s = s
+	if s&1 != 0 && s+1 < uint64(1)<<d.levels {
+		r.s = s + 1
+	}
+	r.entry = d.first(r.s)
+	r.bcc = append(make([]any, 0, 4), d.level(r.entry))
+	d.hops(r.s, func(key, _ string, _ int) { r.bcc = append(r.bcc, key) })
+	return r, true
+}
+
+// first returns the level a message routed by hops for s > 0 seconds (see
+// route) enters at: its lowest set bit above level 0, or level 0 for one
+// second.
+func (d delays) first(s uint64) int {
+	if s&^1 == 0 {
+		return 0
+	}
+	return bits.TrailingZeros64(s &^ 1)
+}
+
+// path calls f with the levels a message routed by hops for s seconds
+// waits in, in order: those of its set bits above level 0, lowest first,
+// then level 0 when bit 0 is set. Level 0 comes last because it
+// dead-letters to the delivery exchange, where the message's delivery key
+// routes it to its destination: it cannot hop from there to another level.
+func (d delays) path(s uint64, f func(l int)) {
+	for r := s &^ 1; r != 0; r &= r - 1 {
+		f(bits.TrailingZeros64(r))
+	}
+	if s&1 != 0 {
+		f(0)
+	}
 }
 
 // hop is the routing key that takes a message leaving level from's queue,
@@ -350,20 +401,17 @@ func (d delays) declare(ch amqpChannel) error {
 }
 
 // hops calls f with each hop key a message routed by route for a delay of
-// s seconds needs bound (see route), and where: the exchange that binds
-// it, and the queue it leads to (to >= 0: level to's) or the delivery
-// exchange (to < 0).
+// s seconds needs bound (see route and path), and where: the exchange that
+// binds it, and the queue it leads to (to >= 0: level to's) or the
+// delivery exchange (to < 0).
 func (d delays) hops(s uint64, f func(key, exchange string, to int)) {
 	from := -1
-	for l := d.levels - 1; l >= 0; l-- {
-		if s&(1<<l) == 0 {
-			continue
-		}
-		if from > 0 {
+	d.path(s, func(l int) {
+		if from >= 0 {
 			f(d.hop(from, l), d.level(from-1), l)
 		}
 		from = l
-	}
+	})
 	if from > 0 {
 		f(d.hop(from, -1), d.level(from-1), -1)
 	}

@@ -89,19 +89,25 @@
 // "busline-delay-NN". Level L's queue holds a message 2^L seconds
 // (x-message-ttl), then dead-letters it, at least once, to level L-1's
 // exchange, and level 0's to the exchange "busline-delay-delivery", on
-// which every declared queue is bound. A message enters at the level of
-// the highest set bit of its delay in seconds, waits in the level of each
-// set bit below it, and goes on to its destination after the lowest.
-// Delays are rounded up to whole seconds, and the entry level holds the
+// which every declared queue is bound. A message waits in the level of
+// each set bit of its delay in seconds, lowest first, and goes on to its
+// destination after the highest: messages that fall due together then
+// change levels together once, when they enter their longest level, and
+// leave it paced by the rate the broker took them in at (highest first,
+// they crowded the short levels in their last seconds). Delays are rounded
+// up to whole seconds, odd ones to even ones (level 0 can only come last,
+// and would add a hop at the due time), and the entry level holds the
 // message less the rounding (a per-message TTL), so a message is due to
-// the millisecond and never early; the longest is 2^DelayLevels-1 seconds.
+// the millisecond and never early; one that enters its level just behind a
+// message with less or nothing taken back may wait for it, by less than
+// its own rounding. The longest delay is 2^DelayLevels-1 seconds.
 //
 // The way through the levels is spelt in routing keys the broker compares
 // word for word, never by a long pattern: the message goes to the default
 // exchange with a BCC header (RabbitMQ's sender-selected distribution,
 // which the broker removes before anyone sees it) naming its entry level's
 // queue and, for each level it waits in but the last, a hop key
-// ("busline-delay-11>10": from level 11's queue to level 10's) that the
+// ("busline-delay-03>05": from level 3's queue to level 5's) that the
 // exchange the level dead-letters to binds to the next level's queue, or
 // to the delivery exchange; its routing key is its destination's delivery
 // key ("busline-delay>" and the queue's name with "." and "%" escaped),

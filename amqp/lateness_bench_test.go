@@ -23,14 +23,14 @@ import (
 // Each round sends the N messages first, as fast as it can, all with one
 // due time a margin after the sending ends, then consumes them (prefetch
 // 200) and reports the lateness of their arrival (p50, p99, max, in ms)
-// and the rate at which they arrived. Delays are whole seconds, rounded
-// up, so the transport's lateness includes up to a second of rounding.
-// Columns:
+// and the rate at which they arrived. Columns:
 //
-//   - transport: the delay levels, as Dispatch uses them: the messages,
-//     sent together, pass the same levels together (a level per set bit
-//     of the delay), and each level's at-least-once dead-lettering moves
-//     the whole convoy on, one after the other;
+//   - transport: the delay levels, as Dispatch uses them: each message
+//     waits in a level per set bit of its delay (odd delays rounded up to
+//     even ones, the entry level taking the rounding back), lowest first,
+//     so the messages, sent over the sending's seconds and due together,
+//     all enter their longest level at one moment, and the level's
+//     at-least-once dead-lettering moves them on at its own rate;
 //   - transport-onehop: every message deferred by 8 s exactly, so through
 //     one level only (its lateness counts from the first one's due time);
 //   - raw-levels: amqp091-go publishing into level 3 as the transport

@@ -956,19 +956,20 @@ func (t *Transport) plan(o *transport.Outgoing, now time.Time) (delivery, error)
 				transport.ErrNotSupported, len(o.RoutingKey), 255-2*t.delays.levels)
 		}
 		s := seconds(delay)
-		d.msg.Expiration = t.delays.expiration(s, delay)
 		// A message with CC or BCC headers of its own (a retry copy of a
 		// foreign producer's message, say) goes the original way: through
 		// the default exchange its keys would name queues, which would
 		// receive it at once.
 		if !sendersSelect(d.msg.Headers) {
-			if key, bcc, ok := t.delays.route(s, o.RoutingKey); ok {
-				d.exchange, d.key, d.hops = "", key, s
-				d.msg.Headers = withBCC(d.msg.Headers, bcc)
+			if r, ok := t.delays.route(s, o.RoutingKey); ok {
+				d.exchange, d.key, d.hops = "", r.key, r.s
+				d.msg.Headers = withBCC(d.msg.Headers, r.bcc)
+				d.msg.Expiration = t.delays.expiration(r.entry, r.s, delay)
 				return d, nil
 			}
 		}
 		d.exchange, d.key = t.delays.entry(s), t.delays.key(s, o.RoutingKey)
+		d.msg.Expiration = t.delays.expiration(t.delays.top(s), s, delay)
 	}
 	return d, nil
 }
