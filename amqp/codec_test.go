@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -200,5 +201,29 @@ func TestPublishingHeaders(t *testing.T) {
 	}
 	if _, ok := p.Headers["n"].(int32); !ok || !reflect.DeepEqual(mixed, before) {
 		t.Errorf("a Go int: encoded as %T, input now %v", p.Headers["n"], mixed)
+	}
+}
+
+// TestDelayHopKeysMadeOnce: every hop key, lowest first or highest first,
+// is made when the transport is dialed: Dispatch looks them up twice per
+// deferred message (route, routes.ensureHops) and formats none.
+func TestDelayHopKeysMadeOnce(t *testing.T) {
+	d := newDelays(Options{DelayLevels: 28, DelayPrefix: "busline-delay"})
+	for from := range 28 {
+		for to := -1; to < 28; to++ {
+			if to == from {
+				continue
+			}
+			want := fmt.Sprintf("busline-delay-%02d>%02d", from, to)
+			if to < 0 {
+				want = fmt.Sprintf("busline-delay-%02d>delivery", from)
+			}
+			if got := d.hop(from, to); got != want {
+				t.Fatalf("hop(%d, %d) = %q, want %q", from, to, got, want)
+			}
+			if n := testing.AllocsPerRun(10, func() { _ = d.hop(from, to) }); n != 0 {
+				t.Fatalf("hop(%d, %d) allocates %v times", from, to, n)
+			}
+		}
 	}
 }

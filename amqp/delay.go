@@ -33,9 +33,9 @@ func newDelays(o Options) delays {
 	d.hopKeys = make([][]string, d.levels)
 	for l := range d.levels {
 		d.names[l] = fmt.Sprintf("%s-%02d", d.prefix, l)
-		d.hopKeys[l] = make([]string, l+1)
+		d.hopKeys[l] = make([]string, d.levels+1)
 		d.hopKeys[l][0] = fmt.Sprintf("%s-%02d>delivery", d.prefix, l)
-		for to := range l {
+		for to := range d.levels {
 			d.hopKeys[l][to+1] = fmt.Sprintf("%s-%02d>%02d", d.prefix, l, to)
 		}
 	}
