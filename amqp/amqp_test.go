@@ -434,8 +434,8 @@ func TestDeferred(t *testing.T) {
 }
 
 // TestDeferredLevels checks the routing of the delay levels without waiting:
-// messages deferred by various delays sit in the level of their lowest set
-// bit above level 0, odd delays rounded up to even ones.
+// messages deferred by various delays sit in their entry level (see
+// delays.path).
 func TestDeferredLevels(t *testing.T) {
 	url := brokertest.URL(t)
 	tr := dial(t, amqp.Options{DelayLevels: 6, DelayPrefix: "amqp-test-delay"})
@@ -461,7 +461,12 @@ func TestDeferredLevels(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := map[int]int{3: 1, 1: 2, 2: 1} // 33 and 9 s are rounded up to 34 and 10
+	// Each message enters the first of its levels in ascending order
+	// rotated by its rank among the transport's deferred messages (1 to
+	// 4), 33 and 9 s rounded up to 34 and 10: 40 s = levels 3 and 5,
+	// rotated once: 5; 34 s = 1 and 5, twice: 1; 20 s = 2 and 4, three
+	// times: 4; 10 s = 1 and 3, four times: 1.
+	want := map[int]int{5: 1, 1: 2, 4: 1}
 	for l := range 6 {
 		info, err := tr.Inspect(ctx, fmt.Sprintf("amqp-test-delay-%02d", l))
 		if err != nil {

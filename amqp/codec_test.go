@@ -110,9 +110,10 @@ func TestDelayKeys(t *testing.T) {
 
 // TestDelayRoute: the keys a deferred message is published with (its
 // delivery key, and a BCC of its entry level's queue and of a hop per
-// level after it, lowest first), the hops each exchange binds, and the
-// per-message TTL that takes back the rounding. An odd delay is rounded
-// up to even seconds, except the longest, which ends in level 0.
+// level after it, in ascending order rotated by the message's rotation,
+// level 0 last), the hops each exchange binds, and the per-message TTL
+// that takes back the rounding. An odd delay is rounded up to even
+// seconds, except the longest, which ends in level 0.
 func TestDelayRoute(t *testing.T) {
 	d := delays{levels: 4, prefix: "p", delivery: "p-delivery"}
 	type hop struct {
@@ -120,39 +121,48 @@ func TestDelayRoute(t *testing.T) {
 		to            int
 	}
 	for _, c := range []struct {
-		s, even uint64
-		entry   int
-		bcc     []any
-		hops    []hop
+		s, rot, even uint64
+		entry        int
+		bcc          []any
+		hops         []hop
 	}{
-		{1, 2, 1, []any{"p-01", "p-01>delivery"}, []hop{{"p-01>delivery", "p-00", -1}}},
-		{2, 2, 1, []any{"p-01", "p-01>delivery"}, []hop{{"p-01>delivery", "p-00", -1}}},
-		{3, 4, 2, []any{"p-02", "p-02>delivery"}, []hop{{"p-02>delivery", "p-01", -1}}},
-		{13, 14, 1, []any{"p-01", "p-01>02", "p-02>03", "p-03>delivery"},
+		{1, 0, 2, 1, []any{"p-01", "p-01>delivery"}, []hop{{"p-01>delivery", "p-00", -1}}},
+		{2, 5, 2, 1, []any{"p-01", "p-01>delivery"}, []hop{{"p-01>delivery", "p-00", -1}}},
+		{3, 1, 4, 2, []any{"p-02", "p-02>delivery"}, []hop{{"p-02>delivery", "p-01", -1}}},
+		{13, 0, 14, 1, []any{"p-01", "p-01>02", "p-02>03", "p-03>delivery"},
 			[]hop{{"p-01>02", "p-00", 2}, {"p-02>03", "p-01", 3}, {"p-03>delivery", "p-02", -1}}},
-		{12, 12, 2, []any{"p-02", "p-02>03", "p-03>delivery"}, []hop{{"p-02>03", "p-01", 3}, {"p-03>delivery", "p-02", -1}}},
-		{15, 15, 1, []any{"p-01", "p-01>02", "p-02>03", "p-03>00"},
+		{13, 1, 14, 2, []any{"p-02", "p-02>03", "p-03>01", "p-01>delivery"},
+			[]hop{{"p-02>03", "p-01", 3}, {"p-03>01", "p-02", 1}, {"p-01>delivery", "p-00", -1}}},
+		{14, 2, 14, 3, []any{"p-03", "p-03>01", "p-01>02", "p-02>delivery"},
+			[]hop{{"p-03>01", "p-02", 1}, {"p-01>02", "p-00", 2}, {"p-02>delivery", "p-01", -1}}},
+		{14, 3, 14, 1, []any{"p-01", "p-01>02", "p-02>03", "p-03>delivery"},
+			[]hop{{"p-01>02", "p-00", 2}, {"p-02>03", "p-01", 3}, {"p-03>delivery", "p-02", -1}}},
+		{12, 0, 12, 2, []any{"p-02", "p-02>03", "p-03>delivery"}, []hop{{"p-02>03", "p-01", 3}, {"p-03>delivery", "p-02", -1}}},
+		{12, 1, 12, 3, []any{"p-03", "p-03>02", "p-02>delivery"}, []hop{{"p-03>02", "p-02", 2}, {"p-02>delivery", "p-01", -1}}},
+		{15, 0, 15, 1, []any{"p-01", "p-01>02", "p-02>03", "p-03>00"},
 			[]hop{{"p-01>02", "p-00", 2}, {"p-02>03", "p-01", 3}, {"p-03>00", "p-02", 0}}},
+		{15, 2, 15, 3, []any{"p-03", "p-03>01", "p-01>02", "p-02>00"},
+			[]hop{{"p-03>01", "p-02", 1}, {"p-01>02", "p-00", 2}, {"p-02>00", "p-01", 0}}},
 	} {
-		r, ok := d.route(c.s, "q.x%y")
+		r, ok := d.route(c.s, c.rot, "q.x%y")
 		if !ok || r.key != "p>q%2Ex%25y" || r.s != c.even || r.entry != c.entry || !reflect.DeepEqual(r.bcc, c.bcc) {
-			t.Errorf("route(%d) = %+v %v, want %q %d %d %q", c.s, r, ok, "p>q%2Ex%25y", c.even, c.entry, c.bcc)
+			t.Errorf("route(%d, %d) = %+v %v, want %q %d %d %q", c.s, c.rot, r, ok, "p>q%2Ex%25y", c.even, c.entry, c.bcc)
 		}
 		if got := d.destination(r.key); got != "q.x%y" {
 			t.Errorf("destination(%q) = %q", r.key, got)
 		}
 		var hops []hop
-		d.hops(r.s, func(key, exchange string, to int) { hops = append(hops, hop{key, exchange, to}) })
+		d.hops(r.s, c.rot, func(key, exchange string, to int) { hops = append(hops, hop{key, exchange, to}) })
 		if !reflect.DeepEqual(hops, c.hops) {
-			t.Errorf("hops(%d) = %v, want %v", r.s, hops, c.hops)
+			t.Errorf("hops(%d, %d) = %v, want %v", r.s, c.rot, hops, c.hops)
 		}
 	}
 	var path []int
-	d.path(15, func(l int) { path = append(path, l) })
-	if !reflect.DeepEqual(path, []int{1, 2, 3, 0}) {
-		t.Errorf("path(15) = %v, want level 0 last", path)
+	d.path(15, 1, func(l int) { path = append(path, l) })
+	if !reflect.DeepEqual(path, []int{2, 3, 1, 0}) {
+		t.Errorf("path(15, 1) = %v, want [2 3 1 0]: rotated, level 0 last", path)
 	}
-	if _, ok := d.route(1, strings.Repeat("q", 254)); ok {
+	if _, ok := d.route(1, 0, strings.Repeat("q", 254)); ok {
 		t.Error("route of a delivery key over 255 bytes: ok")
 	}
 	for _, c := range []struct {

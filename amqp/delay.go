@@ -142,9 +142,9 @@ type hopRoute struct {
 }
 
 // route returns how a message delayed by s > 0 seconds to dest travels
-// through the levels; ok is false when the keys would not fit in 255
-// bytes, and the message then goes the levels' original way (see entry
-// and key).
+// through the levels, rot choosing the order of its levels (see path); ok
+// is false when the keys would not fit in 255 bytes, and the message then
+// goes the levels' original way (see entry and key).
 //
 // The BCC names the queue of the entry level, which the default exchange
 // routes to by a lookup of its name, and a hop key (see hop) for every
@@ -153,16 +153,11 @@ type hopRoute struct {
 // (see deliveryKey). Each key is one word, unless the prefix has dots, so
 // each exchange on the way matches a few short keys.
 //
-// The message takes its levels lowest first (see path), so that the level
-// it waits in last is the longest: messages that fall due together then
-// all change levels together once, when they enter that level, and leave
-// it paced by the rate the broker took them in at. Taken highest first,
-// their short levels came last and they crowded each of them in their
-// last seconds (see the README's "Deferral lateness"). Level 0, which can
-// only come last, would add a hop in those seconds for every odd delay;
-// so an odd delay is rounded up to the even one above it, and the entry
-// level takes back the extra second with the rounding (see expiration).
-// Only the longest odd delay, 2^levels-1 seconds, still waits in level 0.
+// Level 0, which can only come last (see path), would add a hop at the due
+// time for every odd delay; so an odd delay is rounded up to the even one
+// above it, and the entry level takes back the extra second with the
+// rounding (see expiration). Only the longest odd delay, 2^levels-1
+// seconds, still waits in level 0.
 //
 // The original way, the delay key (key), makes every exchange a message
 // passes, a level's and the delivery exchange's, match a 29-word key
@@ -171,39 +166,66 @@ type hopRoute struct {
 // level's exchange so costs the broker three to four times a Send, and a
 // level moves messages on five to seven times slower than a dead-letter
 // hop through the default exchange (see the README's "Benchmarks").
-func (d delays) route(s uint64, dest string) (r hopRoute, ok bool) {
+func (d delays) route(s, rot uint64, dest string) (r hopRoute, ok bool) {
 	r.key = d.deliveryKey(dest)
 	if len(r.key) > 255 {
 		return hopRoute{}, false
 	}
-	r.s = s
-	if s&1 != 0 && s+1 < uint64(1)<<d.levels {
-		r.s = s + 1
-	}
-	r.entry = d.first(r.s)
+	r.s = d.even(s)
+	r.entry = -1
+	d.path(r.s, rot, func(l int) {
+		if r.entry < 0 {
+			r.entry = l
+		}
+	})
 	r.bcc = append(make([]any, 0, 4), d.level(r.entry))
-	d.hops(r.s, func(key, _ string, _ int) { r.bcc = append(r.bcc, key) })
+	d.hops(r.s, rot, func(key, _ string, _ int) { r.bcc = append(r.bcc, key) })
 	return r, true
 }
 
-// first returns the level a message routed by hops for s > 0 seconds (see
-// route) enters at: its lowest set bit above level 0, or level 0 for one
-// second.
-func (d delays) first(s uint64) int {
-	if s&^1 == 0 {
-		return 0
+// even rounds an odd number of seconds s up to the even one above it,
+// unless that is longer than the levels allow.
+func (d delays) even(s uint64) uint64 {
+	if s&1 != 0 && s+1 < uint64(1)<<d.levels {
+		return s + 1
 	}
-	return bits.TrailingZeros64(s &^ 1)
+	return s
 }
 
 // path calls f with the levels a message routed by hops for s seconds
-// waits in, in order: those of its set bits above level 0, lowest first,
-// then level 0 when bit 0 is set. Level 0 comes last because it
-// dead-letters to the delivery exchange, where the message's delivery key
-// routes it to its destination: it cannot hop from there to another level.
-func (d delays) path(s uint64, f func(l int)) {
-	for r := s &^ 1; r != 0; r &= r - 1 {
-		f(bits.TrailingZeros64(r))
+// waits in, in order: those of its set bits above level 0, in ascending
+// order rotated by rot (rot mod their number of them first), then level 0
+// when bit 0 is set. Level 0 comes last because it dead-letters to the
+// delivery exchange, where the message's delivery key routes it to its
+// destination: it cannot hop from there to another level.
+//
+// Why the rotation: messages that fall due together leave their last
+// level together, and enter it together, its TTL before: two crowds of
+// dead-letter hops out of one queue, which its dead-letter worker moves
+// alone, while the message's other levels were entered and left at times
+// spread by the sending. Dispatch gives each deferred message the next
+// rotation, so that those crowds are split over as many queues, and
+// moments, as the delay has set bits. Taken highest first, the short
+// levels of every message came last and crowded the seconds before the
+// due time; lowest first, all of them entered their longest level at one
+// moment (see the README's "Deferral lateness").
+func (d delays) path(s, rot uint64, f func(l int)) {
+	high := s &^ 1
+	if n := uint64(bits.OnesCount64(high)); n > 1 {
+		// Skip the rot mod n lowest set bits, then wrap around to them.
+		k := rot % n
+		rest := high
+		for range k {
+			rest &= rest - 1
+		}
+		for r := rest; r != 0; r &= r - 1 {
+			f(bits.TrailingZeros64(r))
+		}
+		for r := high &^ rest; r != 0; r &= r - 1 {
+			f(bits.TrailingZeros64(r))
+		}
+	} else if high != 0 {
+		f(bits.TrailingZeros64(high))
 	}
 	if s&1 != 0 {
 		f(0)
@@ -400,13 +422,13 @@ func (d delays) declare(ch amqpChannel) error {
 	return nil
 }
 
-// hops calls f with each hop key a message routed by route for a delay of
-// s seconds needs bound (see route and path), and where: the exchange that
+// hops calls f with each hop key a message routed by route for s seconds
+// and rot needs bound (see route and path), and where: the exchange that
 // binds it, and the queue it leads to (to >= 0: level to's) or the
 // delivery exchange (to < 0).
-func (d delays) hops(s uint64, f func(key, exchange string, to int)) {
+func (d delays) hops(s, rot uint64, f func(key, exchange string, to int)) {
 	from := -1
-	d.path(s, func(l int) {
+	d.path(s, rot, func(l int) {
 		if from >= 0 {
 			f(d.hop(from, l), d.level(from-1), l)
 		}

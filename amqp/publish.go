@@ -698,6 +698,7 @@ type delivery struct {
 	mandatory bool
 	msg       amqp091.Publishing
 	hops      uint64 // the delay in seconds of a message routed by hop keys, else 0
+	rot       uint64 // and the rotation of its levels (see delays.path)
 }
 
 // dispatch is Dispatch (see routes.go) without the second try of a
@@ -961,8 +962,9 @@ func (t *Transport) plan(o *transport.Outgoing, now time.Time) (delivery, error)
 		// the default exchange its keys would name queues, which would
 		// receive it at once.
 		if !sendersSelect(d.msg.Headers) {
-			if r, ok := t.delays.route(s, o.RoutingKey); ok {
-				d.exchange, d.key, d.hops = "", r.key, r.s
+			rot := t.deferred.Add(1)
+			if r, ok := t.delays.route(s, rot, o.RoutingKey); ok {
+				d.exchange, d.key, d.hops, d.rot = "", r.key, r.s, rot
 				d.msg.Headers = withBCC(d.msg.Headers, r.bcc)
 				d.msg.Expiration = t.delays.expiration(r.entry, r.s, delay)
 				return d, nil

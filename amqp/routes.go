@@ -130,7 +130,7 @@ func (r *routes) ensureHops(ctx context.Context, msgs []transport.Outgoing, ds [
 		if ds[i].hops == 0 {
 			continue
 		}
-		r.t.delays.hops(ds[i].hops, func(key, exchange string, to int) {
+		r.t.delays.hops(ds[i].hops, ds[i].rot, func(key, exchange string, to int) {
 			if _, ok := known[key]; ok {
 				return
 			}

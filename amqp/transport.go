@@ -38,6 +38,7 @@ type Transport struct {
 	mu        sync.Mutex
 	closed    bool
 	isClosed  atomic.Bool          // closed, read without the lock on hot paths
+	deferred  atomic.Uint64        // deferred messages planned: each one's rotation of its levels (see delays.path)
 	topo      []transport.Topology // declared, in order, for redeclaration
 	binds     map[string][]string  // queue → patterns bound with Bind on queues not declared here
 	xbinds    []exchangeBinding    // bound with BindExchange, in order
