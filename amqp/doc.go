@@ -90,13 +90,16 @@
 // (x-message-ttl), then dead-letters it, at least once, to level L-1's
 // exchange, and level 0's to the exchange "busline-delay-delivery", on
 // which every declared queue is bound. A message waits in the level of
-// each set bit of its delay in seconds, lowest first, and goes on to its
-// destination after the highest: messages that fall due together then
-// change levels together once, when they enter their longest level, and
-// leave it paced by the rate the broker took them in at (highest first,
-// they crowded the short levels in their last seconds). Delays are rounded
-// up to whole seconds, odd ones to even ones (level 0 can only come last,
-// and would add a hop at the due time), and the entry level holds the
+// each set bit of its delay in seconds, in ascending order rotated by its
+// rank among the transport's deferred messages, and then goes on to its
+// destination: messages that fall due together leave their last level
+// together and enter it together, its TTL before, and the rotation spreads
+// those crowds of dead-letter hops over as many queues and moments as the
+// delay has set bits (highest first, as NServiceBus takes them, every
+// message's short levels came last and crowded the seconds before the due
+// time). Delays are rounded up to whole seconds, odd ones to even ones
+// (level 0 can only come last, and would add a hop at the due time), and
+// the entry level holds the
 // message less the rounding (a per-message TTL), so a message is due to
 // the millisecond and never early; one that enters its level just behind a
 // message with less or nothing taken back may wait for it, by less than

@@ -27,10 +27,11 @@ import (
 //
 //   - transport: the delay levels, as Dispatch uses them: each message
 //     waits in a level per set bit of its delay (odd delays rounded up to
-//     even ones, the entry level taking the rounding back), lowest first,
-//     so the messages, sent over the sending's seconds and due together,
-//     all enter their longest level at one moment, and the level's
-//     at-least-once dead-lettering moves them on at its own rate;
+//     even ones, the entry level taking the rounding back), in an order
+//     rotated message by message (see delays.path), so the messages, due
+//     together, enter and leave their last level in crowds split over
+//     several queues, which each level's at-least-once dead-lettering
+//     moves on at its own rate;
 //   - transport-onehop: every message deferred by 8 s exactly, so through
 //     one level only (its lateness counts from the first one's due time);
 //   - raw-levels: amqp091-go publishing into level 3 as the transport
