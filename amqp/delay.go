@@ -99,10 +99,11 @@ func (d delays) top(s uint64) int {
 // s being the seconds its levels add up to (delay rounded up to whole
 // seconds, or to even ones: see route): its entry level's TTL less the
 // rounding, so that the message arrives when it is due rather than up to
-// two seconds later, and "" when there is no rounding to take back. The message still never
-// arrives early: it waits that long in its entry level (TTLs count from
-// its enqueueing, after now) and 2^l seconds in each other level l,
-// s seconds less the rounding, whole milliseconds taken back only.
+// two seconds later, and "" when there is no rounding to take back. The
+// message still never arrives early: it waits that long in its entry
+// level (TTLs count from its enqueueing, after now) and 2^l seconds in
+// each other level l, s seconds less the rounding, whole milliseconds
+// taken back only.
 // RabbitMQ removes the property when it dead-letters the message, so it
 // shortens the entry level only. A message expires at the head of its
 // queue only, so one queued behind a message that entered its level
@@ -193,10 +194,10 @@ func (d delays) even(s uint64) uint64 {
 }
 
 // path calls f with the levels a message routed by hops for s seconds
-// waits in, in order: those of its set bits above level 0, in ascending
-// order rotated by rot (rot mod their number of them first), then level 0
-// when bit 0 is set. Level 0 comes last because it dead-letters to the
-// delivery exchange, where the message's delivery key routes it to its
+// waits in, in order: those of its set bits above level 0 in ascending
+// order, rotated left by rot mod their number, then level 0 when bit 0 is
+// set. Level 0 comes last because it dead-letters to the delivery
+// exchange, where the message's delivery key routes it to its
 // destination: it cannot hop from there to another level.
 //
 // Why the rotation: messages that fall due together leave their last
