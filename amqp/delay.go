@@ -238,7 +238,7 @@ func (d delays) path(s, rot uint64, f func(l int)) {
 // the delivery exchange when to < 0. Level from-1's exchange binds it, and
 // no other exchange: Dispatch binds the hops of a message before it
 // publishes it, once per transport and connection (see routes.ensureHops),
-// not all of them (about 400) when it declares the levels: a broker under
+// not all of them (about 750) when it declares the levels: a broker under
 // load took longer than a heartbeat to make them for several transports
 // dialing at once.
 func (d delays) hop(from, to int) string {
