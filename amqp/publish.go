@@ -712,13 +712,17 @@ func (t *Transport) dispatch(ctx context.Context, msgs []transport.Outgoing) err
 	}
 	// A batch of one, the bus's usual, keeps its bookkeeping on the stack.
 	var one struct {
-		ds   [1]delivery
-		errs [1]error
-		todo [1]int
+		ds      [1]delivery
+		errs    [1]error
+		todo    [1]int
+		written [1]bool
 	}
 	ds, errs, todo := one.ds[:], one.errs[:], one.todo[:0]
+	var written []bool // messages written at least once; allocated when one was, but for a batch of one
 	if len(msgs) > 1 {
 		ds, errs, todo = make([]delivery, len(msgs)), make([]error, len(msgs)), make([]int, 0, len(msgs))
+	} else {
+		written = one.written[:]
 	}
 	now := time.Now()
 	for i := range msgs {
@@ -739,7 +743,6 @@ func (t *Transport) dispatch(ctx context.Context, msgs []transport.Outgoing) err
 			todo = append(todo, i)
 		}
 	}
-	var written []bool // messages written at least once; allocated when one was
 	channelFailures := 0
 	pause := 50 * time.Millisecond
 	for len(todo) > 0 {
@@ -809,7 +812,7 @@ func dispatchError(o *transport.Outgoing, i int, err error) error {
 
 // publishRound publishes the messages todo on one channel and waits for
 // their outcome, recording it in errs, and in *written (allocated when
-// needed) those written at least once. It returns the messages to publish
+// needed, if the caller gave none) those written at least once. It returns the messages to publish
 // again (their channel or connection was lost, or the broker nacked them)
 // with the session they failed on; none when ctx is done or the transport
 // closed, which fails every message left.
@@ -847,7 +850,11 @@ func (t *Transport) publishRound(ctx context.Context, ds []delivery, todo []int,
 			(*written)[i] = true
 		}
 	}
-	reqs := make([]*pubReq, 0, len(todo))
+	var oneReq [1]*pubReq
+	reqs := oneReq[:0]
+	if len(todo) > 1 {
+		reqs = make([]*pubReq, 0, len(todo))
+	}
 	var retry []int
 queue:
 	for k, i := range todo {

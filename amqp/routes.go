@@ -120,6 +120,16 @@ func (r *routes) reset() {
 // transport closed, connection down, refused), it sends nothing and
 // returns a DispatchError for every message.
 func (r *routes) ensureHops(ctx context.Context, msgs []transport.Outgoing, ds []delivery) error {
+	for i := range ds {
+		if ds[i].hops != 0 {
+			return r.bindHops(ctx, msgs, ds)
+		}
+	}
+	return nil // without an allocation: bindHops's closure takes its map to the heap
+}
+
+// bindHops is ensureHops for a batch with a message routed by hops.
+func (r *routes) bindHops(ctx context.Context, msgs []transport.Outgoing, ds []delivery) error {
 	type bind struct {
 		exchange string
 		to       int
