@@ -812,10 +812,11 @@ func dispatchError(o *transport.Outgoing, i int, err error) error {
 
 // publishRound publishes the messages todo on one channel and waits for
 // their outcome, recording it in errs, and in *written (allocated when
-// needed, if the caller gave none) those written at least once. It returns the messages to publish
-// again (their channel or connection was lost, or the broker nacked them)
-// with the session they failed on; none when ctx is done or the transport
-// closed, which fails every message left.
+// needed, if the caller gave none) those written at least once. It
+// returns the messages to publish again (their channel or connection was
+// lost, or the broker nacked them) with the session they failed on; none
+// when ctx is done or the transport closed, which fails every message
+// left.
 func (t *Transport) publishRound(ctx context.Context, ds []delivery, todo []int, errs []error, written *[]bool) ([]int, *session) {
 	wrote := func(i int) bool { return *written != nil && (*written)[i] }
 	stop := func(cause error, which []int) {
