@@ -182,17 +182,26 @@ heal_cluster() {
 		[ok = Start(N, 240) || N <- [$all]], ok = rabbit_nodes:await_running_count(3, 120000)."
 	(node_env "$dir/n3" && ctl eval "$heal" >/dev/null) && return 0
 	log "healing through node 3 failed; node by node"
-	for n in "${nodes[@]}"; do
-		(
-			node_env "$dir/n$n"
-			if ! ctl eval 'ok = rabbit:start().' >/dev/null 2>&1; then
-				log "node $n does not answer; reviving it"
-				revive_node "$dir/n$n" >/dev/null || exit 1
-				ctl eval 'ok = rabbit:start().' >/dev/null
-			fi
-		) || return 1
+	# Autoheal may restart a node's app just after it was started here
+	# (seen once in CI: await_online_nodes then found n1's app stopped),
+	# so start them all and wait, up to three times.
+	local try
+	for try in 1 2 3; do
+		for n in "${nodes[@]}"; do
+			(
+				node_env "$dir/n$n"
+				if ! ctl eval 'ok = rabbit:start().' >/dev/null 2>&1; then
+					log "node $n does not answer; reviving it"
+					revive_node "$dir/n$n" >/dev/null || exit 1
+					ctl eval 'ok = rabbit:start().' >/dev/null
+				fi
+			) || return 1
+		done
+		(node_env "$dir/n1" && ctl await_online_nodes 3 --timeout 60 >/dev/null) && return 0
+		log "the cluster is not whole yet (try $try of 3)"
+		sleep 10
 	done
-	(node_env "$dir/n1" && ctl await_online_nodes 3 --timeout 60 >/dev/null)
+	return 1
 }
 
 state_dir() { echo "${BUSLINE_RABBITMQ_CLUSTER_DIR:-$here/../.rabbitmq-cluster}"; }

@@ -70,7 +70,7 @@ func ClusterControl(t testing.TB, args ...string) []byte {
 			healing.mu.Unlock()
 			// Reviving a node and waiting for the three to run again takes
 			// minutes on a loaded machine (rabbitmqctl alone starts a VM).
-			if out, err := runFor(5*time.Minute, script, "heal"); err != nil {
+			if out, err := runFor(8*time.Minute, script, "heal"); err != nil {
 				t.Errorf("brokertest: the cluster could not be healed after %s: %v\n%s", t.Name(), err, out)
 			}
 		})
