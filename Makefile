@@ -59,8 +59,8 @@ bench:
 
 ## bench-rabbitmq: only the RabbitMQ comparisons (bus, rawbus, transport, raw
 ## amqp091-go, watermill-amqp v3; Send, Defer, Consume, deferral lateness),
-## three interleaved rounds, then the README's tables as markdown and the
-## ratios, with the load average (8 to 18 minutes; see scripts/bench-rabbitmq.sh)
+## five interleaved rounds, then the README's tables as markdown and the
+## ratios, with the load average (about 13 minutes; see scripts/bench-rabbitmq.sh)
 bench-rabbitmq:
 	$(RABBITMQ) scripts/bench-rabbitmq.sh
 

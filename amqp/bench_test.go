@@ -158,8 +158,7 @@ func BenchmarkSendSerial(b *testing.B) {
 			q := benchQueue(b, tr, typ)
 			c := benchkit.Sender(b, tr)
 			ctx := context.Background()
-			b.ResetTimer()
-			start := benchkit.Start()
+			start := benchkit.Start(b)
 			for range b.N {
 				if err := c.Send(ctx, q, payload); err != nil {
 					b.Fatal(err)
@@ -173,8 +172,7 @@ func BenchmarkSendSerial(b *testing.B) {
 			msg := busPublishing(b, tr, q)
 			ch := rawConfirmChannel(b, rawConn(b))
 			ctx := context.Background()
-			b.ResetTimer()
-			start := benchkit.Start()
+			start := benchkit.Start(b)
 			for range b.N {
 				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, transport.DefaultDirectExchange, q, true, false, msg())
 				if err != nil {
@@ -190,8 +188,7 @@ func BenchmarkSendSerial(b *testing.B) {
 			tr := dial(b, amqp.Options{})
 			q := benchQueue(b, tr, typ)
 			ctx := context.Background()
-			b.ResetTimer()
-			start := benchkit.Start()
+			start := benchkit.Start(b)
 			for range b.N {
 				if err := tr.Dispatch(ctx, transportMsg(q)); err != nil {
 					b.Fatal(err)
@@ -204,8 +201,7 @@ func BenchmarkSendSerial(b *testing.B) {
 			q := benchQueue(b, tr, typ)
 			ch := rawConfirmChannel(b, rawConn(b))
 			ctx := context.Background()
-			b.ResetTimer()
-			start := benchkit.Start()
+			start := benchkit.Start(b)
 			for range b.N {
 				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, transport.DefaultDirectExchange, q, true, false, rawPublishing())
 				if err != nil {
@@ -262,8 +258,7 @@ func rawWindowTo(b *testing.B, exchange, key string, n int, msg func() amqp091.P
 	ch := rawConfirmChannel(b, rawConn(b))
 	ctx := context.Background()
 	window := make([]*amqp091.DeferredConfirmation, 0, n)
-	b.ResetTimer()
-	start := benchkit.Start()
+	start := benchkit.Start(b)
 	for range b.N {
 		if len(window) == n {
 			if !window[0].Wait() {
@@ -339,8 +334,7 @@ func BenchmarkConsume(b *testing.B) {
 			c := benchkit.Sender(b, tr)
 			benchkit.Fill(b, b.N, func() error { return c.Send(context.Background(), q, payload) })
 			benchkit.SettleGC()
-			b.ResetTimer()
-			start := benchkit.Start()
+			start := benchkit.Start(b)
 			if err := ep.Resume(context.Background()); err != nil {
 				b.Fatal(err)
 			}
@@ -355,8 +349,7 @@ func BenchmarkConsume(b *testing.B) {
 			done := make(chan struct{})
 			var n atomic.Int64
 			benchkit.SettleGC()
-			b.ResetTimer()
-			start := benchkit.Start()
+			start := benchkit.Start(b)
 			c, err := tr.Consume(context.Background(), q, transport.ConsumeOptions{Prefetch: 100}, func(ctx context.Context, d *transport.Delivery) {
 				if err := d.Ack(); err != nil {
 					b.Error(err)
@@ -397,8 +390,7 @@ func rawConsume(b *testing.B, q string) {
 		b.Fatal(err)
 	}
 	benchkit.SettleGC()
-	b.ResetTimer()
-	start := benchkit.Start()
+	start := benchkit.Start(b)
 	if err := ch.Qos(100, 0, false); err != nil {
 		b.Fatal(err)
 	}

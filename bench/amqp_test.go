@@ -235,8 +235,7 @@ func BenchmarkConsume(b *testing.B) {
 			c := benchkit.Sender(b, tr)
 			benchkit.Fill(b, b.N, func() error { return c.Send(ctx, q, payload) })
 			benchkit.SettleGC()
-			b.ResetTimer()
-			start := benchkit.Start()
+			start := benchkit.Start(b)
 			if err := ep.Resume(ctx); err != nil {
 				b.Fatal(err)
 			}
@@ -256,8 +255,7 @@ func BenchmarkConsume(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			benchkit.SettleGC()
-			b.ResetTimer()
-			start := benchkit.Start()
+			start := benchkit.Start(b)
 			msgs, err := sub.Subscribe(ctx, q)
 			if err != nil {
 				b.Fatal(err)

@@ -4,22 +4,23 @@
 # module's amqp benchmarks (bus, rawbus, transport and raw amqp091-go;
 # Send, Defer, Consume, deferral lateness) and the nested module bench's
 # (the bus against watermill-amqp v3), ROUNDS times interleaved, every run
-# recorded in one file; then the medians as the README's markdown tables
-# and the ratios of the issue's targets, with the load averages seen.
+# recorded in one file; then the medians as the README's markdown tables,
+# the client's and the broker's CPU time per message, and the ratios of the
+# issue's targets, with the load averages seen.
 #
-#   ROUNDS          rounds of the throughput benchmarks (default 3)
+#   ROUNDS          rounds of the throughput benchmarks (default 5)
 #   MSGS            messages per throughput benchmark run (default 20000)
 #   SERIAL_MSGS     messages per one-sender run (default 2000)
 #   DEFER_N         messages due together in the lateness benchmark (default 5000)
 #   LATENESS_ROUNDS rounds of the lateness benchmark (default 1)
 #   RECORD          keep the record file there, for benchtable to print again
 #
-# 8 to 18 minutes on a quiet 2-core machine with the defaults (8 on
-# 2026-12-03 at 50fb37a, most of it the rounds).
+# About 13 minutes on a quiet 2-core machine with the defaults (13 on
+# 2026-12-03 at 9c980b2, most of it the rounds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${BUSLINE_AMQP_URL:?no broker: run this through make bench-rabbitmq}"
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
 msgs=${MSGS:-20000}
 serial=${SERIAL_MSGS:-2000}
 defer_n=${DEFER_N:-5000}

@@ -1,9 +1,9 @@
 // Package benchkit holds what the RabbitMQ benchmarks of package amqp and
 // of the nested module bench share: the message they send, the meter of
-// msg/s and client CPU time per message, the senders and the record of a
-// run, which the test binaries print as ratios at their end and append,
-// for several runs, to a file that [benchtable] turns into the README's
-// tables.
+// msg/s and of the client's and the broker's CPU time per message, the
+// senders and the record of a run, which the test binaries print as ratios
+// at their end and append, for several runs, to a file that [benchtable]
+// turns into the README's tables.
 //
 // # Records
 //
@@ -92,18 +92,33 @@ func Sender(b testing.TB, tr *amqp.Transport) *bus.Bus {
 
 // Meter marks the start of a measurement.
 type Meter struct {
-	wall time.Time
-	cpu  time.Duration
+	wall     time.Time
+	cpu      time.Duration
+	broker   time.Duration
+	brokerOK bool
 }
 
-// Start starts a measurement.
-func Start() Meter { return Meter{time.Now(), cputime.Used()} }
+// Start starts a measurement of b, once the broker has settled (see
+// settleBroker), with b's timer reset.
+func Start(b *testing.B) Meter {
+	b.StopTimer()
+	settleBroker()
+	b.ResetTimer()
+	b.StartTimer()
+	broker, ok := brokerCPU()
+	return Meter{time.Now(), cputime.Used(), broker, ok}
+}
 
 // Report reports and records msg/s, which RabbitMQ bounds and other load on
-// a shared machine lowers, and the client's CPU time per message
+// a shared machine lowers; the client's CPU time per message
 // (client-cpu-ns/msg: the process's user and system time, amqp091-go's
-// included), which measures the library's own cost, for b.N messages since
-// m.
+// included), which measures the library's own cost; and the broker's
+// (broker-cpu-ns/msg: the RabbitMQ node's, see brokerCPU), which measures
+// what the library's way of using RabbitMQ costs RabbitMQ, for b.N
+// messages since m. On a machine whose cores the client and the broker
+// share, and keep busy, the two sum to the CPU time a message costs, which
+// bounds the rate: that sum's parts say which share of a gap between two
+// clients is whose.
 func Report(b *testing.B, m Meter) {
 	rate := float64(b.N) / time.Since(m.wall).Seconds()
 	b.ReportMetric(rate, "msg/s")
@@ -113,13 +128,17 @@ func Report(b *testing.B, m Meter) {
 		b.ReportMetric(cpu, "client-cpu-ns/msg")
 		metrics["client-cpu-ns/msg"] = cpu
 	}
+	if broker, ok := brokerCPU(); ok && m.brokerOK && broker > m.broker {
+		cpu := float64((broker - m.broker).Nanoseconds()) / float64(b.N)
+		b.ReportMetric(cpu, "broker-cpu-ns/msg")
+		metrics["broker-cpu-ns/msg"] = cpu
+	}
 	Record(b, metrics)
 }
 
 // Parallel runs b.N calls of f from n goroutines and reports the rate.
 func Parallel(b *testing.B, n int, f func() error) {
-	b.ResetTimer()
-	m := Start()
+	m := Start(b)
 	if err := run(b.N, n, f); err != nil {
 		b.Fatal(err)
 	}
@@ -265,8 +284,8 @@ func Median(xs []float64) float64 {
 type Pair struct{ Label, A, B string }
 
 // Summary returns the ratios of pairs in this process's records, for each
-// queue type, of median msg/s and of median client CPU time per message,
-// with the load average; "" when none has both sides.
+// queue type, of median msg/s and of median client and broker CPU time per
+// message, with the load average; "" when none has both sides.
 func Summary(pairs []Pair, queueTypes ...string) string {
 	results.Lock()
 	defer results.Unlock()
@@ -274,7 +293,7 @@ func Summary(pairs []Pair, queueTypes ...string) string {
 	if len(lines) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("ratios of median msg/s in this run, and of client CPU time per message (load average %s at the first benchmark, %s now):\n%s\n",
+	return fmt.Sprintf("ratios of median msg/s in this run, and of client and broker CPU time per message (load average %s at the first benchmark, %s now):\n%s\n",
 		results.load0, LoadAvg(), strings.Join(lines, "\n"))
 }
 
@@ -298,7 +317,11 @@ func Ratios(byName map[string]map[string][]float64, pairs []Pair, queueTypes ...
 			}
 			line := fmt.Sprintf("ratio %-54s %-7s %.2f", p.Label, typ, r)
 			if c, ok := ratio(a, b, "client-cpu-ns/msg"); ok {
-				line += fmt.Sprintf("  (client CPU per message %.2f)", c)
+				line += fmt.Sprintf("  (client CPU per message %.2f", c)
+				if c, ok := ratio(a, b, "broker-cpu-ns/msg"); ok {
+					line += fmt.Sprintf(", broker's %.2f", c)
+				}
+				line += ")"
 			}
 			lines = append(lines, line)
 		}

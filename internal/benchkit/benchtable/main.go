@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -81,7 +82,18 @@ func run(path string) error {
 	if s := sets["bench"]; s != nil {
 		printWatermill(s)
 	}
-	fmt.Println("Ratios of the medians (msg/s; client CPU time per message in parentheses):")
+	fmt.Println("Where the CPU time goes: medians of CPU time per message, the client's (this process, amqp091-go included) and the RabbitMQ node's, and the cores each kept busy (msg/s × CPU time per message; the machine has", runtime.NumCPU(), "cores):")
+	fmt.Println()
+	fmt.Println("| pair | queue | msg/s ratio | client µs/msg | broker µs/msg | cores busy, client + broker |")
+	fmt.Println("|---|---|---|---|---|---|")
+	if s := sets["amqp"]; s != nil {
+		printCPU(s, benchkit.AMQPPairs)
+	}
+	if s := sets["bench"]; s != nil {
+		printCPU(s, benchkit.WatermillPairs)
+	}
+	fmt.Println()
+	fmt.Println("Ratios of the medians (msg/s; client and broker CPU time per message in parentheses):")
 	fmt.Println()
 	fmt.Println("```text")
 	if s := sets["amqp"]; s != nil {
@@ -211,4 +223,37 @@ func group(x float64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// printCPU prints a row of the CPU table for each pair and queue type whose
+// two sides recorded msg/s and both CPU times: for a pair A/B, the ratio of
+// their rates, then each figure as "A / B". A gap between two clients on a
+// broker that both keep equally busy is the client's; one in the broker's
+// CPU time per message is the cost to RabbitMQ of what the client sends
+// (its headers, its channels, its pattern of writes).
+func printCPU(s *set, pairs []benchkit.Pair) {
+	for _, p := range pairs {
+		for _, typ := range benchkit.QueueTypes {
+			a, b := s.byName[fmt.Sprintf(p.A, typ)], s.byName[fmt.Sprintf(p.B, typ)]
+			med := func(m map[string][]float64, k string) (float64, bool) {
+				if len(m[k]) == 0 {
+					return 0, false
+				}
+				return benchkit.Median(m[k]), true
+			}
+			ra, ok1 := med(a, "msg/s")
+			rb, ok2 := med(b, "msg/s")
+			ca, ok3 := med(a, "client-cpu-ns/msg")
+			cb, ok4 := med(b, "client-cpu-ns/msg")
+			ba, ok5 := med(a, "broker-cpu-ns/msg")
+			bb, ok6 := med(b, "broker-cpu-ns/msg")
+			if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || rb == 0 {
+				continue
+			}
+			cores := func(rate, ns float64) float64 { return rate * ns / 1e9 }
+			fmt.Printf("| %s | %s | %.2f | %.1f / %.1f | %.1f / %.1f | %.2f + %.2f / %.2f + %.2f |\n",
+				p.Label, typ, ra/rb, ca/1000, cb/1000, ba/1000, bb/1000,
+				cores(ra, ca), cores(ra, ba), cores(rb, cb), cores(rb, bb))
+		}
+	}
 }
