@@ -280,6 +280,65 @@ func rawWindowTo(b *testing.B, exchange, key string, n int, msg func() amqp091.P
 	benchkit.Report(b, start)
 }
 
+// BenchmarkSendQueues: raw amqp091-go, 64 confirms in flight in all, spread
+// over 1, 2 or 4 queues of one type, each with its own connection, channel
+// and goroutine keeping 64/k in flight. It measures how far one queue
+// bounds the node: with one queue RabbitMQ keeps about one core busy
+// however fast the client is (see the README's "Whose CPU time a message
+// costs"); `make bench-rabbitmq` does not run it.
+func BenchmarkSendQueues(b *testing.B) {
+	const inFlight = 64
+	for _, typ := range queueTypes {
+		for _, k := range []int{1, 2, 4} {
+			b.Run(strconv.Itoa(k)+"/"+string(typ), func(b *testing.B) {
+				tr := dial(b, amqp.Options{})
+				qs := make([]string, k)
+				chs := make([]*amqp091.Channel, k)
+				for i := range k {
+					qs[i] = benchQueue(b, tr, typ)
+					chs[i] = rawConfirmChannel(b, rawConn(b))
+				}
+				start := benchkit.Start(b)
+				var wg sync.WaitGroup
+				var failed atomic.Bool
+				for i := range k {
+					n := b.N / k
+					if i == 0 {
+						n += b.N % k
+					}
+					wg.Go(func() {
+						window := make([]*amqp091.DeferredConfirmation, 0, inFlight/k)
+						for range n {
+							if len(window) == inFlight/k {
+								if !window[0].Wait() {
+									failed.Store(true)
+								}
+								window = window[1:]
+							}
+							dc, err := chs[i].PublishWithDeferredConfirmWithContext(context.Background(), transport.DefaultDirectExchange, qs[i], true, false, rawPublishing())
+							if err != nil {
+								failed.Store(true)
+								return
+							}
+							window = append(window, dc)
+						}
+						for _, dc := range window {
+							if !dc.Wait() {
+								failed.Store(true)
+							}
+						}
+					})
+				}
+				wg.Wait()
+				if failed.Load() {
+					b.Fatal("a publish failed or was nacked")
+				}
+				benchkit.Report(b, start)
+			})
+		}
+	}
+}
+
 // preload fills q with n messages as fast as possible (not timed).
 func preload(b *testing.B, q string, n int) {
 	ch := rawConfirmChannel(b, rawConn(b))
