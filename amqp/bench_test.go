@@ -37,7 +37,8 @@ import (
 // The comparison with watermill-amqp v3 is in the nested module bench,
 // which keeps Watermill out of this module's go.sum.
 //
-// Every benchmark reports msg/s.
+// Every benchmark reports msg/s and the client's and the RabbitMQ node's CPU
+// time per message (see benchkit.Report).
 
 var queueTypes = []transport.QueueType{transport.Classic, transport.Quorum}
 
