@@ -2,7 +2,12 @@ package amqp_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,23 +16,96 @@ import (
 	"github.com/busline/busline/amqp"
 	"github.com/busline/busline/bus"
 	"github.com/busline/busline/internal/benchkit"
+	"github.com/busline/busline/internal/brokertest"
 )
 
 // deferBy is the delay of BenchmarkDefer64's messages: long enough that
 // none falls due, and moves through the delay levels, while the benchmarks
-// of the same run measure something else (a bench node is thrown away
-// after `make bench`; on a kept node they go to the undelivered queue an
-// hour later, their destination being gone).
+// of the same run measure something else. They wait in delay levels of the
+// test binary's own (deferPrefix), deleted with them when its benchmarks
+// are done.
 const deferBy = time.Hour
 
 // deferKey is the routing key of a message deferred by deferBy (3,600 s,
-// bits 11, 10, 9 and 4) to q with the default 28 levels, and deferEntry
-// the level it enters at.
+// bits 11, 10, 9 and 4) to q with the default 28 levels.
 func deferKey(q string) string {
 	return strings.Repeat("0.", 16) + "1.1.1.0.0.0.0.1.0.0.0.0." + q
 }
 
-const deferEntry = "busline-delay-11"
+// deferEntry is the level a message deferred by deferBy enters at, as
+// NServiceBus enters its levels (highest first): the raw columns' way.
+func deferEntry(b *testing.B) string { return deferPrefix(b) + "-11" }
+
+// deferLevels names the delay levels of BenchmarkDefer64's transports: one
+// prefix per test binary, its levels deleted, with the messages waiting in
+// them, once the binary's benchmarks are done (dropDeferLevels). Without
+// it the messages each run defers by an hour (200,000 per round of `make
+// bench-rabbitmq`) fell due on a kept node an hour later, in the middle of
+// other measurements: on 2026-12-03 the deferral-lateness runs made while
+// they did were the slowest of the day.
+var deferLevels struct {
+	sync.Mutex
+	prefix, url string
+}
+
+// deferPrefix returns the binary's delay prefix for BenchmarkDefer64.
+func deferPrefix(b *testing.B) string {
+	url := brokertest.URL(b)
+	deferLevels.Lock()
+	defer deferLevels.Unlock()
+	if deferLevels.prefix == "" {
+		var r [4]byte
+		_, _ = rand.Read(r[:])
+		deferLevels.prefix, deferLevels.url = "bench-delay-"+hex.EncodeToString(r[:]), url
+	}
+	return deferLevels.prefix
+}
+
+// dialDefer dials a transport with the binary's delay levels.
+func dialDefer(b *testing.B) *amqp.Transport {
+	return dial(b, amqp.Options{DelayPrefix: deferPrefix(b)})
+}
+
+// dropDeferLevels deletes the delay levels deferPrefix named, if any, and
+// the messages in them.
+func dropDeferLevels() {
+	deferLevels.Lock()
+	defer deferLevels.Unlock()
+	prefix := deferLevels.prefix
+	if prefix == "" {
+		return
+	}
+	fail := func(err error) {
+		fmt.Fprintf(os.Stderr, "BenchmarkDefer64: delete the delay levels %s-*: %v\n", prefix, err)
+	}
+	conn, err := amqp091.Dial(deferLevels.url)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer ch.Close()
+	names := []string{prefix + "-delivery", prefix + "-undelivered"}
+	for l := range 28 {
+		names = append(names, fmt.Sprintf("%s-%02d", prefix, l))
+	}
+	for _, n := range names {
+		if _, err := ch.QueueDelete(n, false, false, false); err != nil {
+			fail(err)
+			return
+		}
+		if err := ch.ExchangeDelete(n, false, false); err != nil {
+			fail(err)
+			return
+		}
+	}
+	deferLevels.prefix = ""
+}
 
 // BenchmarkDefer64: as BenchmarkSend64, with every message deferred by
 // deferBy. Defer/Send in the summary of ratios is the price of deferral.
@@ -49,13 +127,13 @@ func BenchmarkDefer64(b *testing.B) {
 	const inFlight = 64
 	for _, typ := range queueTypes {
 		b.Run("bus/"+string(typ), func(b *testing.B) {
-			tr := dial(b, amqp.Options{})
+			tr := dialDefer(b)
 			q := benchQueue(b, tr, typ)
 			c := benchkit.Sender(b, tr)
 			benchkit.Parallel(b, inFlight, func() error { return c.Defer(context.Background(), deferBy, q, payload) })
 		})
 		b.Run("transport/"+string(typ), func(b *testing.B) {
-			tr := dial(b, amqp.Options{})
+			tr := dialDefer(b)
 			q := benchQueue(b, tr, typ)
 			benchkit.Parallel(b, inFlight, func() error {
 				m := transportMsg(q)
@@ -64,9 +142,9 @@ func BenchmarkDefer64(b *testing.B) {
 			})
 		})
 		b.Run("raw/"+string(typ), func(b *testing.B) {
-			tr := dial(b, amqp.Options{})
+			tr := dialDefer(b)
 			q := benchQueue(b, tr, typ)
-			bcc := amqp091.Table{"BCC": []any{deferEntry}}
+			bcc := amqp091.Table{"BCC": []any{deferEntry(b)}}
 			rawWindowTo(b, "", deferKey(q), inFlight, func() amqp091.Publishing {
 				m := rawPublishing()
 				m.Headers = bcc
@@ -74,7 +152,7 @@ func BenchmarkDefer64(b *testing.B) {
 			})
 		})
 		b.Run("rawbus/"+string(typ), func(b *testing.B) {
-			tr := dial(b, amqp.Options{})
+			tr := dialDefer(b)
 			q := benchQueue(b, tr, typ)
 			ex, key, msg := busDeferred(b, tr, q)
 			rawWindowTo(b, ex, key, inFlight, func() amqp091.Publishing {
@@ -84,9 +162,9 @@ func BenchmarkDefer64(b *testing.B) {
 			})
 		})
 		b.Run("raw-topic/"+string(typ), func(b *testing.B) {
-			tr := dial(b, amqp.Options{})
+			tr := dialDefer(b)
 			q := benchQueue(b, tr, typ)
-			rawWindowTo(b, deferEntry, deferKey(q), inFlight, rawPublishing)
+			rawWindowTo(b, deferEntry(b), deferKey(q), inFlight, rawPublishing)
 		})
 	}
 }

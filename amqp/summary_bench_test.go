@@ -15,5 +15,8 @@ import (
 // may be shared, and the load average printed with them says how much.
 func init() {
 	benchkit.Package = "amqp"
-	amqp.AfterTests = func() { fmt.Print(benchkit.Summary(benchkit.AMQPPairs, benchkit.QueueTypes...)) }
+	amqp.AfterTests = func() {
+		dropDeferLevels()
+		fmt.Print(benchkit.Summary(benchkit.AMQPPairs, benchkit.QueueTypes...))
+	}
 }
