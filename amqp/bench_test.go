@@ -3,6 +3,7 @@ package amqp_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"maps"
 	"strconv"
 	"sync"
@@ -257,28 +258,38 @@ func rawWindow(b *testing.B, q string, n int, msg func() amqp091.Publishing) {
 // rawWindowTo is rawWindow to any exchange and routing key.
 func rawWindowTo(b *testing.B, exchange, key string, n int, msg func() amqp091.Publishing) {
 	ch := rawConfirmChannel(b, rawConn(b))
+	start := benchkit.Start(b)
+	if err := publishWindow(ch, exchange, key, n, b.N, msg); err != nil {
+		b.Fatal(err)
+	}
+	benchkit.Report(b, start)
+}
+
+// publishWindow publishes count mandatory messages made by msg to exchange
+// with routing key on ch, from one goroutine, keeping n confirms in flight,
+// and waits for the last confirm; it fails on a nack.
+func publishWindow(ch *amqp091.Channel, exchange, key string, n, count int, msg func() amqp091.Publishing) error {
 	ctx := context.Background()
 	window := make([]*amqp091.DeferredConfirmation, 0, n)
-	start := benchkit.Start(b)
-	for range b.N {
+	for range count {
 		if len(window) == n {
 			if !window[0].Wait() {
-				b.Fatal("nack")
+				return errors.New("nack")
 			}
 			window = window[1:]
 		}
 		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg())
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
 		window = append(window, dc)
 	}
 	for _, dc := range window {
 		if !dc.Wait() {
-			b.Fatal("nack")
+			return errors.New("nack")
 		}
 	}
-	benchkit.Report(b, start)
+	return nil
 }
 
 // BenchmarkSendQueues: raw amqp091-go, 64 confirms in flight in all, spread
@@ -300,39 +311,20 @@ func BenchmarkSendQueues(b *testing.B) {
 					chs[i] = rawConfirmChannel(b, rawConn(b))
 				}
 				start := benchkit.Start(b)
+				errs := make([]error, k)
 				var wg sync.WaitGroup
-				var failed atomic.Bool
 				for i := range k {
 					n := b.N / k
 					if i == 0 {
 						n += b.N % k
 					}
 					wg.Go(func() {
-						window := make([]*amqp091.DeferredConfirmation, 0, inFlight/k)
-						for range n {
-							if len(window) == inFlight/k {
-								if !window[0].Wait() {
-									failed.Store(true)
-								}
-								window = window[1:]
-							}
-							dc, err := chs[i].PublishWithDeferredConfirmWithContext(context.Background(), transport.DefaultDirectExchange, qs[i], true, false, rawPublishing())
-							if err != nil {
-								failed.Store(true)
-								return
-							}
-							window = append(window, dc)
-						}
-						for _, dc := range window {
-							if !dc.Wait() {
-								failed.Store(true)
-							}
-						}
+						errs[i] = publishWindow(chs[i], transport.DefaultDirectExchange, qs[i], inFlight/k, n, rawPublishing)
 					})
 				}
 				wg.Wait()
-				if failed.Load() {
-					b.Fatal("a publish failed or was nacked")
+				if err := errors.Join(errs...); err != nil {
+					b.Fatal(err)
 				}
 				benchkit.Report(b, start)
 			})
