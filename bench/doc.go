@@ -9,10 +9,10 @@
 // busline's Bus and watermill-amqp v3 side by side in one binary, against
 // the node of `make bench`, on a classic and on a quorum queue: persistent,
 // confirmed, mandatory messages with a 256-byte JSON body, msg/s and the
-// client's and the RabbitMQ node's CPU time per message. watermill-amqp runs in its best durable,
-// confirmed configuration (see [watermillConfig]). The root module's
-// benchmarks in package amqp compare the bus with amqp091-go used
-// directly.
+// client's and the RabbitMQ node's CPU time per message. watermill-amqp
+// runs in its best durable, confirmed configuration (see
+// [watermillConfig]). The root module's benchmarks in package amqp compare
+// the bus with amqp091-go used directly.
 //
 // # Memory
 //

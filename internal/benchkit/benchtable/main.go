@@ -234,20 +234,9 @@ func group(x float64) string {
 func printCPU(s *set, pairs []benchkit.Pair) {
 	for _, p := range pairs {
 		for _, typ := range benchkit.QueueTypes {
-			a, b := s.byName[fmt.Sprintf(p.A, typ)], s.byName[fmt.Sprintf(p.B, typ)]
-			med := func(m map[string][]float64, k string) (float64, bool) {
-				if len(m[k]) == 0 {
-					return 0, false
-				}
-				return benchkit.Median(m[k]), true
-			}
-			ra, ok1 := med(a, "msg/s")
-			rb, ok2 := med(b, "msg/s")
-			ca, ok3 := med(a, "client-cpu-ns/msg")
-			cb, ok4 := med(b, "client-cpu-ns/msg")
-			ba, ok5 := med(a, "broker-cpu-ns/msg")
-			bb, ok6 := med(b, "broker-cpu-ns/msg")
-			if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || rb == 0 {
+			ra, ca, ba, okA := medians(s.byName[fmt.Sprintf(p.A, typ)])
+			rb, cb, bb, okB := medians(s.byName[fmt.Sprintf(p.B, typ)])
+			if !okA || !okB || rb == 0 {
 				continue
 			}
 			cores := func(rate, ns float64) float64 { return rate * ns / 1e9 }
@@ -256,4 +245,15 @@ func printCPU(s *set, pairs []benchkit.Pair) {
 				cores(ra, ca), cores(ra, ba), cores(rb, cb), cores(rb, bb))
 		}
 	}
+}
+
+// medians returns the median msg/s and client and broker CPU time per
+// message of one benchmark's metrics, and whether it recorded all three.
+func medians(m map[string][]float64) (rate, client, broker float64, ok bool) {
+	for _, k := range []string{"msg/s", "client-cpu-ns/msg", "broker-cpu-ns/msg"} {
+		if len(m[k]) == 0 {
+			return 0, 0, 0, false
+		}
+	}
+	return benchkit.Median(m["msg/s"]), benchkit.Median(m["client-cpu-ns/msg"]), benchkit.Median(m["broker-cpu-ns/msg"]), true
 }
